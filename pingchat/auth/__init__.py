@@ -1,0 +1,1 @@
+"""Authentication: password hashing, credential checkers, tokens, OTP, throttling."""

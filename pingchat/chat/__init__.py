@@ -1,0 +1,1 @@
+"""The protocol-independent chat world: model, service and realm."""

@@ -1,0 +1,342 @@
+"""Account operations shared by every door: registration, passwords, tokens,
+recovery codes, the second factor, contacts and public keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pingchat.auth import otp
+from pingchat.auth.audit import Auditor
+from pingchat.auth.passwords import PasswordHasher, check_password_policy
+from pingchat.auth.throttle import AddressLimiter, LoginThrottle
+from pingchat.auth.tokens import DEFAULT_TTL_MS, new_token, token_hash
+from pingchat.chat.model import Account, check_account_name, iso_ms
+from pingchat.chat.service import ChatService, Session
+from pingchat.errors import AuthFailed, BadRequest, InvalidName, RateLimited
+from pingchat.store import SQLiteStore
+
+log = Logger()
+
+RESERVED_NAMES = frozenset(
+    {"nickserv", "chanserv", "server", "pingchat", "root", "operator", "services"}
+)
+RECOVERY_CODES = 10
+_CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+
+
+def new_recovery_code() -> str:
+    """A random one-time code, ``xxxx-xxxx-xxxx-xxxx`` (about 79 bits)."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(16))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def recovery_code_hash(code: str) -> bytes:
+    normalised = code.strip().lower().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normalised.encode("utf-8")).digest()
+
+
+def check_public_key(key: object) -> str:
+    """A public key must be the base64 of exactly 32 bytes (X25519)."""
+    if not isinstance(key, str):
+        raise BadRequest("public_key must be a base64 string")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("public_key is not valid base64") from None
+    if len(raw) != 32:
+        raise BadRequest("public_key must be 32 bytes (an X25519 key)")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def key_fingerprint(key: str) -> str:
+    digest = hashlib.sha256(base64.b64decode(key)).hexdigest()[:32]
+    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+
+class AccountManager:
+    """Registration, passwords, tokens, recovery, OTP, contacts and keys."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        hasher: PasswordHasher,
+        clock: IReactorTime,
+        audit: Auditor,
+        service: ChatService | None = None,
+        min_password_length: int = 8,
+        token_ttl_ms: int = DEFAULT_TTL_MS,
+        login_throttle: LoginThrottle | None = None,
+        register_limiter: AddressLimiter | None = None,
+    ) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.clock = clock
+        self.audit = audit
+        self.service = service
+        self.min_password_length = min_password_length
+        self.token_ttl_ms = token_ttl_ms
+        self.login_throttle = login_throttle
+        self.register_limiter = register_limiter
+
+    def now(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def check_new_name(self, name: object) -> str:
+        name = check_account_name(name)
+        if name.lower() in RESERVED_NAMES:
+            raise InvalidName(f"the name {name} is reserved")
+        return name
+
+    # -- registration and recovery ------------------------------------------------
+
+    @inlineCallbacks
+    def register(
+        self, name: object, password: object, address: str | None = None, role: str = "user"
+    ) -> Any:
+        """Create an account; fires with ``{"account", "recovery_codes"}``."""
+        name = self.check_new_name(name)
+        password = check_password_policy(password, self.min_password_length)
+        if self.register_limiter is not None:
+            wait = self.register_limiter.take(address)
+            if wait > 0:
+                raise RateLimited(f"too many registrations; retry after {wait:.0f}s", wait)
+        hashed = yield self.hasher.hash(password)
+        account: Account = yield self.store.create_account(name, hashed, self.now(), role)
+        codes = yield self._new_recovery_codes(account)
+        self.audit("register", account=account.name, address=address)
+        return {"account": account, "recovery_codes": codes}
+
+    def _new_recovery_codes(self, account: Account) -> Deferred[list[str]]:
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        d = self.store.set_recovery_codes(account.id, [recovery_code_hash(c) for c in codes])
+        return d.addCallback(lambda _: codes)
+
+    @inlineCallbacks
+    def regenerate_recovery_codes(self, session: Session, password: object) -> Any:
+        yield self._check_password(session, password, "recovery_regenerate_failed")
+        assert session.account is not None
+        codes = yield self._new_recovery_codes(session.account)
+        self.audit("recovery_regenerated", account=session.name, address=session.address)
+        return codes
+
+    @inlineCallbacks
+    def recover(self, name: object, code: object, new_password: object, address: str | None) -> Any:
+        """Reset a password with a one-time code; every token is revoked."""
+        name = check_account_name(name)
+        if not isinstance(code, str):
+            raise BadRequest("code must be a string")
+        new_password = check_password_policy(new_password, self.min_password_length)
+        if self.login_throttle is not None:
+            wait = self.login_throttle.check(name, address)
+            if wait > 0:
+                raise RateLimited(f"too many attempts; retry after {wait:.1f}s", wait)
+        hashed = yield self.hasher.hash(new_password)
+        recovered = yield self.store.recover(name, recovery_code_hash(code), hashed, self.now())
+        if recovered is None:
+            if self.login_throttle is not None:
+                self.login_throttle.failed(name, address)
+            self.audit("recover_failed", account=name, address=address)
+            raise AuthFailed("wrong user name or recovery code")
+        self.audit("recover", account=recovered, address=address)
+        left = yield self.store.recovery_codes_left(recovered)
+        return {"user": recovered, "recovery_codes_left": left}
+
+    # -- tokens -----------------------------------------------------------------------
+
+    def issue_token(self, session: Session) -> Deferred[dict[str, Any]]:
+        """Create a session token for *session*; fires with ``token``/``expires_at``."""
+        assert session.account is not None
+        token = new_token()
+        digest = token_hash(token)
+        session.token_hash = digest
+
+        def issued(expires: int) -> dict[str, Any]:
+            return {"token": token, "expires_at": iso_ms(expires)}
+
+        return self.store.add_token(
+            session.account.id, digest, self.now(), self.token_ttl_ms
+        ).addCallback(issued)
+
+    def resumed(self, session: Session, token: str) -> dict[str, Any]:
+        """A session that came back with *token*: remember it for ``logout``."""
+        session.token_hash = token_hash(token)
+        return {"token": token, "expires_at": iso_ms(self.now() + self.token_ttl_ms)}
+
+    def logout(self, session: Session) -> Deferred[bool]:
+        """Revoke the session's token."""
+        self.audit("logout", account=session.name, address=session.address)
+        if session.token_hash is None:
+            return succeed(False)
+        return self.store.revoke_token(session.token_hash)
+
+    # -- passwords ---------------------------------------------------------------------
+
+    @inlineCallbacks
+    def _check_password(self, session: Session, password: object, failure_event: str) -> Any:
+        if self.login_throttle is not None:
+            wait = self.login_throttle.check(session.name, session.address)
+            if wait > 0:
+                raise RateLimited(f"too many attempts; retry after {wait:.1f}s", wait)
+        if not isinstance(password, str):
+            raise BadRequest("password must be a string")
+        found = yield self.store.get_credentials(session.name)
+        ok = yield self.hasher.check(password, found[1] if found else None)
+        if not ok:
+            if self.login_throttle is not None:
+                self.login_throttle.failed(session.name, session.address)
+            self.audit(failure_event, account=session.name, address=session.address)
+            raise AuthFailed("wrong password")
+        return None
+
+    @inlineCallbacks
+    def change_password(self, session: Session, old: object, new: object) -> Any:
+        """Check *old*, set *new*, revoke every token but the session's own."""
+        new = check_password_policy(new, self.min_password_length)
+        yield self._check_password(session, old, "passwd_failed")
+        hashed = yield self.hasher.hash(new)
+        account: Account = yield self.store.set_password(
+            session.name, hashed, keep_token=session.token_hash
+        )
+        self.audit("passwd", account=account.name, address=session.address)
+        return account
+
+    @inlineCallbacks
+    def set_password_admin(self, name: str, new: str, actor: str) -> Any:
+        new = check_password_policy(new, self.min_password_length)
+        hashed = yield self.hasher.hash(new)
+        account = yield self.store.set_password(name, hashed)
+        self.audit("passwd_reset", account=account.name, actor=actor)
+        return account
+
+    # -- second factor ------------------------------------------------------------------
+
+    @inlineCallbacks
+    def otp_setup(self, session: Session) -> Any:
+        assert session.account is not None
+        state = yield self.store.otp_state(session.account.id)
+        if state.enabled:
+            raise BadRequest("a second factor is already enabled; disable it first")
+        secret = otp.new_secret()
+        yield self.store.set_otp_pending(session.account.id, secret)
+        self.audit("otp_setup", account=session.name, address=session.address)
+        return {"secret": secret, "uri": otp.provisioning_uri(secret, session.name)}
+
+    @inlineCallbacks
+    def otp_enable(self, session: Session, code: object) -> Any:
+        assert session.account is not None
+        state = yield self.store.otp_state(session.account.id)
+        if state.enabled:
+            raise BadRequest("a second factor is already enabled")
+        if state.pending is None:
+            raise BadRequest("call otp.setup first")
+        step = otp.matching_step(state.pending, code, self.clock.seconds())
+        if step is None:
+            self.audit("otp_enable_failed", account=session.name, address=session.address)
+            raise AuthFailed("wrong code")
+        ok = yield self.store.enable_otp(session.account.id, state.pending, step)
+        if not ok:
+            raise BadRequest("the pending secret changed; call otp.setup again")
+        self.audit("otp_enabled", account=session.name, address=session.address)
+        return {"enabled": True}
+
+    @inlineCallbacks
+    def otp_disable(self, session: Session, password: object, code: object) -> Any:
+        assert session.account is not None
+        yield self._check_password(session, password, "otp_disable_failed")
+        state = yield self.store.otp_state(session.account.id)
+        if not state.enabled or state.secret is None:
+            raise BadRequest("no second factor is enabled")
+        step = otp.matching_step(state.secret, code, self.clock.seconds())
+        if step is None or step <= state.last_step:
+            self.audit("otp_disable_failed", account=session.name, address=session.address)
+            raise AuthFailed("wrong code")
+        yield self.store.consume_otp_step(session.account.id, step)
+        yield self.store.disable_otp(session.account.id)
+        self.audit("otp_disabled", account=session.name, address=session.address)
+        return {"enabled": False}
+
+    # -- contacts and keys ----------------------------------------------------------------
+
+    @inlineCallbacks
+    def contact_add(self, session: Session, user: object) -> Any:
+        assert session.account is not None
+        user = check_account_name(user)
+        if user.lower() == session.name.lower():
+            raise BadRequest("you cannot add yourself")
+        change = yield self.store.contact_add(session.account.id, user, self.now())
+        if change.changed:
+            if change.mutual:
+                yield self._contact_event(change.peer, change.peer_id, session.name, "accepted")
+                yield self._contact_event(session.name, session.account.id, change.peer, "accepted")
+            else:
+                yield self._contact_event(change.peer, change.peer_id, session.name, "request")
+        return {"user": change.peer, "status": "contact" if change.mutual else "requested"}
+
+    @inlineCallbacks
+    def contact_remove(self, session: Session, user: object) -> Any:
+        assert session.account is not None
+        user = check_account_name(user)
+        change = yield self.store.contact_remove(session.account.id, user)
+        if change.changed and change.mutual:
+            yield self._contact_event(change.peer, change.peer_id, session.name, "removed")
+        return {"user": change.peer, "status": "none"}
+
+    def _contact_event(self, to: str, to_id: int, user: str, status: str) -> Deferred[None]:
+        """Tell *to* about a contact change, now or at its next login."""
+        payload = {"event": "contact", "user": user, "status": status}
+        sessions = self.service.sessions_of(to) if self.service else []
+        if sessions:
+            for s in sessions:
+                s.mind.contact_event(user, status)  # type: ignore[attr-defined]
+            return succeed(None)
+        return self.store.add_pending_event(to_id, self.now(), payload)
+
+    def deliver_pending_events(self, session: Session) -> Deferred[None]:
+        if session.account is None:
+            return succeed(None)
+
+        def deliver(events: list[dict[str, Any]]) -> None:
+            for e in events:
+                if e.get("event") == "contact":
+                    session.mind.contact_event(e["user"], e["status"])  # type: ignore[attr-defined]
+
+        return self.store.take_pending_events(session.account.id).addCallback(deliver)
+
+    def contacts(self, session: Session) -> Deferred[dict[str, list[str]]]:
+        assert session.account is not None
+        return self.store.contacts(session.account.id)
+
+    def set_dm_policy(self, session: Session, policy: object) -> Deferred[Account]:
+        if policy not in ("anyone", "contacts"):
+            raise BadRequest("dm_policy is 'anyone' or 'contacts'")
+        self.audit("dm_policy", account=session.name, address=session.address, policy=policy)
+        return self.store.set_dm_policy(session.name, str(policy))
+
+    def publish_key(self, session: Session, key: object) -> Deferred[dict[str, Any]]:
+        assert session.account is not None
+        key = check_public_key(key)
+        self.audit("key_published", account=session.name, address=session.address)
+        return self.store.publish_key(session.account.id, key).addCallback(
+            lambda _: {"fingerprint": key_fingerprint(key)}
+        )
+
+    def get_key(self, user: object) -> Deferred[dict[str, Any]]:
+        user = check_account_name(user)
+
+        def shape(found: tuple[str, str | None]) -> dict[str, Any]:
+            name, key = found
+            return {
+                "user": name,
+                "public_key": key,
+                "fingerprint": key_fingerprint(key) if key else None,
+            }
+
+        return self.store.get_key(user).addCallback(shape)

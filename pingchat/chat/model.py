@@ -1,0 +1,202 @@
+"""Pure values and rules of the chat world: names, messages, timestamps.
+
+Nothing here does I/O or reads the clock; time is passed in as milliseconds
+since the epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from pingchat.errors import BadRequest, InvalidName
+
+# SPEC §2: account names start with a letter or underscore, then IRC nick characters.
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-\[\]\\^{}|`]{0,31}")
+ROOM_NAME_MAX = 50  # '#' + 1..49 characters
+MAX_TEXT_BYTES = 4096
+FORBIDDEN_ROOM_CHARS = frozenset(" ,\x07\r\n\x00:")
+
+
+def fold(name: str) -> str:
+    """Case-fold a name for uniqueness (IRC ``CASEMAPPING=ascii``)."""
+    return name.lower() if name.isascii() else name.casefold()
+
+
+def check_account_name(name: object) -> str:
+    """Return *name* if it is a valid account name, else raise ``InvalidName``."""
+    if not isinstance(name, str) or not ACCOUNT_NAME_RE.fullmatch(name):
+        raise InvalidName(
+            "account names are 1-32 characters: a letter or _ first, then "
+            "letters, digits or any of _-[]\\^{}|`"
+        )
+    return name
+
+
+def check_room_name(name: object) -> str:
+    """Return *name* if it is a valid room name (``#`` + 1-49 characters)."""
+    if (
+        not isinstance(name, str)
+        or not name.startswith("#")
+        or not 2 <= len(name) <= ROOM_NAME_MAX
+        or any(c in FORBIDDEN_ROOM_CHARS or ord(c) < 32 for c in name)
+    ):
+        raise InvalidName(
+            "room names are # followed by 1-49 characters, without spaces, "
+            "commas, colons or control characters"
+        )
+    return name
+
+
+def clean_text(text: str) -> str:
+    """Remove the characters that must never be relayed inside a message.
+
+    CR, LF and NUL would let a message end an IRC line and inject a command;
+    a line break inside a message therefore becomes a space.
+    """
+    if "\r" in text or "\n" in text or "\x00" in text:
+        text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+        text = text.replace("\x00", "")
+    return text
+
+
+def check_text(text: object, field: str = "text") -> str:
+    """Validate message text and strip CR/LF/NUL from it."""
+    if not isinstance(text, str):
+        raise BadRequest(f"{field} must be a string")
+    text = clean_text(text)
+    if not text.strip():
+        raise BadRequest(f"{field} must not be empty")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise BadRequest(f"{field} is longer than {MAX_TEXT_BYTES} bytes")
+    return text
+
+
+MAX_CIPHERTEXT = 12 * 1024
+
+
+def check_ciphertext(ciphertext: object, nonce: object) -> None:
+    """Ciphertext (and its optional nonce) must be base64; the server never reads it."""
+    import base64
+    import binascii
+
+    for field, value, limit in (("ciphertext", ciphertext, MAX_CIPHERTEXT), ("nonce", nonce, 256)):
+        if value is None and field == "nonce":
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"{field} must be a non-empty base64 string")
+        if len(value) > limit:
+            raise BadRequest(f"{field} is longer than {limit} characters")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"{field} is not valid base64") from None
+
+
+def iso_ms(ms: int) -> str:
+    """Format milliseconds since the epoch as ISO 8601 UTC, e.g. ``...T22:44:16.123Z``."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso_ms(text: str) -> int:
+    """Parse an ISO 8601 timestamp (as written by :func:`iso_ms`) into milliseconds."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadRequest(f"not an ISO 8601 timestamp: {text!r}") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+class Presence(Enum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class Role(Enum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@attrs.frozen
+class Account:
+    """An account as stored (no secrets)."""
+
+    id: int
+    name: str
+    role: str = "user"
+    disabled: bool = False
+    created_at: int = 0
+    last_seen: int | None = None
+    dm_policy: str = "anyone"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+
+@attrs.frozen
+class Message:
+    """A stored room message or direct message."""
+
+    id: int
+    ts: int
+    sender: str
+    text: str | None
+    room: str | None = None
+    to: str | None = None
+    ciphertext: str | None = None
+    nonce: str | None = None
+    kind: str = "privmsg"  # or "notice"
+    sender_account: str | None = None
+
+    def to_event(self, offline: bool = False) -> dict[str, Any]:
+        """The native protocol's ``message`` event (without ``"event"``)."""
+        out: dict[str, Any] = {"msg_id": self.id, "ts": iso_ms(self.ts), "from": self.sender}
+        if self.room is not None:
+            out["room"] = self.room
+        else:
+            out["to"] = self.to
+        if self.ciphertext is not None:
+            out["ciphertext"] = self.ciphertext
+            if self.nonce is not None:
+                out["nonce"] = self.nonce
+        else:
+            out["text"] = self.text
+        if self.kind != "privmsg":
+            out["kind"] = self.kind
+        if offline:
+            out["offline"] = True
+        return out
+
+
+@attrs.frozen
+class RoomInfo:
+    """A room's persistent state."""
+
+    id: int
+    name: str
+    topic: str = ""
+    topic_by: str | None = None
+    topic_at: int | None = None
+    created_at: int = 0
+    modes: str = ""
+    key: str | None = None
+    limit: int | None = None
+
+
+@attrs.frozen
+class Membership:
+    """One account's membership of a room, with its channel privileges."""
+
+    room: str
+    account: str
+    op: bool = False
+    voice: bool = False

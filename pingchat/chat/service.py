@@ -1,0 +1,733 @@
+"""The chat service: the one live world that every door shares.
+
+It owns the in-memory state (rooms with their members, the sessions of each
+account, presence) and routes every event to the *minds* (connections) that
+should see it. Durable state goes through the store; a message is delivered
+and acknowledged only after the store has committed it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pingchat.chat.model import (
+    Account,
+    Message,
+    Presence,
+    RoomInfo,
+    check_account_name,
+    check_room_name,
+    check_text,
+    clean_text,
+    fold,
+)
+from pingchat.errors import (
+    BadRequest,
+    Forbidden,
+    NoSuchRoom,
+    NoSuchUser,
+    NotInRoom,
+)
+from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.store import SQLiteStore
+from pingchat.store.rooms import RoomSnapshot
+
+log = Logger()
+
+HISTORY_MAX = 200
+TOPIC_MAX = 390
+ROOM_FLAGS = frozenset("imnt")  # modes without arguments
+
+
+@attrs.define
+class Member:
+    """An account's (or guest's) place in a room."""
+
+    name: str
+    op: bool = False
+    voice: bool = False
+    guest: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return "@" if self.op else "+" if self.voice else ""
+
+
+@attrs.define(eq=False)
+class Room:
+    """A room's live state: persisted fields plus its member list."""
+
+    id: int
+    name: str
+    topic: str = ""
+    topic_by: str | None = None
+    topic_at: int | None = None
+    created_at: int = 0
+    flags: set[str] = attrs.Factory(lambda: {"n", "t"})
+    key: str | None = None
+    limit: int | None = None
+    members: dict[str, Member] = attrs.Factory(dict)
+    bans: list[str] = attrs.Factory(list)
+    invites: set[str] = attrs.Factory(set)
+
+    @classmethod
+    def from_info(cls, info: RoomInfo) -> Room:
+        return cls(
+            id=info.id,
+            name=info.name,
+            topic=info.topic,
+            topic_by=info.topic_by,
+            topic_at=info.topic_at,
+            created_at=info.created_at,
+            flags=set(info.modes) & ROOM_FLAGS,
+            key=info.key,
+            limit=info.limit,
+        )
+
+    def mode_string(self, show_key: bool = True) -> tuple[str, list[str]]:
+        """``('+ntk', ['secret'])``: the room's modes as IRC shows them."""
+        letters = "".join(sorted(self.flags))
+        args: list[str] = []
+        if self.key is not None:
+            letters += "k"
+            args.append(self.key if show_key else "*")
+        if self.limit is not None:
+            letters += "l"
+            args.append(str(self.limit))
+        return "+" + letters, args
+
+    def member(self, name: str) -> Member | None:
+        return self.members.get(fold(name))
+
+    def is_op(self, name: str) -> bool:
+        m = self.members.get(fold(name))
+        return m is not None and m.op
+
+    def is_banned(self, name: str, hostmask: str) -> bool:
+        for mask in self.bans:
+            pattern = fold(mask)
+            if fnmatch.fnmatchcase(fold(hostmask), pattern) or pattern == fold(name):
+                return True
+        return False
+
+
+def hostmask(name: str, guest: bool = False) -> str:
+    """The IRC ``nick!user@host`` shown for a user; hosts are cloaked."""
+    return f"{name}!{name}@{'guest' if guest else 'user/' + name}"
+
+
+@implementer(IChatAvatar)
+class Session:
+    """One authenticated connection: the avatar a door acts through.
+
+    An account may have many sessions at once (phone, laptop, IRC); each
+    receives all of the account's traffic.
+    """
+
+    def __init__(
+        self,
+        service: ChatService,
+        account: Account | None,
+        name: str,
+        mind: IChatMind,
+        address: str | None,
+        now: int,
+    ) -> None:
+        self.service = service
+        self.account = account
+        self.name = name
+        self.folded = fold(name)
+        self.mind = mind
+        self.address = address
+        self.connected_at = now
+        self.token_hash: bytes | None = None
+        self.attached = True
+
+    @property
+    def guest(self) -> bool:
+        return self.account is None
+
+    @property
+    def hostmask(self) -> str:
+        return hostmask(self.name, self.guest)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name} via {getattr(self.mind, 'door', '?')}>"
+
+
+@attrs.define
+class PresenceState:
+    presence: Presence = Presence.OFFLINE
+    away: str | None = None
+    last_seen: int | None = None
+
+
+class ChatService(Service):
+    """Rooms, sessions, presence and routing, independent of any protocol."""
+
+    name = "chat"
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        clock: IReactorTime,
+        server_name: str = "pingchat",
+        rooms: Iterable[RoomSnapshot] = (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.server_name = server_name
+        self.rooms: dict[str, Room] = {}
+        self.sessions: dict[str, list[Session]] = {}
+        self.presence: dict[str, PresenceState] = {}
+        self._creating: dict[str, Deferred[Room]] = {}
+        self.messages_delivered = 0
+        self.messages_stored = 0
+        self.load(rooms)
+
+    def load(self, snapshots: Iterable[RoomSnapshot]) -> None:
+        """Take the rooms loaded from the store at start-up."""
+        for snap in snapshots:
+            room = Room.from_info(snap.info)
+            for m in snap.members:
+                room.members[fold(m.account)] = Member(m.account, m.op, m.voice)
+            room.bans = list(snap.bans)
+            room.invites = {fold(n) for n in snap.invites}
+            self.rooms[fold(room.name)] = room
+
+    def now(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    # -- sessions and presence -------------------------------------------------
+
+    def attach(
+        self, account: Account | None, mind: IChatMind, address: str | None, name: str = ""
+    ) -> Session:
+        """Register a new session (the realm calls this at login)."""
+        session = Session(self, account, account.name if account else name, mind, address, self.now())
+        sessions = self.sessions.setdefault(session.folded, [])
+        sessions.append(session)
+        state = self.presence.setdefault(session.folded, PresenceState())
+        if len(sessions) == 1:
+            state.presence = Presence.AWAY if state.away else Presence.ONLINE
+            self._announce_presence(session.name, state)
+        log.info(
+            "session started: {user} via {door} from {address}",
+            user=session.name,
+            door=getattr(mind, "door", "?"),
+            address=address,
+        )
+        return session
+
+    def detach(self, session: Session) -> None:
+        """Forget a session (its connection closed or it logged out)."""
+        if not session.attached:
+            return
+        session.attached = False
+        sessions = self.sessions.get(session.folded, [])
+        if session in sessions:
+            sessions.remove(session)
+        if sessions:
+            return
+        self.sessions.pop(session.folded, None)
+        state = self.presence.setdefault(session.folded, PresenceState())
+        state.presence = Presence.OFFLINE
+        state.away = None
+        state.last_seen = self.now()
+        if session.account is not None:
+            self.store.touch_last_seen(session.account.id, state.last_seen).addErrback(
+                lambda f: log.failure("could not record last seen", f)
+            )
+        else:
+            for room in list(self.rooms.values()):
+                if session.folded in room.members:
+                    self._remove_member(room, session.name, None, "quit")
+        self._announce_presence(session.name, state)
+        log.info("{user} is offline", user=session.name)
+
+    def deliver_offline(self, session: Session) -> Deferred[list[Message]]:
+        """Hand a new session the DMs queued while its account was offline."""
+        if session.account is None:
+            return succeed([])
+
+        def deliver(messages: list[Message]) -> list[Message]:
+            for m in messages:
+                session.mind.message(m, offline=True)
+            return messages
+
+        return self.store.take_offline(session.account.id).addCallback(deliver)
+
+    def sessions_of(self, name: str) -> list[Session]:
+        return list(self.sessions.get(fold(name), ()))
+
+    def is_online(self, name: str) -> bool:
+        return fold(name) in self.sessions
+
+    def _audience(self, name: str) -> set[str]:
+        """Folded names of the accounts that share a room with *name*, and itself."""
+        folded = fold(name)
+        seen = {folded}
+        for room in self.rooms.values():
+            if folded in room.members:
+                seen.update(room.members)
+        return seen
+
+    def _minds(self, names: Iterable[str], exclude: Session | None = None) -> Iterator[IChatMind]:
+        for folded in names:
+            for s in self.sessions.get(folded, ()):
+                if s is not exclude:
+                    yield s.mind
+
+    def _announce_presence(self, name: str, state: PresenceState) -> None:
+        for mind in self._minds(self._audience(name)):
+            mind.presence_changed(name, state.presence.value, state.away)
+
+    def set_away(self, session: Session, text: str | None) -> None:
+        """Mark the account away (with a message) or back (``None``)."""
+        state = self.presence.setdefault(session.folded, PresenceState())
+        if text is not None:
+            text = clean_text(text)[:300] or None
+        state.away = text
+        state.presence = Presence.AWAY if text else Presence.ONLINE
+        self._announce_presence(session.name, state)
+
+    def who(self) -> list[dict[str, Any]]:
+        """Everyone online, with presence."""
+        out = []
+        for sessions in self.sessions.values():
+            name = sessions[0].name
+            state = self.presence.get(fold(name), PresenceState())
+            out.append(
+                {"user": name, "presence": state.presence.value, "away": state.away,
+                 "guest": sessions[0].guest}
+            )
+        return sorted(out, key=lambda u: fold(u["user"]))
+
+    def whois(self, name: str) -> Deferred[dict[str, Any]]:
+        check_account_name(name)
+
+        def found(account: Account | None) -> dict[str, Any]:
+            online = self.sessions.get(fold(name))
+            if account is None and not online:
+                raise NoSuchUser(f"no such user: {name}")
+            state = self.presence.get(fold(name), PresenceState())
+            last_seen = state.last_seen or (account.last_seen if account else None)
+            rooms = sorted(r.name for r in self.rooms.values() if fold(name) in r.members)
+            return {
+                "user": account.name if account else online[0].name,  # type: ignore[index]
+                "presence": state.presence.value if online else Presence.OFFLINE.value,
+                "away": state.away if online else None,
+                "last_seen": last_seen,
+                "rooms": rooms,
+                "sessions": len(online or ()),
+                "guest": account is None,
+                "role": account.role if account else None,
+                "doors": sorted({getattr(s.mind, "door", "?") for s in online or ()}),
+            }
+
+        return self.store.get_account(name).addCallback(found)
+
+    # -- rooms -----------------------------------------------------------------
+
+    def get_room(self, name: str) -> Room:
+        room = self.rooms.get(fold(name))
+        if room is None:
+            raise NoSuchRoom(f"no such room: {name}")
+        return room
+
+    def _member_room(self, session: Session, name: str) -> Room:
+        room = self.get_room(name)
+        if session.folded not in room.members:
+            raise NotInRoom(f"you are not in {room.name}")
+        return room
+
+    def room_list(self) -> list[dict[str, Any]]:
+        return sorted(
+            (
+                {"name": r.name, "topic": r.topic, "members": len(r.members)}
+                for r in self.rooms.values()
+                if "s" not in r.flags
+            ),
+            key=lambda r: fold(r["name"]),
+        )
+
+    def rooms_of(self, name: str) -> list[Room]:
+        folded = fold(name)
+        return [r for r in self.rooms.values() if folded in r.members]
+
+    def members(self, room: Room) -> list[dict[str, Any]]:
+        out = []
+        for folded, m in room.members.items():
+            state = self.presence.get(folded, PresenceState())
+            out.append({
+                "user": m.name,
+                "op": m.op,
+                "voice": m.voice,
+                "presence": state.presence.value if folded in self.sessions else "offline",
+            })
+        return out
+
+    def _create_room(self, name: str) -> Deferred[Room]:
+        folded = fold(name)
+        pending = self._creating.get(folded)
+        if pending is not None:
+            d: Deferred[Room] = Deferred()
+            pending.addBoth(lambda r: (d.callback(r) if isinstance(r, Room) else d.errback(r), r)[1])
+            return d
+
+        def created(info: RoomInfo) -> Room:
+            room = Room.from_info(info)
+            self.rooms[folded] = room
+            log.info("room {room} created", room=room.name)
+            return room
+
+        def done(result: Any) -> Any:
+            self._creating.pop(folded, None)
+            return result
+
+        d = self.store.create_room(name, self.now()).addCallback(created).addBoth(done)
+        self._creating[folded] = d
+        return d
+
+    def join(self, session: Session, name: str, key: str | None = None) -> Deferred[Room]:
+        """Join (creating it if need be) a room; the first member becomes operator."""
+        check_room_name(name)
+        room = self.rooms.get(fold(name))
+        if room is None:
+            return self._create_room(name).addCallback(
+                lambda r: self._join_existing(session, r, key)
+            )
+        return self._join_existing(session, room, key)
+
+    def _join_existing(self, session: Session, room: Room, key: str | None) -> Deferred[Room]:
+        if session.folded in room.members:
+            return succeed(room)
+        if room.is_banned(session.name, session.hostmask):
+            raise Forbidden(f"you are banned from {room.name}")
+        if "i" in room.flags and session.folded not in room.invites:
+            raise Forbidden(f"{room.name} is invite-only")
+        if room.key is not None and key != room.key:
+            raise Forbidden(f"{room.name} needs the right key")
+        if room.limit is not None and len(room.members) >= room.limit:
+            raise Forbidden(f"{room.name} is full")
+        op = not room.members
+        member = Member(session.name, op=op, guest=session.guest)
+        room.members[session.folded] = member
+        room.invites.discard(session.folded)
+
+        def stored(_: None) -> Room:
+            for mind in self._minds(room.members):
+                mind.joined(room.name, session.name)
+            return room
+
+        def failed(f: Any) -> Any:
+            room.members.pop(session.folded, None)
+            return f
+
+        if session.guest:
+            return succeed(None).addCallback(stored)
+        return (
+            self.store.add_member(room.id, session.name, op, self.now())
+            .addCallbacks(stored, failed)
+        )
+
+    def part(self, session: Session, name: str, reason: str | None = None) -> Deferred[None]:
+        room = self._member_room(session, name)
+        return self._remove_member(room, session.name, reason, "part")
+
+    def _remove_member(
+        self, room: Room, user: str, reason: str | None, how: str, by: str | None = None
+    ) -> Deferred[None]:
+        folded = fold(user)
+        audience = list(room.members)
+        member = room.members.pop(folded, None)
+        if member is None:
+            return succeed(None)
+        if reason is not None:
+            reason = clean_text(reason)[:300]
+        for mind in self._minds(audience):
+            if how == "kick":
+                mind.kicked(room.name, member.name, by or self.server_name, reason)
+            elif how == "part" or folded not in self.sessions:
+                mind.parted(room.name, member.name, reason)
+        if member.guest:
+            return succeed(None)
+        return self.store.remove_member(room.id, member.name)
+
+    def set_topic(self, session: Session, name: str, topic: str) -> Deferred[Room]:
+        room = self._member_room(session, name)
+        if not isinstance(topic, str):
+            raise BadRequest("topic must be a string")
+        if "t" in room.flags and not room.is_op(session.name):
+            raise Forbidden(f"only operators may change the topic of {room.name}")
+        return self.change_topic(room, clean_text(topic)[:TOPIC_MAX], session.name)
+
+    def change_topic(self, room: Room, topic: str, by: str) -> Deferred[Room]:
+        now = self.now()
+
+        def stored(_: None) -> Room:
+            room.topic, room.topic_by, room.topic_at = topic, by, now
+            for mind in self._minds(room.members):
+                mind.topic_changed(room.name, topic, by)
+            return room
+
+        return self.store.set_topic(room.id, topic, by, now).addCallback(stored)
+
+    def kick(
+        self, session: Session | None, name: str, user: str, reason: str | None = None
+    ) -> Deferred[None]:
+        """Remove *user* from a room; *session* must be an operator (None: admin)."""
+        room = self.get_room(name)
+        if session is not None:
+            if session.folded not in room.members:
+                raise NotInRoom(f"you are not in {room.name}")
+            if not room.is_op(session.name):
+                raise Forbidden(f"only operators may kick from {room.name}")
+        if fold(user) not in room.members:
+            raise NotInRoom(f"{user} is not in {room.name}")
+        by = session.name if session else self.server_name
+        return self._remove_member(room, user, reason or by, "kick", by)
+
+    def invite(self, session: Session, name: str, user: str) -> Deferred[None]:
+        room = self._member_room(session, name)
+        if "i" in room.flags and not room.is_op(session.name):
+            raise Forbidden(f"only operators may invite to {room.name}")
+        check_account_name(user)
+        if fold(user) in room.members:
+            raise BadRequest(f"{user} is already in {room.name}")
+
+        def found(account: Account | None) -> None:
+            if account is None and not self.is_online(user):
+                raise NoSuchUser(f"no such user: {user}")
+            room.invites.add(fold(user))
+            for mind in self._minds([fold(user)]):
+                mind.invited(room.name, session.name)
+
+        d = self.store.get_account(user).addCallback(found)
+        return d.addCallback(lambda _: self.store.add_invite(room.id, user))
+
+    def change_modes(
+        self, session: Session | None, name: str, changes: list[tuple[str, str | None]]
+    ) -> Deferred[list[tuple[str, str | None]]]:
+        """Apply mode changes such as ``[('+i', None), ('+o', 'bob'), ('+b', 'x!*@*')]``.
+
+        Only operators (or an administrator, ``session=None``) may change modes.
+        Fires with the changes that took effect.
+        """
+        room = self.get_room(name)
+        by = session.name if session else self.server_name
+        if session is not None and not room.is_op(session.name):
+            raise Forbidden(f"only operators may change the modes of {room.name}")
+        applied: list[tuple[str, str | None]] = []
+        member_updates: dict[str, Member] = {}
+        ban_updates: list[tuple[str, bool]] = []
+        for change, arg in changes:
+            if len(change) != 2 or change[0] not in "+-":
+                raise BadRequest(f"bad mode change: {change}")
+            on, letter = change[0] == "+", change[1]
+            if letter in ROOM_FLAGS:
+                if (letter in room.flags) != on:
+                    (room.flags.add if on else room.flags.discard)(letter)
+                    applied.append((change, None))
+            elif letter == "k":
+                if on:
+                    if not arg or " " in arg or "," in arg:
+                        raise BadRequest("the key must be a word")
+                    room.key = arg[:32]
+                    applied.append((change, room.key))
+                elif room.key is not None:
+                    room.key = None
+                    applied.append((change, "*"))
+            elif letter == "l":
+                if on:
+                    try:
+                        limit = int(arg or "")
+                    except ValueError:
+                        raise BadRequest("the limit must be a number") from None
+                    if limit < 1:
+                        raise BadRequest("the limit must be positive")
+                    room.limit = limit
+                    applied.append((change, str(limit)))
+                elif room.limit is not None:
+                    room.limit = None
+                    applied.append((change, None))
+            elif letter in "ov":
+                if not arg:
+                    raise BadRequest(f"mode {letter} needs a user")
+                member = room.member(arg)
+                if member is None:
+                    raise NotInRoom(f"{arg} is not in {room.name}")
+                attr = "op" if letter == "o" else "voice"
+                if getattr(member, attr) != on:
+                    setattr(member, attr, on)
+                    member_updates[fold(arg)] = member
+                    applied.append((change, member.name))
+            elif letter == "b":
+                if not arg:
+                    raise BadRequest("mode b needs a mask")
+                mask = arg if ("!" in arg or "@" in arg) else f"{arg}!*@*"
+                if on and mask not in room.bans:
+                    room.bans.append(mask)
+                    ban_updates.append((mask, True))
+                    applied.append((change, mask))
+                elif not on and mask in room.bans:
+                    room.bans.remove(mask)
+                    ban_updates.append((mask, False))
+                    applied.append((change, mask))
+            else:
+                raise BadRequest(f"unknown mode: {letter}")
+        if not applied:
+            return succeed([])
+        now = self.now()
+        modes = "".join(sorted(room.flags))
+        d = self.store.set_modes(room.id, modes, room.key, room.limit)
+        for member in member_updates.values():
+            if not member.guest:
+                d.addCallback(lambda _, m=member: self.store.set_member_flags(room.id, m.name, m.op, m.voice))
+        for mask, on in ban_updates:
+            d.addCallback(lambda _, mk=mask, o=on: self.store.set_ban(room.id, mk, by, now, o))
+
+        def announce(_: Any) -> list[tuple[str, str | None]]:
+            for mind in self._minds(room.members):
+                mind.modes_changed(room.name, by, applied)
+            return applied
+
+        return d.addCallback(announce)
+
+    # -- messages --------------------------------------------------------------
+
+    def say(
+        self, session: Session, name: str, text: str, kind: str = "privmsg"
+    ) -> Deferred[Message]:
+        """Store a room message, then deliver it to every member's sessions."""
+        text = check_text(text)
+        room = self.get_room(name)
+        member = room.members.get(session.folded)
+        if member is None and "n" in room.flags:
+            raise NotInRoom(f"you are not in {room.name}")
+        if member is not None and room.is_banned(session.name, session.hostmask):
+            raise Forbidden(f"you are banned from {room.name}")
+        if "m" in room.flags and not (member and (member.op or member.voice)):
+            raise Forbidden(f"{room.name} is moderated")
+        sender_id = session.account.id if session.account else None
+        d = self.store.add_room_message(
+            room.id, room.name, session.name, sender_id, text, self.now(), kind
+        )
+        return d.addCallback(self._deliver_room, room, session)
+
+    def _deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
+        self.messages_stored += 1
+        n = 0
+        sessions = self.sessions
+        for folded in room.members:
+            for s in sessions.get(folded, ()):
+                if s is not origin:
+                    s.mind.message(message)
+                    n += 1
+        self.messages_delivered += n
+        return message
+
+    def dm(
+        self,
+        session: Session,
+        to: str,
+        *,
+        text: str | None = None,
+        ciphertext: str | None = None,
+        nonce: str | None = None,
+        kind: str = "privmsg",
+    ) -> Deferred[tuple[Message, bool]]:
+        """Store a DM; deliver it to the recipient's and the sender's other sessions.
+
+        Fires with ``(message, delivered)``; ``delivered`` is false when the
+        recipient had no session and the message was queued for its next login.
+        """
+        check_account_name(to)
+        if session.account is None:
+            raise Forbidden("guests cannot send direct messages to accounts; log in first")
+        if text is not None:
+            text = check_text(text)
+        online = fold(to) in self.sessions
+        d = self.store.add_dm(
+            session.account.id,
+            session.name,
+            to,
+            self.now(),
+            text=text,
+            ciphertext=ciphertext,
+            nonce=nonce,
+            kind=kind,
+            queue=not online,
+        )
+        return d.addCallback(self._deliver_dm, session, online)
+
+    def _deliver_dm(
+        self, message: Message, origin: Session, queued_online: bool
+    ) -> tuple[Message, bool]:
+        self.messages_stored += 1
+        recipients = self.sessions.get(fold(message.to or ""), [])
+        for s in recipients:
+            s.mind.message(message)
+        if fold(message.to or "") != origin.folded:
+            for s in self.sessions.get(origin.folded, ()):
+                if s is not origin:
+                    s.mind.message(message)
+        self.messages_delivered += len(recipients)
+        return message, queued_online
+
+    def history(
+        self,
+        session: Session,
+        *,
+        room: str | None = None,
+        with_: str | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> Deferred[list[Message]]:
+        """Stored messages of a room the session is in, or of a DM conversation."""
+        limit = max(1, min(int(limit), HISTORY_MAX))
+        if (room is None) == (with_ is None):
+            raise BadRequest("history needs exactly one of room or with")
+        if room is not None:
+            r = self._member_room(session, room)
+            return self.store.room_history(
+                r.id, before=before, after=after, limit=limit, newest_first=newest_first
+            )
+        assert with_ is not None
+        check_account_name(with_)
+        if session.account is None:
+            raise Forbidden("guests have no direct message history")
+        return self.store.dm_history(
+            session.account.id, with_, before=before, after=after, limit=limit,
+            newest_first=newest_first,
+        )
+
+    # -- administration ----------------------------------------------------------
+
+    def broadcast(self, text: str, sender: str | None = None) -> int:
+        """Send a server notice to every session; returns how many received it."""
+        text = check_text(text)
+        n = 0
+        for sessions in list(self.sessions.values()):
+            for s in sessions:
+                s.mind.notice(text, sender or self.server_name)
+                n += 1
+        return n
+
+    def disconnect_user(self, name: str, reason: str) -> int:
+        """Close every session of an account, through every door."""
+        sessions = self.sessions_of(name)
+        for s in sessions:
+            s.mind.disconnect(reason)
+        return len(sessions)

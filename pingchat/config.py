@@ -1,0 +1,71 @@
+"""Typed settings, built from ``twistd pingchat`` options and a TOML file.
+
+No I/O happens here except reading the TOML file named by ``--config``.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+DEFAULT_CHAT = "ssl:7464"
+DEFAULT_IRC = "tcp:6667:interface=127.0.0.1"
+DEFAULT_IRCS = "ssl:6697"
+DEFAULT_MANHOLE = "tcp:2222:interface=127.0.0.1"
+
+
+@attrs.frozen
+class Settings:
+    """Everything the running server needs to know, already validated."""
+
+    data_dir: Path = Path("pingchat-data")
+    chat: tuple[str, ...] = (DEFAULT_CHAT,)
+    irc: tuple[str, ...] = (DEFAULT_IRC,)
+    ircs: tuple[str, ...] = (DEFAULT_IRCS,)
+    manhole: tuple[str, ...] = (DEFAULT_MANHOLE,)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    server_name: str = attrs.field(factory=socket.gethostname)
+    guests: bool = False
+    min_password_length: int = 8
+    # Per-connection request rate (requests/s) and burst; 0 disables.
+    rate: float = 20.0
+    rate_burst: float = 60.0
+    # Failed logins allowed per account (and per address) before back-off starts.
+    login_free_attempts: int = 5
+    login_backoff_max: float = 300.0
+    # Registrations allowed per address per hour.
+    registrations_per_hour: float = 20.0
+    # Output a client may leave unread before it is disconnected (bytes).
+    max_backlog: int = 1024 * 1024
+    token_ttl_days: float = 30.0
+    # SQLite synchronous mode: FULL (default: fsync every commit) or NORMAL.
+    sqlite_synchronous: str = "FULL"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "pingchat.sqlite3"
+
+
+LISTENERS = ("chat", "irc", "ircs", "manhole")
+
+
+def listeners(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Normalise listener strings: ``none`` disables the door."""
+    cleaned = tuple(v.strip() for v in values if v.strip())
+    if any(v.lower() == "none" for v in cleaned):
+        if len(cleaned) > 1:
+            raise ValueError("'none' cannot be combined with other endpoints")
+        return ()
+    return cleaned
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a config file; keys may use dashes or underscores."""
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    return {key.replace("-", "_"): value for key, value in raw.items()}

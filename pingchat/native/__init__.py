@@ -1,0 +1,1 @@
+"""The native PingChat protocol: JSON lines over TLS."""

@@ -1,0 +1,56 @@
+"""The factory of the native door: shared settings for every connection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from pingchat.auth.throttle import TokenBucket
+from pingchat.chat.accounts import AccountManager
+from pingchat.chat.service import ChatService
+from pingchat.native import wire
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress
+
+    from pingchat.native.protocol import NativeProtocol
+
+log = Logger()
+
+
+class NativeFactory(Factory):
+    """Builds :class:`NativeProtocol` instances bound to the chat service."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        portal: Portal,
+        accounts: AccountManager,
+        clock: IReactorTime,
+        *,
+        max_line: int = wire.MAX_LINE,
+        rate: float = 20.0,
+        burst: float = 60.0,
+        max_backlog: int = 1024 * 1024,
+    ) -> None:
+        self.service = service
+        self.portal = portal
+        self.accounts = accounts
+        self.clock = clock
+        self.max_line = max_line
+        self.rate = rate
+        self.burst = burst
+        self.max_backlog = max_backlog
+        self.connections: set[NativeProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress) -> NativeProtocol:  # noqa: N802
+        from pingchat.native.protocol import NativeProtocol
+
+        return NativeProtocol(self)
+
+    def new_bucket(self) -> TokenBucket:
+        return TokenBucket(self.rate, self.burst)

@@ -1,0 +1,210 @@
+"""One SQLite connection, one writer thread, group commit.
+
+Every store method is a named *transaction function* ``fn(conn, *args)``
+submitted with :meth:`Database.run`. The writer thread takes whatever work is
+queued, runs each function inside its own ``SAVEPOINT`` (so one failure does
+not undo the others) and commits the batch once. Each caller's Deferred fires
+on the reactor thread only after that commit, so an acknowledged write is on
+disk. Batching is what lets SQLite sustain tens of thousands of durable writes
+per second while every single write still waits for its commit.
+
+:class:`Database` with ``threaded=False`` runs each function immediately on the
+calling thread; the command-line tool and the unit tests use it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pingchat.store import migrations
+
+T = TypeVar("T")
+Txn = Callable[..., Any]
+
+_STOP = object()
+MAX_BATCH = 512
+
+log = Logger()
+
+
+def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open the database with the settings every pingchat connection uses.
+
+    A new database file is created readable only by its owner: it holds
+    password hashes. SQLite gives its -wal and -shm files the same mode.
+    """
+    if str(path) != ":memory:" and not Path(path).exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(
+        str(path), check_same_thread=False, isolation_level=None, timeout=10.0
+    )
+    conn.row_factory = sqlite3.Row
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class Database:
+    """The single writer to one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        reactor: IReactorFromThreads | None = None,
+        *,
+        threaded: bool = True,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.path = str(path)
+        self._reactor = reactor
+        self._threaded = threaded
+        self._conn = connect(path, synchronous)
+        self.version = migrations.migrate(self._conn)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: Deferred[None] | None = None
+        self.transactions = 0
+        self.commits = 0
+
+    # -- running transactions -------------------------------------------------
+
+    def run(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``fn(conn, *args)`` in a transaction; fire with its result after commit."""
+        if not self._threaded:
+            return self._run_inline(name, fn, args)
+        if self._thread is None:
+            self.start()
+        d: Deferred[T] = Deferred()
+        self._queue.put((name, fn, args, d))
+        return d
+
+    def _run_inline(self, name: str, fn: Callable[..., T], args: tuple[Any, ...]) -> Deferred[T]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.transactions += 1
+            return fail(Failure())
+        conn.execute("COMMIT")
+        self.transactions += 1
+        self.commits += 1
+        return succeed(result)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a transaction function on the calling thread (command line, tests)."""
+        if self._thread is not None:
+            raise RuntimeError("run_sync is not allowed while the writer thread runs")
+        result: list[Any] = []
+        self._run_inline("sync", fn, args).addBoth(result.append)
+        if isinstance(result[0], Failure):
+            result[0].raiseException()
+        return result[0]  # type: ignore[no-any-return]
+
+    # -- the writer thread ----------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None or not self._threaded:
+            return
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor  # type: ignore[assignment]
+        self._thread = threading.Thread(
+            target=self._writer, name="pingchat-db-writer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> Deferred[None]:
+        """Finish queued work, close the connection; fires when done."""
+        if self._stopped is None:
+            self._stopped = Deferred()
+            if self._thread is None:
+                self._conn.close()
+                self._stopped.callback(None)
+            else:
+                self._queue.put(_STOP)
+        return self._stopped
+
+    def _writer(self) -> None:
+        conn = self._conn
+        reactor = self._reactor
+        assert reactor is not None
+        running = True
+        while running:
+            jobs = [self._queue.get()]
+            while len(jobs) < MAX_BATCH:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in jobs:
+                running = False
+                jobs = [j for j in jobs if j is not _STOP]
+            if jobs:
+                reactor.callFromThread(self._deliver, self._run_batch(conn, jobs))
+        conn.close()
+        reactor.callFromThread(self._closed)
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, jobs: list[Any]
+    ) -> list[tuple[Deferred[Any], bool, Any]]:
+        results: list[tuple[Deferred[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            failure = Failure()
+            return [(job[3], False, failure) for job in jobs]
+        for name, fn, args, d in jobs:
+            try:
+                conn.execute("SAVEPOINT job")
+                value = fn(conn, *args)
+                conn.execute("RELEASE job")
+                results.append((d, True, value))
+            except BaseException:
+                failure = Failure()
+                try:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                except sqlite3.Error:
+                    pass
+                results.append((d, False, failure))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            failure = Failure()
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return [(d, False, failure) for d, _, _ in results]
+        self.transactions += len(jobs)
+        self.commits += 1
+        return results
+
+    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+        for d, ok, value in results:
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
+
+    def _closed(self) -> None:
+        self._thread = None
+        if self._stopped is not None:
+            self._stopped.callback(None)

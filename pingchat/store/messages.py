@@ -1,0 +1,280 @@
+"""Messages (history) and the offline queue of direct messages."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+
+from pingchat.chat.model import Message
+from pingchat.errors import Forbidden
+from pingchat.store.accounts import require_account
+from pingchat.store.contacts import is_contact
+
+if TYPE_CHECKING:
+    from pingchat.store.database import Database
+
+_SELECT = (
+    "SELECT m.id, m.ts, m.sender, m.kind, m.body, m.ciphertext, m.nonce,"
+    " r.name AS room, a.name AS recipient, s.name AS sender_account"
+    " FROM messages m"
+    " LEFT JOIN rooms r ON r.id = m.room_id"
+    " LEFT JOIN accounts a ON a.id = m.recipient_id"
+    " LEFT JOIN accounts s ON s.id = m.sender_id"
+)
+
+
+def dm_conversation(a: int, b: int) -> str:
+    lo, hi = sorted((a, b))
+    return f"d:{lo}:{hi}"
+
+
+def _row_to_message(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"],
+        ts=row["ts"],
+        sender=row["sender"],
+        text=row["body"],
+        room=row["room"],
+        to=row["recipient"],
+        ciphertext=row["ciphertext"],
+        nonce=row["nonce"],
+        kind=row["kind"],
+        sender_account=row["sender_account"],
+    )
+
+
+def _add_room_message(
+    conn: sqlite3.Connection,
+    room_id: int,
+    room: str,
+    sender: str,
+    sender_id: int | None,
+    text: str,
+    kind: str,
+    now: int,
+) -> Message:
+    cur = conn.execute(
+        "INSERT INTO messages (ts, conversation, sender, sender_id, room_id, kind, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now, f"r:{room_id}", sender, sender_id, room_id, kind, text),
+    )
+    assert cur.lastrowid is not None
+    return Message(
+        id=cur.lastrowid,
+        ts=now,
+        sender=sender,
+        text=text,
+        room=room,
+        kind=kind,
+        sender_account=sender if sender_id is not None else None,
+    )
+
+
+def _add_dm(
+    conn: sqlite3.Connection,
+    sender_id: int,
+    sender: str,
+    recipient: str,
+    text: str | None,
+    ciphertext: str | None,
+    nonce: str | None,
+    kind: str,
+    now: int,
+    queue: bool,
+) -> Message:
+    target = require_account(conn, recipient)
+    if (
+        target.dm_policy == "contacts"
+        and target.id != sender_id
+        and not is_contact(conn, sender_id, target.id)
+    ):
+        raise Forbidden(f"{target.name} accepts direct messages only from contacts")
+    cur = conn.execute(
+        "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
+        " body, ciphertext, nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            now,
+            dm_conversation(sender_id, target.id),
+            sender,
+            sender_id,
+            target.id,
+            kind,
+            text,
+            ciphertext,
+            nonce,
+        ),
+    )
+    assert cur.lastrowid is not None
+    if queue:
+        conn.execute(
+            "INSERT INTO offline_queue (account_id, message_id) VALUES (?, ?)",
+            (target.id, cur.lastrowid),
+        )
+    return Message(
+        id=cur.lastrowid,
+        ts=now,
+        sender=sender,
+        text=text,
+        to=target.name,
+        ciphertext=ciphertext,
+        nonce=nonce,
+        kind=kind,
+        sender_account=sender,
+    )
+
+
+def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
+    rows = conn.execute(
+        _SELECT + " JOIN offline_queue q ON q.message_id = m.id"
+        " WHERE q.account_id = ? ORDER BY m.id",
+        (account_id,),
+    ).fetchall()
+    conn.execute("DELETE FROM offline_queue WHERE account_id = ?", (account_id,))
+    return [_row_to_message(r) for r in rows]
+
+
+def _history(
+    conn: sqlite3.Connection,
+    conversation: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    newest_first: bool,
+) -> list[Message]:
+    """Messages of one conversation between the bounds, returned oldest first."""
+    clauses = ["m.conversation = ?"]
+    params: list[object] = [conversation]
+    if before is not None:
+        clauses.append("m.id < ?")
+        params.append(before)
+    if after is not None:
+        clauses.append("m.id > ?")
+        params.append(after)
+    order = "DESC" if newest_first else "ASC"
+    rows = conn.execute(
+        _SELECT + " WHERE " + " AND ".join(clauses) + f" ORDER BY m.id {order} LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    messages = [_row_to_message(r) for r in rows]
+    if newest_first:
+        messages.reverse()
+    return messages
+
+
+def _dm_history(
+    conn: sqlite3.Connection,
+    me_id: int,
+    other: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    newest_first: bool,
+) -> list[Message]:
+    peer = require_account(conn, other)
+    return _history(
+        conn, dm_conversation(me_id, peer.id), before, after, limit, newest_first
+    )
+
+
+def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int | None:
+    row = conn.execute(
+        "SELECT min(id) FROM messages WHERE conversation = ? AND ts >= ?",
+        (conversation, ts),
+    ).fetchone()
+    return row[0]
+
+
+def _message_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+class MessageStore:
+    """Message transactions."""
+
+    db: Database
+
+    def add_room_message(
+        self,
+        room_id: int,
+        room: str,
+        sender: str,
+        sender_id: int | None,
+        text: str,
+        now: int,
+        kind: str = "privmsg",
+    ) -> Deferred[Message]:
+        return self.db.run(
+            "add_room_message",
+            _add_room_message,
+            room_id,
+            room,
+            sender,
+            sender_id,
+            text,
+            kind,
+            now,
+        )
+
+    def add_dm(
+        self,
+        sender_id: int,
+        sender: str,
+        recipient: str,
+        now: int,
+        *,
+        text: str | None = None,
+        ciphertext: str | None = None,
+        nonce: str | None = None,
+        kind: str = "privmsg",
+        queue: bool = False,
+    ) -> Deferred[Message]:
+        """Store a DM; with *queue*, also hold it for the recipient's next login."""
+        return self.db.run(
+            "add_dm",
+            _add_dm,
+            sender_id,
+            sender,
+            recipient,
+            text,
+            ciphertext,
+            nonce,
+            kind,
+            now,
+            queue,
+        )
+
+    def take_offline(self, account_id: int) -> Deferred[list[Message]]:
+        """Remove and return the DMs queued for an account, oldest first."""
+        return self.db.run("take_offline", _take_offline, account_id)
+
+    def room_history(
+        self,
+        room_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> Deferred[list[Message]]:
+        return self.db.run(
+            "room_history", _history, f"r:{room_id}", before, after, limit, newest_first
+        )
+
+    def dm_history(
+        self,
+        me_id: int,
+        other: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> Deferred[list[Message]]:
+        return self.db.run(
+            "dm_history", _dm_history, me_id, other, before, after, limit, newest_first
+        )
+
+    def message_count(self) -> Deferred[int]:
+        return self.db.run("message_count", _message_count)

@@ -1,0 +1,188 @@
+"""Rooms: persistent state, membership, bans and invites."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from pingchat.chat.model import Membership, RoomInfo, fold
+
+if TYPE_CHECKING:
+    from pingchat.store.database import Database
+
+
+@attrs.frozen
+class RoomSnapshot:
+    """A room with its members and bans, as loaded at start-up."""
+
+    info: RoomInfo
+    members: list[Membership]
+    bans: list[str]
+    invites: list[str]
+
+
+def _row_to_room(row: sqlite3.Row) -> RoomInfo:
+    return RoomInfo(
+        id=row["id"],
+        name=row["name"],
+        topic=row["topic"],
+        topic_by=row["topic_by"],
+        topic_at=row["topic_at"],
+        created_at=row["created_at"],
+        modes=row["modes"],
+        key=row["room_key"],
+        limit=row["user_limit"],
+    )
+
+
+def _load_rooms(conn: sqlite3.Connection) -> list[RoomSnapshot]:
+    rooms: dict[int, RoomSnapshot] = {}
+    for row in conn.execute("SELECT * FROM rooms"):
+        rooms[row["id"]] = RoomSnapshot(_row_to_room(row), [], [], [])
+    for row in conn.execute(
+        "SELECT m.room_id, a.name, m.op, m.voice FROM room_members m"
+        " JOIN accounts a ON a.id = m.account_id ORDER BY m.joined_at"
+    ):
+        snap = rooms[row["room_id"]]
+        snap.members.append(
+            Membership(snap.info.name, row["name"], bool(row["op"]), bool(row["voice"]))
+        )
+    for row in conn.execute("SELECT room_id, mask FROM room_bans"):
+        rooms[row["room_id"]].bans.append(row["mask"])
+    for row in conn.execute(
+        "SELECT i.room_id, a.name FROM room_invites i JOIN accounts a ON a.id = i.account_id"
+    ):
+        rooms[row["room_id"]].invites.append(row["name"])
+    return list(rooms.values())
+
+
+def _create_room(conn: sqlite3.Connection, name: str, now: int) -> RoomInfo:
+    cur = conn.execute(
+        "INSERT INTO rooms (name, name_folded, created_at) VALUES (?, ?, ?)",
+        (name, fold(name), now),
+    )
+    row = conn.execute("SELECT * FROM rooms WHERE id = ?", (cur.lastrowid,)).fetchone()
+    return _row_to_room(row)
+
+
+def _account_id(conn: sqlite3.Connection, name: str) -> int | None:
+    row = conn.execute(
+        "SELECT id FROM accounts WHERE name_folded = ?", (fold(name),)
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _add_member(
+    conn: sqlite3.Connection, room_id: int, account: str, op: bool, now: int
+) -> None:
+    account_id = _account_id(conn, account)
+    if account_id is None:
+        return  # guests are members only in memory
+    conn.execute(
+        "INSERT OR IGNORE INTO room_members (room_id, account_id, op, joined_at)"
+        " VALUES (?, ?, ?, ?)",
+        (room_id, account_id, int(op), now),
+    )
+    conn.execute(
+        "DELETE FROM room_invites WHERE room_id = ? AND account_id = ?", (room_id, account_id)
+    )
+
+
+def _remove_member(conn: sqlite3.Connection, room_id: int, account: str) -> None:
+    conn.execute(
+        "DELETE FROM room_members WHERE room_id = ? AND account_id ="
+        " (SELECT id FROM accounts WHERE name_folded = ?)",
+        (room_id, fold(account)),
+    )
+
+
+def _set_member_flags(
+    conn: sqlite3.Connection, room_id: int, account: str, op: bool, voice: bool
+) -> None:
+    conn.execute(
+        "UPDATE room_members SET op = ?, voice = ? WHERE room_id = ? AND account_id ="
+        " (SELECT id FROM accounts WHERE name_folded = ?)",
+        (int(op), int(voice), room_id, fold(account)),
+    )
+
+
+def _set_topic(
+    conn: sqlite3.Connection, room_id: int, topic: str, by: str, now: int
+) -> None:
+    conn.execute(
+        "UPDATE rooms SET topic = ?, topic_by = ?, topic_at = ? WHERE id = ?",
+        (topic, by, now, room_id),
+    )
+
+
+def _set_modes(
+    conn: sqlite3.Connection, room_id: int, modes: str, key: str | None, limit: int | None
+) -> None:
+    conn.execute(
+        "UPDATE rooms SET modes = ?, room_key = ?, user_limit = ? WHERE id = ?",
+        (modes, key, limit, room_id),
+    )
+
+
+def _set_ban(
+    conn: sqlite3.Connection, room_id: int, mask: str, by: str, now: int, on: bool
+) -> None:
+    if on:
+        conn.execute(
+            "INSERT OR IGNORE INTO room_bans (room_id, mask, set_by, set_at)"
+            " VALUES (?, ?, ?, ?)",
+            (room_id, mask, by, now),
+        )
+    else:
+        conn.execute("DELETE FROM room_bans WHERE room_id = ? AND mask = ?", (room_id, mask))
+
+
+def _add_invite(conn: sqlite3.Connection, room_id: int, account: str) -> None:
+    account_id = _account_id(conn, account)
+    if account_id is not None:
+        conn.execute(
+            "INSERT OR IGNORE INTO room_invites (room_id, account_id) VALUES (?, ?)",
+            (room_id, account_id),
+        )
+
+
+class RoomStore:
+    """Room transactions."""
+
+    db: Database
+
+    def load_rooms(self) -> Deferred[list[RoomSnapshot]]:
+        return self.db.run("load_rooms", _load_rooms)
+
+    def create_room(self, name: str, now: int) -> Deferred[RoomInfo]:
+        return self.db.run("create_room", _create_room, name, now)
+
+    def add_member(self, room_id: int, account: str, op: bool, now: int) -> Deferred[None]:
+        return self.db.run("add_member", _add_member, room_id, account, op, now)
+
+    def remove_member(self, room_id: int, account: str) -> Deferred[None]:
+        return self.db.run("remove_member", _remove_member, room_id, account)
+
+    def set_member_flags(
+        self, room_id: int, account: str, op: bool, voice: bool
+    ) -> Deferred[None]:
+        return self.db.run("set_member_flags", _set_member_flags, room_id, account, op, voice)
+
+    def set_topic(self, room_id: int, topic: str, by: str, now: int) -> Deferred[None]:
+        return self.db.run("set_topic", _set_topic, room_id, topic, by, now)
+
+    def set_modes(
+        self, room_id: int, modes: str, key: str | None, limit: int | None
+    ) -> Deferred[None]:
+        return self.db.run("set_modes", _set_modes, room_id, modes, key, limit)
+
+    def set_ban(
+        self, room_id: int, mask: str, by: str, now: int, on: bool
+    ) -> Deferred[None]:
+        return self.db.run("set_ban", _set_ban, room_id, mask, by, now, on)
+
+    def add_invite(self, room_id: int, account: str) -> Deferred[None]:
+        return self.db.run("add_invite", _add_invite, room_id, account)

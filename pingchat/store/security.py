@@ -1,0 +1,131 @@
+"""Second factor (TOTP) state and one-time recovery codes."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from pingchat.store.accounts import find_account, require_account
+
+if TYPE_CHECKING:
+    from pingchat.store.database import Database
+
+
+@attrs.frozen
+class OTPState:
+    secret: str | None
+    pending: str | None
+    enabled: bool
+    last_step: int
+
+
+def _otp_state(conn: sqlite3.Connection, account_id: int) -> OTPState:
+    row = conn.execute(
+        "SELECT otp_secret, otp_pending, otp_enabled, otp_last_step FROM accounts"
+        " WHERE id = ?",
+        (account_id,),
+    ).fetchone()
+    return OTPState(row[0], row[1], bool(row[2]), int(row[3]))
+
+
+def _set_otp_pending(conn: sqlite3.Connection, account_id: int, secret: str) -> None:
+    conn.execute("UPDATE accounts SET otp_pending = ? WHERE id = ?", (secret, account_id))
+
+
+def _enable_otp(conn: sqlite3.Connection, account_id: int, secret: str, step: int) -> bool:
+    cur = conn.execute(
+        "UPDATE accounts SET otp_secret = ?, otp_pending = NULL, otp_enabled = 1,"
+        " otp_last_step = ? WHERE id = ? AND otp_pending = ?",
+        (secret, step, account_id, secret),
+    )
+    return cur.rowcount == 1
+
+
+def _disable_otp(conn: sqlite3.Connection, account_id: int) -> None:
+    conn.execute(
+        "UPDATE accounts SET otp_secret = NULL, otp_pending = NULL, otp_enabled = 0"
+        " WHERE id = ?",
+        (account_id,),
+    )
+
+
+def _consume_otp_step(conn: sqlite3.Connection, account_id: int, step: int) -> bool:
+    """Record *step* as used; false if it (or a later one) was used already."""
+    cur = conn.execute(
+        "UPDATE accounts SET otp_last_step = ? WHERE id = ? AND otp_last_step < ?",
+        (step, account_id, step),
+    )
+    return cur.rowcount == 1
+
+
+def _set_recovery_codes(conn: sqlite3.Connection, account_id: int, hashes: list[bytes]) -> None:
+    conn.execute("DELETE FROM recovery_codes WHERE account_id = ?", (account_id,))
+    conn.executemany(
+        "INSERT INTO recovery_codes (account_id, code_hash) VALUES (?, ?)",
+        [(account_id, h) for h in hashes],
+    )
+
+
+def _recover(
+    conn: sqlite3.Connection, name: str, code_hash: bytes, password_hash: bytes, now: int
+) -> str | None:
+    """Spend a recovery code: set the password, revoke every token. Name or None."""
+    account = find_account(conn, name)
+    if account is None:
+        return None
+    row = conn.execute(
+        "SELECT id FROM recovery_codes WHERE account_id = ? AND code_hash = ?"
+        " AND used_at IS NULL",
+        (account.id, code_hash),
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute("UPDATE recovery_codes SET used_at = ? WHERE id = ?", (now, row[0]))
+    conn.execute(
+        "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id)
+    )
+    conn.execute("DELETE FROM tokens WHERE account_id = ?", (account.id,))
+    return account.name
+
+
+def _recovery_codes_left(conn: sqlite3.Connection, name: str) -> int:
+    account = require_account(conn, name)
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM recovery_codes WHERE account_id = ? AND used_at IS NULL",
+            (account.id,),
+        ).fetchone()[0]
+    )
+
+
+class SecurityStore:
+    db: Database
+
+    def otp_state(self, account_id: int) -> Deferred[OTPState]:
+        return self.db.run("otp_state", _otp_state, account_id)
+
+    def set_otp_pending(self, account_id: int, secret: str) -> Deferred[None]:
+        return self.db.run("set_otp_pending", _set_otp_pending, account_id, secret)
+
+    def enable_otp(self, account_id: int, secret: str, step: int) -> Deferred[bool]:
+        return self.db.run("enable_otp", _enable_otp, account_id, secret, step)
+
+    def disable_otp(self, account_id: int) -> Deferred[None]:
+        return self.db.run("disable_otp", _disable_otp, account_id)
+
+    def consume_otp_step(self, account_id: int, step: int) -> Deferred[bool]:
+        return self.db.run("consume_otp_step", _consume_otp_step, account_id, step)
+
+    def set_recovery_codes(self, account_id: int, hashes: list[bytes]) -> Deferred[None]:
+        return self.db.run("set_recovery_codes", _set_recovery_codes, account_id, hashes)
+
+    def recover(
+        self, name: str, code_hash: bytes, password_hash: bytes, now: int
+    ) -> Deferred[str | None]:
+        return self.db.run("recover", _recover, name, code_hash, password_hash, now)
+
+    def recovery_codes_left(self, name: str) -> Deferred[int]:
+        return self.db.run("recovery_codes_left", _recovery_codes_left, name)

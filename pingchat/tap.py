@@ -1,0 +1,304 @@
+"""``twistd pingchat``: options and the wiring of the service tree.
+
+Validation happens in :meth:`Options.postOptions`; :func:`makeService` only
+builds objects and attaches them to a ``MultiService``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.application import internet, service
+from twisted.cred.portal import Portal
+from twisted.internet.threads import deferToThreadPool
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
+
+from pingchat import config
+from pingchat.auth.audit import Auditor
+from pingchat.auth.checkers import PasswordChecker, TokenChecker
+from pingchat.auth.otp import OTPVerifier
+from pingchat.auth.passwords import PasswordHasher
+from pingchat.auth.throttle import AddressLimiter, LoginThrottle
+from pingchat.chat.accounts import AccountManager
+from pingchat.chat.realm import ChatRealm
+from pingchat.chat.service import ChatService
+from pingchat.native.factory import NativeFactory
+from pingchat.store import Database, SQLiteStore
+from pingchat.store.rooms import _load_rooms
+from pingchat.tls import ensure_certificate, server_endpoint, server_options
+
+
+def _listeners(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be an endpoint string or a list of them")
+    return config.listeners(list(value))
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        number = kind(value)
+        if number < 0:
+            raise ValueError("must not be negative")
+        return number
+
+    return convert
+
+
+def _synchronous(value: Any) -> str:
+    value = str(value).upper()
+    if value not in ("FULL", "NORMAL"):
+        raise ValueError("must be FULL or NORMAL")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+def _name(value: Any) -> str:
+    value = str(value).strip()
+    if not value or " " in value:
+        raise ValueError("must be a non-empty word")
+    return value
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "data_dir": lambda v: Path(os.path.expanduser(str(v))),
+    "chat": _listeners,
+    "irc": _listeners,
+    "ircs": _listeners,
+    "manhole": _listeners,
+    "tls_cert": lambda v: Path(os.path.expanduser(str(v))),
+    "tls_key": lambda v: Path(os.path.expanduser(str(v))),
+    "server_name": _name,
+    "guests": _bool,
+    "min_password_length": _positive(int),
+    "rate": _positive(float),
+    "rate_burst": _positive(float),
+    "login_free_attempts": _positive(int),
+    "login_backoff_max": _positive(float),
+    "registrations_per_hour": _positive(float),
+    "max_backlog": _positive(int),
+    "token_ttl_days": _positive(float),
+    "sqlite_synchronous": _synchronous,
+}
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd pingchat`` (each also valid in ``--config``)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs the pingchat server. Listener options take a Twisted endpoint "
+        "string, or 'none' to disable that door, and may be repeated. Every "
+        "option may also be set in the TOML file named by --config; the "
+        "command line wins."
+    )
+    optFlags = [["guests", None, "Let IRC clients chat without an account."]]
+    optParameters = [
+        ["config", "c", None, "TOML file with any of these options."],
+        ["data-dir", "d", None, "Data directory. [default: ./pingchat-data]"],
+        ["tls-cert", None, None, "PEM certificate (chain) for TLS listeners."],
+        ["tls-key", None, None, "PEM private key for TLS listeners."],
+        ["server-name", None, None, "Name shown to clients. [default: host name]"],
+        ["min-password-length", None, None, "Minimum password length. [default: 8]"],
+        ["rate", None, None, "Requests per second per connection. [default: 20]"],
+        ["rate-burst", None, None, "Request burst per connection. [default: 60]"],
+        ["login-free-attempts", None, None, "Failed logins before back-off. [default: 5]"],
+        ["login-backoff-max", None, None, "Longest login back-off, s. [default: 300]"],
+        ["registrations-per-hour", None, None, "Registrations per address per hour. [default: 20]"],
+        ["max-backlog", None, None, "Unread output (bytes) before a client is dropped. [default: 1048576]"],
+        ["token-ttl-days", None, None, "Idle days before a session token expires. [default: 30]"],
+        ["sqlite-synchronous", None, None, "SQLite synchronous mode, FULL or NORMAL. [default: FULL]"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listener_args: dict[str, list[str]] = {name: [] for name in config.LISTENERS}
+        self.settings = config.Settings()
+
+    def opt_chat(self, value: str) -> None:
+        """Native protocol endpoint (TLS only). [default: ssl:7464]"""
+        self.listener_args["chat"].append(value)
+
+    def opt_irc(self, value: str) -> None:
+        """Plaintext IRC endpoint. [default: tcp:6667:interface=127.0.0.1]"""
+        self.listener_args["irc"].append(value)
+
+    def opt_ircs(self, value: str) -> None:
+        """IRC-over-TLS endpoint. [default: ssl:6697]"""
+        self.listener_args["ircs"].append(value)
+
+    def opt_manhole(self, value: str) -> None:
+        """SSH manhole endpoint. [default: tcp:2222:interface=127.0.0.1]"""
+        self.listener_args["manhole"].append(value)
+
+    def postOptions(self) -> None:  # noqa: N802
+        given: dict[str, Any] = {}
+        if self["config"]:
+            path = Path(self["config"])
+            try:
+                given.update(config.read_toml(path))
+            except OSError as e:
+                raise usage.UsageError(f"--config: cannot read {path}: {e.strerror}") from e
+            except ValueError as e:
+                raise usage.UsageError(f"--config: {path} is not valid TOML: {e}") from e
+            given.pop("config", None)
+            unknown = sorted(set(given) - set(CONVERTERS))
+            if unknown:
+                raise usage.UsageError(f"--config: unknown option(s): {', '.join(unknown)}")
+        for key in CONVERTERS:
+            if key in config.LISTENERS:
+                if self.listener_args[key]:
+                    given[key] = self.listener_args[key]
+            elif key == "guests":
+                if self["guests"]:
+                    given[key] = True
+            elif self.get(key.replace("_", "-")) is not None:
+                given[key] = self[key.replace("_", "-")]
+        values = {}
+        for key, value in given.items():
+            try:
+                values[key] = CONVERTERS[key](value)
+            except (TypeError, ValueError) as e:
+                raise usage.UsageError(f"--{key.replace('_', '-')}: {value!r}: {e}") from e
+        if ("tls_cert" in values) != ("tls_key" in values):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        if values.get("min_password_length", 8) < 1:
+            raise usage.UsageError("--min-password-length must be at least 1")
+        self.settings = attrs.evolve(config.Settings(), **values)
+
+
+class DatabaseService(service.Service):
+    """Starts the writer thread with the server and drains it on shutdown."""
+
+    name = "database"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.db.start()
+
+    def stopService(self) -> Any:  # noqa: N802
+        super().stopService()
+        return self.db.stop()
+
+
+class ThreadPoolService(service.Service):
+    """Owns the thread pool that runs bcrypt, off the reactor thread."""
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        self.pool.stop()
+
+
+@attrs.define
+class Server:
+    """The wired-up server, for tests and the manhole."""
+
+    settings: config.Settings
+    db: Database
+    store: SQLiteStore
+    chat: ChatService
+    portal: Portal
+    accounts: AccountManager
+    audit: Auditor
+    hasher: PasswordHasher
+    native: NativeFactory
+    top: service.MultiService
+    tls: Any = None
+    extras: dict[str, Any] = attrs.Factory(dict)
+
+
+def build(settings: config.Settings, reactor: Any = None) -> Server:
+    """Create every component; listeners are attached but not yet started."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    data_dir = settings.data_dir
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = Database(settings.database_path, reactor, synchronous=settings.sqlite_synchronous)
+    store = SQLiteStore(db)
+    chat = ChatService(store, reactor, settings.server_name, db.run_sync(_load_rooms))
+    pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
+    hasher = PasswordHasher(partial(deferToThreadPool, reactor, pool))
+    audit = Auditor(store, reactor)
+    throttle = LoginThrottle(
+        reactor.seconds,
+        free=settings.login_free_attempts,
+        cap=settings.login_backoff_max,
+    )
+    ttl_ms = int(settings.token_ttl_days * 24 * 3600 * 1000)
+    portal = Portal(
+        ChatRealm(chat),
+        [
+            PasswordChecker(store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit), audit),
+            TokenChecker(store, reactor, ttl_ms, throttle, audit),
+        ],
+    )
+    accounts = AccountManager(
+        store,
+        hasher,
+        reactor,
+        audit,
+        chat,
+        min_password_length=settings.min_password_length,
+        token_ttl_ms=ttl_ms,
+        login_throttle=throttle,
+        register_limiter=AddressLimiter(
+            reactor.seconds, settings.registrations_per_hour / 3600.0,
+            max(1.0, settings.registrations_per_hour),
+        ),
+    )
+    native = NativeFactory(
+        chat, portal, accounts, reactor,
+        rate=settings.rate, burst=settings.rate_burst, max_backlog=settings.max_backlog,
+    )
+    top = service.MultiService()
+    DatabaseService(db).setServiceParent(top)
+    ThreadPoolService(pool).setServiceParent(top)
+    chat.setServiceParent(top)
+    internet.TimerService(
+        3600, lambda: store.purge_expired_tokens(chat.now())
+    ).setServiceParent(top)
+    server = Server(settings, db, store, chat, portal, accounts, audit, hasher, native, top)
+    tls = None
+    if settings.tls_cert and settings.tls_key:
+        tls = server_options(settings.tls_key, settings.tls_cert)
+    elif any(d.startswith("ssl:") for d in settings.chat + settings.ircs):
+        key, cert = ensure_certificate(data_dir, settings.server_name)
+        tls = server_options(key, cert)
+    server.tls = tls
+    for description in settings.chat:
+        if not description.startswith("ssl:"):
+            raise usage.UsageError(f"--chat {description}: the native protocol is TLS only (ssl:...)")
+        internet.StreamServerEndpointService(
+            server_endpoint(reactor, description, tls), native
+        ).setServiceParent(top)
+    return server
+
+
+def makeService(options: Options) -> service.MultiService:  # noqa: N802
+    return build(options.settings).top

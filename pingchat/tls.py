@@ -1,0 +1,177 @@
+"""TLS for the listeners: a self-signed certificate on first run, and
+``CertificateOptions`` built from ``cryptography`` objects (TLS 1.2 minimum).
+
+``ssl:`` endpoint strings are accepted as usual, but instead of letting
+Twisted load PEM files through deprecated pyOpenSSL objects, pingchat turns
+them into a ``tcp:`` endpoint wrapped in TLS with its own context; without
+``privateKey=``/``certKey=`` the data dir's certificate is used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+KEY_FILE = "tls-key.pem"
+CERT_FILE = "tls-cert.pem"
+TLS_ARGUMENTS = frozenset(
+    {"privateKey", "certKey", "extraCertChain", "sslmethod", "dhParameters"}
+)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write *data* to a new file readable only by its owner (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def ensure_certificate(data_dir: Path, server_name: str) -> tuple[Path, Path]:
+    """Return the data dir's key and certificate, generating them the first time."""
+    key_path, cert_path = data_dir / KEY_FILE, data_dir / CERT_FILE
+    if key_path.exists() and cert_path.exists():
+        return key_path, cert_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    if server_name and server_name != "localhost":
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(server_name)))
+        except ValueError:
+            names.append(x509.DNSName(server_name))
+    names += [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name or "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    for stale in (key_path, cert_path):
+        if stale.exists():
+            stale.unlink()
+    write_secret(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def certificate_fingerprint(cert_path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    digest = cert.fingerprint(hashes.SHA256()).hex()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)).upper()
+
+
+def server_options(key_path: Path, cert_path: Path) -> CertificateOptions:
+    """A server context from PEM files: first certificate is the leaf, the rest its chain."""
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
+    kwargs: dict[str, Any] = {
+        "privateKey": key,
+        "certificate": chain[0],
+        "raiseMinimumTo": TLSVersion.TLSv1_2,
+    }
+    if len(chain) > 1:
+        kwargs["extraCertChain"] = chain[1:]
+    return CertificateOptions(**kwargs)
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """Any stream endpoint, with TLS on top."""
+
+    def __init__(self, wrapped: IStreamServerEndpoint, options: CertificateOptions) -> None:
+        self.wrapped = wrapped
+        self.options = options
+
+    def listen(self, protocolFactory: Factory) -> Deferred[IListeningPort]:  # noqa: N803
+        return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, protocolFactory))
+
+
+def _split(description: str) -> list[str]:
+    """Split an endpoint string on unescaped colons, keeping the escapes."""
+    parts, current, escaped = [], "", False
+    for ch in description:
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            current += ch
+            escaped = True
+        elif ch == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts
+
+
+def _unescape(value: str) -> str:
+    out, escaped = "", False
+    for ch in value:
+        if escaped:
+            out += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            out += ch
+    return out
+
+
+def server_endpoint(
+    reactor: Any, description: str, default_tls: CertificateOptions | None
+) -> IStreamServerEndpoint:
+    """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context."""
+    parts = _split(description)
+    if parts[0] != "ssl":
+        return endpoints.serverFromString(reactor, description)
+    kept, tls = ["tcp"], {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if sep and key in TLS_ARGUMENTS:
+            tls[key] = _unescape(value)
+        else:
+            kept.append(part)
+    if "privateKey" in tls:
+        key_path = Path(tls["privateKey"])
+        options = server_options(key_path, Path(tls.get("certKey", tls["privateKey"])))
+    elif default_tls is not None:
+        options = default_tls
+    else:
+        raise ValueError(f"{description}: no TLS certificate available")
+    return TLSServerEndpoint(endpoints.serverFromString(reactor, ":".join(kept)), options)

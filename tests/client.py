@@ -1,0 +1,68 @@
+"""A blocking PingChat client written only with the standard library.
+
+Used by the integration and end-to-end tests, as an independent client that
+knows only the protocol description would be.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from typing import Any
+
+
+class LineClient:
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection((host, port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname=host)
+        self.buffer = b""
+        self.events: list[dict[str, Any]] = []
+        self.next_id = 0
+        self.hello = self.read()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send a request and return its reply; events seen meanwhile are kept."""
+        self.next_id += 1
+        rid = self.next_id
+        self.send_raw(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
+        return self.reply(rid)
+
+    def reply(self, rid: Any) -> dict[str, Any]:
+        while True:
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
+            elif msg.get("id") == rid:
+                return msg
+
+    def event(self, name: str, **match: Any) -> dict[str, Any]:
+        """The first event (already seen or next to come) with this name and fields."""
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
+                    return self.events.pop(i)
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
