@@ -28,6 +28,8 @@ from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
+from pingchat.admin.manhole import attach_manhole
+from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
 from pingchat.store import Database, SQLiteStore
 from pingchat.store.rooms import _load_rooms
@@ -213,6 +215,23 @@ class ThreadPoolService(service.Service):
         self.pool.stop()
 
 
+class ReadyService(service.Service):
+    """Logs one line once every listener has been asked to start."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        from twisted.logger import Logger
+
+        Logger().info(
+            "pingchat ready: data dir {data_dir}, server name {name}",
+            data_dir=str(self.server.settings.data_dir.resolve()),
+            name=self.server.settings.server_name,
+        )
+
+
 @attrs.define
 class Server:
     """The wired-up server, for tests and the manhole."""
@@ -297,6 +316,9 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
         internet.StreamServerEndpointService(
             server_endpoint(reactor, description, tls), native
         ).setServiceParent(top)
+    attach_irc(server, reactor)
+    attach_manhole(server, reactor)
+    ReadyService(server).setServiceParent(top)
     return server
 
 

@@ -1,0 +1,1 @@
+"""Live administration: the SSH manhole and its helpers."""

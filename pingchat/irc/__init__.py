@@ -1,0 +1,1 @@
+"""The IRC gateway: any IRC client joins the same chat world."""
