@@ -51,7 +51,10 @@ def _open(args: argparse.Namespace) -> Database:
         if args.command == "user" and args.action == "add":
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         else:
-            raise CommandError(f"no pingchat database in {data_dir} (run 'pingchat user add' or start the server first)")
+            raise CommandError(
+                f"no pingchat database in {data_dir}"
+                " (run 'pingchat user add' or start the server first)"
+            )
     return Database(path, threaded=False)
 
 
@@ -152,10 +155,18 @@ def parser() -> argparse.ArgumentParser:
         choices=["add", "list", "passwd", "disable", "enable", "promote", "demote"],
     )
     user.add_argument("name", nargs="?", help="account name")
-    user.add_argument("--password-stdin", action="store_true",
-                      help="read the password from the first line of standard input")
-    user.add_argument("--min-password-length", type=int, default=8, metavar="N",
-                      help="password policy (default: 8)")
+    user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    user.add_argument(
+        "--min-password-length",
+        type=int,
+        default=8,
+        metavar="N",
+        help="password policy (default: 8)",
+    )
     user.add_argument("--admin", action="store_true", help="with add: create an admin")
     user.set_defaults(func=cmd_user)
     client = sub.add_parser("client", help="the terminal chat client")

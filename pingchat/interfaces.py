@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
+from pingchat.chat.model import Message
+
 
 class IChatMind(Interface):
     """A connected client, as the chat world sees it; implemented by each door.
@@ -19,8 +21,8 @@ class IChatMind(Interface):
 
     door = Attribute("Which door this client came through: 'native' or 'irc'.")
 
-    def message(message: object, offline: bool = False) -> None:
-        """A room message or DM the account should see (``pingchat.chat.model.Message``)."""
+    def message(message: Message, offline: bool = False) -> None:
+        """A room message or DM the account should see."""
 
     def joined(room: str, user: str) -> None:
         """*user* joined *room* (also sent for the account's own joins)."""

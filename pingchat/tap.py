@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from pingchat import config
+from pingchat.admin.manhole import attach_manhole
 from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
 from pingchat.auth.otp import OTPVerifier
@@ -28,7 +29,6 @@ from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
-from pingchat.admin.manhole import attach_manhole
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
 from pingchat.store import Database, SQLiteStore
@@ -121,9 +121,19 @@ class Options(usage.Options):
         ["login-free-attempts", None, None, "Failed logins before back-off. [default: 5]"],
         ["login-backoff-max", None, None, "Longest login back-off, s. [default: 300]"],
         ["registrations-per-hour", None, None, "Registrations per address per hour. [default: 20]"],
-        ["max-backlog", None, None, "Unread output (bytes) before a client is dropped. [default: 1048576]"],
+        [
+            "max-backlog",
+            None,
+            None,
+            "Unread output (bytes) before a client is dropped. [default: 1048576]",
+        ],
         ["token-ttl-days", None, None, "Idle days before a session token expires. [default: 30]"],
-        ["sqlite-synchronous", None, None, "SQLite synchronous mode, FULL or NORMAL. [default: FULL]"],
+        [
+            "sqlite-synchronous",
+            None,
+            None,
+            "SQLite synchronous mode, FULL or NORMAL. [default: FULL]",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -147,7 +157,7 @@ class Options(usage.Options):
         """SSH manhole endpoint. [default: tcp:2222:interface=127.0.0.1]"""
         self.listener_args["manhole"].append(value)
 
-    def postOptions(self) -> None:  # noqa: N802
+    def postOptions(self) -> None:
         given: dict[str, Any] = {}
         if self["config"]:
             path = Path(self["config"])
@@ -191,11 +201,11 @@ class DatabaseService(service.Service):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         self.db.start()
 
-    def stopService(self) -> Any:  # noqa: N802
+    def stopService(self) -> Any:
         super().stopService()
         return self.db.stop()
 
@@ -206,11 +216,11 @@ class ThreadPoolService(service.Service):
     def __init__(self, pool: ThreadPool) -> None:
         self.pool = pool
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         self.pool.start()
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> None:
         super().stopService()
         self.pool.stop()
 
@@ -221,7 +231,7 @@ class ReadyService(service.Service):
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         from twisted.logger import Logger
 
@@ -273,7 +283,9 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
     portal = Portal(
         ChatRealm(chat),
         [
-            PasswordChecker(store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit), audit),
+            PasswordChecker(
+                store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit), audit
+            ),
             TokenChecker(store, reactor, ttl_ms, throttle, audit),
         ],
     )
@@ -287,21 +299,27 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
         token_ttl_ms=ttl_ms,
         login_throttle=throttle,
         register_limiter=AddressLimiter(
-            reactor.seconds, settings.registrations_per_hour / 3600.0,
+            reactor.seconds,
+            settings.registrations_per_hour / 3600.0,
             max(1.0, settings.registrations_per_hour),
         ),
     )
     native = NativeFactory(
-        chat, portal, accounts, reactor,
-        rate=settings.rate, burst=settings.rate_burst, max_backlog=settings.max_backlog,
+        chat,
+        portal,
+        accounts,
+        reactor,
+        rate=settings.rate,
+        burst=settings.rate_burst,
+        max_backlog=settings.max_backlog,
     )
     top = service.MultiService()
     DatabaseService(db).setServiceParent(top)
     ThreadPoolService(pool).setServiceParent(top)
     chat.setServiceParent(top)
-    internet.TimerService(
-        3600, lambda: store.purge_expired_tokens(chat.now())
-    ).setServiceParent(top)
+    internet.TimerService(3600, lambda: store.purge_expired_tokens(chat.now())).setServiceParent(
+        top
+    )
     server = Server(settings, db, store, chat, portal, accounts, audit, hasher, native, top)
     tls = None
     if settings.tls_cert and settings.tls_key:
@@ -312,7 +330,9 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
     server.tls = tls
     for description in settings.chat:
         if not description.startswith("ssl:"):
-            raise usage.UsageError(f"--chat {description}: the native protocol is TLS only (ssl:...)")
+            raise usage.UsageError(
+                f"--chat {description}: the native protocol is TLS only (ssl:...)"
+            )
         internet.StreamServerEndpointService(
             server_endpoint(reactor, description, tls), native
         ).setServiceParent(top)
@@ -322,5 +342,5 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
     return server
 
 
-def makeService(options: Options) -> service.MultiService:  # noqa: N802
+def makeService(options: Options) -> service.MultiService:
     return build(options.settings).top

@@ -21,17 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 KEY_FILE = "tls-key.pem"
 CERT_FILE = "tls-cert.pem"
-TLS_ARGUMENTS = frozenset(
-    {"privateKey", "certKey", "extraCertChain", "sslmethod", "dhParameters"}
-)
+TLS_ARGUMENTS = frozenset({"privateKey", "certKey", "extraCertChain", "sslmethod", "dhParameters"})
 
 
 def write_secret(path: Path, data: bytes) -> None:
@@ -117,7 +114,7 @@ class TLSServerEndpoint:
         self.wrapped = wrapped
         self.options = options
 
-    def listen(self, protocolFactory: Factory) -> Deferred[IListeningPort]:  # noqa: N803
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, protocolFactory))
 
 

@@ -6,6 +6,7 @@ knows only the protocol description would be.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -25,10 +26,8 @@ class LineClient:
         self.hello = self.read()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)

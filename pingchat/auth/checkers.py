@@ -1,7 +1,8 @@
 """``twisted.cred`` checkers backed by the store.
 
 Every door authenticates through one :class:`~twisted.cred.portal.Portal`
-holding these checkers. Each returns the account name as the avatar id, or
+holding these checkers. Each returns the account name (UTF-8 bytes, as cred
+expects) as the avatar id, or
 fails with a subclass of :class:`UnauthorizedLogin` that tells the door which
 error to show.
 """
@@ -71,7 +72,7 @@ class PasswordCredentials:
         self.otp = otp
         self.address = address
 
-    def checkPassword(self, password: str) -> bool:  # noqa: N802 - IUsernamePassword
+    def checkPassword(self, password: bytes) -> bool:
         raise NotImplementedError("checked by PasswordChecker against the store")
 
     def __repr__(self) -> str:  # never show the secret
@@ -86,6 +87,10 @@ class TokenCredentials:
 
     def __repr__(self) -> str:
         return "<TokenCredentials>"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def now_ms(clock: IReactorTime) -> int:
@@ -114,17 +119,13 @@ class PasswordChecker:
         self.otp = otp
         self.audit = audit or (lambda *a, **k: None)
 
-    def requestAvatarId(self, credentials: IPasswordOTP) -> Deferred[str]:  # noqa: N802
+    def requestAvatarId(self, credentials: IPasswordOTP) -> Deferred[bytes | tuple[()]]:
         return self._check(credentials)
 
     @inlineCallbacks
     def _check(self, credentials: IPasswordOTP) -> Any:
-        name = credentials.username
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        password = credentials.password
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
+        name = _text(credentials.username)
+        password = _text(credentials.password)
         address = getattr(credentials, "address", None)
         if self.throttle is not None:
             wait = self.throttle.check(name, address)
@@ -152,7 +153,7 @@ class PasswordChecker:
         if self.throttle is not None:
             self.throttle.succeeded(name, address)
         self.audit("login", account=account.name, address=address)
-        return account.name
+        return account.name.encode("utf-8")
 
 
 @implementer(ICredentialsChecker)
@@ -175,7 +176,7 @@ class TokenChecker:
         self.throttle = throttle
         self.audit = audit or (lambda *a, **k: None)
 
-    def requestAvatarId(self, credentials: ITokenCredentials) -> Deferred[str]:  # noqa: N802
+    def requestAvatarId(self, credentials: ITokenCredentials) -> Deferred[bytes | tuple[()]]:
         return self._check(credentials)
 
     @inlineCallbacks
@@ -197,4 +198,4 @@ class TokenChecker:
         account, _expires = found
         if account.disabled:
             raise LoginDisabled("this account is disabled")
-        return account.name
+        return account.name.encode("utf-8")

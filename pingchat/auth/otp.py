@@ -66,8 +66,7 @@ class OTPVerifier:
             raise OTPNeeded("this account needs a one-time code (otp)")
         step = matching_step(state.secret, code, self.clock.seconds())
         if step is None or step <= state.last_step:
-            self.audit("otp_failed", account=account.name, address=address,
-                       replay=step is not None)
+            self.audit("otp_failed", account=account.name, address=address, replay=step is not None)
             raise LoginFailed("wrong user name, password or code")
         ok = yield self.store.consume_otp_step(account.id, step)
         if not ok:

@@ -97,9 +97,7 @@ class PasswordHasher:
         """
         if hashed is None:
             return self._run(self._check_dummy, password.encode("utf-8"))
-        d: Deferred[bool] = self._run(
-            check_password_blocking, password.encode("utf-8"), hashed
-        )
+        d: Deferred[bool] = self._run(check_password_blocking, password.encode("utf-8"), hashed)
         return d
 
     def _check_dummy(self, password: bytes) -> bool:

@@ -7,11 +7,11 @@ from typing import Any
 
 from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from pingchat.auth.checkers import LoginFailed
 from pingchat.chat.model import Account
-from pingchat.chat.service import ChatService, Session
+from pingchat.chat.service import ChatService
 from pingchat.interfaces import IChatAvatar, IChatMind
 
 
@@ -22,19 +22,17 @@ class ChatRealm:
     def __init__(self, service: ChatService) -> None:
         self.service = service
 
-    def requestAvatar(  # noqa: N802 - IRealm
+    def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
-    ) -> Deferred[tuple[Any, Session, Callable[[], None]]]:
+    ) -> Deferred[tuple[type[Interface], object, Callable[[], None]]]:
         if IChatAvatar not in interfaces:
             raise NotImplementedError("pingchat's realm only provides IChatAvatar")
         name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
 
-        def attach(account: Account | None) -> tuple[Any, Session, Callable[[], None]]:
+        def attach(account: Account | None) -> tuple[type[Interface], object, Callable[[], None]]:
             if account is None:
                 raise LoginFailed("the account no longer exists")
-            session = self.service.attach(
-                account, IChatMind(mind), getattr(mind, "address", None)
-            )
+            session = self.service.attach(account, IChatMind(mind), getattr(mind, "address", None))
             return IChatAvatar, session, lambda: self.service.detach(session)
 
         return self.service.store.get_account(name).addCallback(attach)

@@ -213,7 +213,9 @@ class ChatService(Service):
         self, account: Account | None, mind: IChatMind, address: str | None, name: str = ""
     ) -> Session:
         """Register a new session (the realm calls this at login)."""
-        session = Session(self, account, account.name if account else name, mind, address, self.now())
+        session = Session(
+            self, account, account.name if account else name, mind, address, self.now()
+        )
         sessions = self.sessions.setdefault(session.folded, [])
         sessions.append(session)
         state = self.presence.setdefault(session.folded, PresenceState())
@@ -307,8 +309,12 @@ class ChatService(Service):
             name = sessions[0].name
             state = self.presence.get(fold(name), PresenceState())
             out.append(
-                {"user": name, "presence": state.presence.value, "away": state.away,
-                 "guest": sessions[0].guest}
+                {
+                    "user": name,
+                    "presence": state.presence.value,
+                    "away": state.away,
+                    "guest": sessions[0].guest,
+                }
             )
         return sorted(out, key=lambda u: fold(u["user"]))
 
@@ -368,21 +374,25 @@ class ChatService(Service):
         out = []
         for folded, m in room.members.items():
             state = self.presence.get(folded, PresenceState())
-            out.append({
-                "user": m.name,
-                "op": m.op,
-                "voice": m.voice,
-                "presence": state.presence.value if folded in self.sessions else "offline",
-            })
+            out.append(
+                {
+                    "user": m.name,
+                    "op": m.op,
+                    "voice": m.voice,
+                    "presence": state.presence.value if folded in self.sessions else "offline",
+                }
+            )
         return out
 
     def _create_room(self, name: str) -> Deferred[Room]:
         folded = fold(name)
         pending = self._creating.get(folded)
         if pending is not None:
-            d: Deferred[Room] = Deferred()
-            pending.addBoth(lambda r: (d.callback(r) if isinstance(r, Room) else d.errback(r), r)[1])
-            return d
+            # Someone is creating this room right now: wait for that instead of
+            # racing it into a unique-constraint failure.
+            waiter: Deferred[Room] = Deferred()
+            pending.chainDeferred(waiter)
+            return waiter
 
         def created(info: RoomInfo) -> Room:
             room = Room.from_info(info)
@@ -435,9 +445,8 @@ class ChatService(Service):
 
         if session.guest:
             return succeed(None).addCallback(stored)
-        return (
-            self.store.add_member(room.id, session.name, op, self.now())
-            .addCallbacks(stored, failed)
+        return self.store.add_member(room.id, session.name, op, self.now()).addCallbacks(
+            stored, failed
         )
 
     def part(self, session: Session, name: str, reason: str | None = None) -> Deferred[None]:
@@ -521,31 +530,33 @@ class ChatService(Service):
         """Apply mode changes such as ``[('+i', None), ('+o', 'bob'), ('+b', 'x!*@*')]``.
 
         Only operators (or an administrator, ``session=None``) may change modes.
-        Fires with the changes that took effect.
+        Every change is validated before any takes effect; fires with the
+        changes that took effect, after they are stored.
         """
         room = self.get_room(name)
         by = session.name if session else self.server_name
         if session is not None and not room.is_op(session.name):
             raise Forbidden(f"only operators may change the modes of {room.name}")
+        flags, key, limit, bans = set(room.flags), room.key, room.limit, list(room.bans)
+        privileges: dict[str, tuple[Member, bool, bool]] = {}
+        ban_changes: list[tuple[str, bool]] = []
         applied: list[tuple[str, str | None]] = []
-        member_updates: dict[str, Member] = {}
-        ban_updates: list[tuple[str, bool]] = []
         for change, arg in changes:
             if len(change) != 2 or change[0] not in "+-":
                 raise BadRequest(f"bad mode change: {change}")
             on, letter = change[0] == "+", change[1]
             if letter in ROOM_FLAGS:
-                if (letter in room.flags) != on:
-                    (room.flags.add if on else room.flags.discard)(letter)
+                if (letter in flags) != on:
+                    (flags.add if on else flags.discard)(letter)
                     applied.append((change, None))
             elif letter == "k":
                 if on:
                     if not arg or " " in arg or "," in arg:
                         raise BadRequest("the key must be a word")
-                    room.key = arg[:32]
-                    applied.append((change, room.key))
-                elif room.key is not None:
-                    room.key = None
+                    key = arg[:32]
+                    applied.append((change, key))
+                elif key is not None:
+                    key = None
                     applied.append((change, "*"))
             elif letter == "l":
                 if on:
@@ -555,10 +566,9 @@ class ChatService(Service):
                         raise BadRequest("the limit must be a number") from None
                     if limit < 1:
                         raise BadRequest("the limit must be positive")
-                    room.limit = limit
                     applied.append((change, str(limit)))
-                elif room.limit is not None:
-                    room.limit = None
+                elif limit is not None:
+                    limit = None
                     applied.append((change, None))
             elif letter in "ov":
                 if not arg:
@@ -566,42 +576,46 @@ class ChatService(Service):
                 member = room.member(arg)
                 if member is None:
                     raise NotInRoom(f"{arg} is not in {room.name}")
-                attr = "op" if letter == "o" else "voice"
-                if getattr(member, attr) != on:
-                    setattr(member, attr, on)
-                    member_updates[fold(arg)] = member
-                    applied.append((change, member.name))
+                _, op, voice = privileges.get(fold(arg), (member, member.op, member.voice))
+                if letter == "o" and op != on:
+                    op = on
+                elif letter == "v" and voice != on:
+                    voice = on
+                else:
+                    continue
+                privileges[fold(arg)] = (member, op, voice)
+                applied.append((change, member.name))
             elif letter == "b":
                 if not arg:
                     raise BadRequest("mode b needs a mask")
                 mask = arg if ("!" in arg or "@" in arg) else f"{arg}!*@*"
-                if on and mask not in room.bans:
-                    room.bans.append(mask)
-                    ban_updates.append((mask, True))
-                    applied.append((change, mask))
-                elif not on and mask in room.bans:
-                    room.bans.remove(mask)
-                    ban_updates.append((mask, False))
+                if on != (mask in bans):
+                    (bans.append if on else bans.remove)(mask)
+                    ban_changes.append((mask, on))
                     applied.append((change, mask))
             else:
                 raise BadRequest(f"unknown mode: {letter}")
         if not applied:
             return succeed([])
-        now = self.now()
-        modes = "".join(sorted(room.flags))
-        d = self.store.set_modes(room.id, modes, room.key, room.limit)
-        for member in member_updates.values():
-            if not member.guest:
-                d.addCallback(lambda _, m=member: self.store.set_member_flags(room.id, m.name, m.op, m.voice))
-        for mask, on in ban_updates:
-            d.addCallback(lambda _, mk=mask, o=on: self.store.set_ban(room.id, mk, by, now, o))
 
-        def announce(_: Any) -> list[tuple[str, str | None]]:
+        def stored(_: None) -> list[tuple[str, str | None]]:
+            room.flags, room.key, room.limit, room.bans = flags, key, limit, bans
+            for member, op, voice in privileges.values():
+                member.op, member.voice = op, voice
             for mind in self._minds(room.members):
                 mind.modes_changed(room.name, by, applied)
             return applied
 
-        return d.addCallback(announce)
+        return self.store.save_room_modes(
+            room.id,
+            "".join(sorted(flags)),
+            key,
+            limit,
+            [(m.name, op, voice) for m, op, voice in privileges.values() if not m.guest],
+            ban_changes,
+            by,
+            self.now(),
+        ).addCallback(stored)
 
     # -- messages --------------------------------------------------------------
 
@@ -709,7 +723,11 @@ class ChatService(Service):
         if session.account is None:
             raise Forbidden("guests have no direct message history")
         return self.store.dm_history(
-            session.account.id, with_, before=before, after=after, limit=limit,
+            session.account.id,
+            with_,
+            before=before,
+            after=after,
+            limit=limit,
             newest_first=newest_first,
         )
 

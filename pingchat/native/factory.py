@@ -47,7 +47,7 @@ class NativeFactory(Factory):
         self.max_backlog = max_backlog
         self.connections: set[NativeProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress) -> NativeProtocol:  # noqa: N802
+    def buildProtocol(self, addr: IAddress | None) -> NativeProtocol:
         from pingchat.native.protocol import NativeProtocol
 
         return NativeProtocol(self)

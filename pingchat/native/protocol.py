@@ -67,7 +67,7 @@ class NativeProtocol(Protocol):
 
     # -- connection ------------------------------------------------------------
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.address = getattr(peer, "host", None)
         self.bucket = self.factory.new_bucket()
@@ -84,7 +84,7 @@ class NativeProtocol(Protocol):
             )
         )
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008, N802
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.closed = True
         self.factory.connections.discard(self)
         self._end_session()
@@ -116,18 +116,18 @@ class NativeProtocol(Protocol):
         self.transport.write(data)
 
     # IPushProducer: the transport tells us when its send buffer is full.
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         self.paused = True
         self.backlog = 0
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         self.paused = False
         self.backlog = 0
 
-    def stopProducing(self) -> None:  # noqa: N802
+    def stopProducing(self) -> None:
         pass
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         for line in self.framer.feed(data):
             if self.closed:
                 return
@@ -200,8 +200,12 @@ class NativeProtocol(Protocol):
         name = _field(req, "user")
         password = _field(req, "password")
         d = self.factory.accounts.register(name, password, self.address)
-        return d.addCallback(lambda result: {"user": result["account"].name,
-                                             "recovery_codes": result["recovery_codes"]})
+        return d.addCallback(
+            lambda result: {
+                "user": result["account"].name,
+                "recovery_codes": result["recovery_codes"],
+            }
+        )
 
     def _login(self, credentials: Any, on_login: Callable[[Session], Any]) -> Deferred[Any]:
         if self.session is not None or self._authenticating:
@@ -264,7 +268,9 @@ class NativeProtocol(Protocol):
 
     def op_recover(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         return self.factory.accounts.recover(
-            _field(req, "user"), _field(req, "code"), _field(req, "new_password"),
+            _field(req, "user"),
+            _field(req, "code"),
+            _field(req, "new_password"),
             self.address,
         )
 
@@ -332,9 +338,7 @@ class NativeProtocol(Protocol):
             check_ciphertext(ciphertext, nonce)
         elif nonce is not None:
             raise BadRequest("nonce goes with ciphertext")
-        d = self.factory.service.dm(
-            self.me, to, text=text, ciphertext=ciphertext, nonce=nonce
-        )
+        d = self.factory.service.dm(self.me, to, text=text, ciphertext=ciphertext, nonce=nonce)
         return d.addCallback(
             lambda r: {"msg_id": r[0].id, "ts": iso_ms(r[0].ts), "delivered": r[1]}
         )
@@ -394,8 +398,14 @@ class NativeProtocol(Protocol):
                 changes.append((sign + ch, None))
             else:
                 raise BadRequest(f"set takes the flags i, m, n, t, not {ch}")
-        for key, change in (("op", "+o"), ("deop", "-o"), ("voice", "+v"),
-                            ("devoice", "-v"), ("ban", "+b"), ("unban", "-b")):
+        for key, change in (
+            ("op", "+o"),
+            ("deop", "-o"),
+            ("voice", "+v"),
+            ("devoice", "-v"),
+            ("ban", "+b"),
+            ("unban", "-b"),
+        ):
             value = _field(req, key, required=False)
             if value is not None:
                 changes.append((change, value))
@@ -413,19 +423,20 @@ class NativeProtocol(Protocol):
         if not changes:
             room = service.get_room(room_name)
             letters, args = room.mode_string(show_key=room.is_op(self.me.name))
-            return _succeed({"room": room.name, "modes": letters, "args": args,
-                             "bans": list(room.bans)})
+            return _succeed(
+                {"room": room.name, "modes": letters, "args": args, "bans": list(room.bans)}
+            )
         return service.change_modes(self.me, room_name, changes).addCallback(
-            lambda applied: {"room": service.get_room(room_name).name,
-                             "applied": [[c, a] for c, a in applied]}
+            lambda applied: {
+                "room": service.get_room(room_name).name,
+                "applied": [[c, a] for c, a in applied],
+            }
         )
 
     def op_passwd(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         old = _field(req, "old")
         new = _field(req, "new")
-        return self.factory.accounts.change_password(self.me, old, new).addCallback(
-            lambda _: {}
-        )
+        return self.factory.accounts.change_password(self.me, old, new).addCallback(lambda _: {})
 
     def op_otp_setup(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         return self.factory.accounts.otp_setup(self.me)

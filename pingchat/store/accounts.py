@@ -71,9 +71,7 @@ def _set_password(
     conn: sqlite3.Connection, name: str, password_hash: bytes, keep_token: bytes | None
 ) -> Account:
     account = require_account(conn, name)
-    conn.execute(
-        "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id)
-    )
+    conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
     conn.execute(
         "DELETE FROM tokens WHERE account_id = ? AND token_hash IS NOT ?",
         (account.id, keep_token),
@@ -183,9 +181,7 @@ class AccountStore:
     def touch_last_seen(self, account_id: int, now: int) -> Deferred[None]:
         return self.db.run("touch_last_seen", _touch, account_id, now)
 
-    def add_token(
-        self, account_id: int, token_hash: bytes, now: int, ttl: int
-    ) -> Deferred[int]:
+    def add_token(self, account_id: int, token_hash: bytes, now: int, ttl: int) -> Deferred[int]:
         return self.db.run("add_token", _add_token, account_id, token_hash, now, ttl)
 
     def use_token(

@@ -30,8 +30,7 @@ def _add_audit(
 
 def _recent_audit(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT ts, event, account, actor, address, detail FROM audit_log"
-        " ORDER BY id DESC LIMIT ?",
+        "SELECT ts, event, account, actor, address, detail FROM audit_log ORDER BY id DESC LIMIT ?",
         (limit,),
     )
     return [dict(r) for r in rows]

@@ -14,6 +14,7 @@ calling thread; the command-line tool and the unit tests use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sqlite3
@@ -46,9 +47,7 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """
     if str(path) != ":memory:" and not Path(path).exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    conn = sqlite3.connect(
-        str(path), check_same_thread=False, isolation_level=None, timeout=10.0
-    )
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
     conn.row_factory = sqlite3.Row
     if str(path) != ":memory:":
         conn.execute("PRAGMA journal_mode = WAL")
@@ -125,9 +124,7 @@ class Database:
             from twisted.internet import reactor
 
             self._reactor = reactor  # type: ignore[assignment]
-        self._thread = threading.Thread(
-            target=self._writer, name="pingchat-db-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._writer, name="pingchat-db-writer", daemon=True)
         self._thread.start()
 
     def stop(self) -> Deferred[None]:
@@ -170,7 +167,7 @@ class Database:
         except sqlite3.Error:
             failure = Failure()
             return [(job[3], False, failure) for job in jobs]
-        for name, fn, args, d in jobs:
+        for _name, fn, args, d in jobs:
             try:
                 conn.execute("SAVEPOINT job")
                 value = fn(conn, *args)
@@ -178,20 +175,16 @@ class Database:
                 results.append((d, True, value))
             except BaseException:
                 failure = Failure()
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                except sqlite3.Error:
-                    pass
                 results.append((d, False, failure))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:
             failure = Failure()
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             return [(d, False, failure) for d, _, _ in results]
         self.transactions += len(jobs)
         self.commits += 1

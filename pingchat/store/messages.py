@@ -173,9 +173,7 @@ def _dm_history(
     newest_first: bool,
 ) -> list[Message]:
     peer = require_account(conn, other)
-    return _history(
-        conn, dm_conversation(me_id, peer.id), before, after, limit, newest_first
-    )
+    return _history(conn, dm_conversation(me_id, peer.id), before, after, limit, newest_first)
 
 
 def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int | None:

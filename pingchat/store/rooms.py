@@ -69,15 +69,11 @@ def _create_room(conn: sqlite3.Connection, name: str, now: int) -> RoomInfo:
 
 
 def _account_id(conn: sqlite3.Connection, name: str) -> int | None:
-    row = conn.execute(
-        "SELECT id FROM accounts WHERE name_folded = ?", (fold(name),)
-    ).fetchone()
+    row = conn.execute("SELECT id FROM accounts WHERE name_folded = ?", (fold(name),)).fetchone()
     return int(row[0]) if row else None
 
 
-def _add_member(
-    conn: sqlite3.Connection, room_id: int, account: str, op: bool, now: int
-) -> None:
+def _add_member(conn: sqlite3.Connection, room_id: int, account: str, op: bool, now: int) -> None:
     account_id = _account_id(conn, account)
     if account_id is None:
         return  # guests are members only in memory
@@ -109,22 +105,32 @@ def _set_member_flags(
     )
 
 
-def _set_topic(
-    conn: sqlite3.Connection, room_id: int, topic: str, by: str, now: int
-) -> None:
+def _set_topic(conn: sqlite3.Connection, room_id: int, topic: str, by: str, now: int) -> None:
     conn.execute(
         "UPDATE rooms SET topic = ?, topic_by = ?, topic_at = ? WHERE id = ?",
         (topic, by, now, room_id),
     )
 
 
-def _set_modes(
-    conn: sqlite3.Connection, room_id: int, modes: str, key: str | None, limit: int | None
+def _save_room_modes(
+    conn: sqlite3.Connection,
+    room_id: int,
+    modes: str,
+    key: str | None,
+    limit: int | None,
+    privileges: list[tuple[str, bool, bool]],
+    bans: list[tuple[str, bool]],
+    by: str,
+    now: int,
 ) -> None:
     conn.execute(
         "UPDATE rooms SET modes = ?, room_key = ?, user_limit = ? WHERE id = ?",
         (modes, key, limit, room_id),
     )
+    for account, op, voice in privileges:
+        _set_member_flags(conn, room_id, account, op, voice)
+    for mask, on in bans:
+        _set_ban(conn, room_id, mask, by, now, on)
 
 
 def _set_ban(
@@ -132,8 +138,7 @@ def _set_ban(
 ) -> None:
     if on:
         conn.execute(
-            "INSERT OR IGNORE INTO room_bans (room_id, mask, set_by, set_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO room_bans (room_id, mask, set_by, set_at) VALUES (?, ?, ?, ?)",
             (room_id, mask, by, now),
         )
     else:
@@ -166,23 +171,33 @@ class RoomStore:
     def remove_member(self, room_id: int, account: str) -> Deferred[None]:
         return self.db.run("remove_member", _remove_member, room_id, account)
 
-    def set_member_flags(
-        self, room_id: int, account: str, op: bool, voice: bool
-    ) -> Deferred[None]:
-        return self.db.run("set_member_flags", _set_member_flags, room_id, account, op, voice)
-
     def set_topic(self, room_id: int, topic: str, by: str, now: int) -> Deferred[None]:
         return self.db.run("set_topic", _set_topic, room_id, topic, by, now)
 
-    def set_modes(
-        self, room_id: int, modes: str, key: str | None, limit: int | None
+    def save_room_modes(
+        self,
+        room_id: int,
+        modes: str,
+        key: str | None,
+        limit: int | None,
+        privileges: list[tuple[str, bool, bool]],
+        bans: list[tuple[str, bool]],
+        by: str,
+        now: int,
     ) -> Deferred[None]:
-        return self.db.run("set_modes", _set_modes, room_id, modes, key, limit)
-
-    def set_ban(
-        self, room_id: int, mask: str, by: str, now: int, on: bool
-    ) -> Deferred[None]:
-        return self.db.run("set_ban", _set_ban, room_id, mask, by, now, on)
+        """Store a room's modes, member privileges and ban changes at once."""
+        return self.db.run(
+            "save_room_modes",
+            _save_room_modes,
+            room_id,
+            modes,
+            key,
+            limit,
+            privileges,
+            bans,
+            by,
+            now,
+        )
 
     def add_invite(self, room_id: int, account: str) -> Deferred[None]:
         return self.db.run("add_invite", _add_invite, room_id, account)

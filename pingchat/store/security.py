@@ -24,8 +24,7 @@ class OTPState:
 
 def _otp_state(conn: sqlite3.Connection, account_id: int) -> OTPState:
     row = conn.execute(
-        "SELECT otp_secret, otp_pending, otp_enabled, otp_last_step FROM accounts"
-        " WHERE id = ?",
+        "SELECT otp_secret, otp_pending, otp_enabled, otp_last_step FROM accounts WHERE id = ?",
         (account_id,),
     ).fetchone()
     return OTPState(row[0], row[1], bool(row[2]), int(row[3]))
@@ -46,8 +45,7 @@ def _enable_otp(conn: sqlite3.Connection, account_id: int, secret: str, step: in
 
 def _disable_otp(conn: sqlite3.Connection, account_id: int) -> None:
     conn.execute(
-        "UPDATE accounts SET otp_secret = NULL, otp_pending = NULL, otp_enabled = 0"
-        " WHERE id = ?",
+        "UPDATE accounts SET otp_secret = NULL, otp_pending = NULL, otp_enabled = 0 WHERE id = ?",
         (account_id,),
     )
 
@@ -77,16 +75,13 @@ def _recover(
     if account is None:
         return None
     row = conn.execute(
-        "SELECT id FROM recovery_codes WHERE account_id = ? AND code_hash = ?"
-        " AND used_at IS NULL",
+        "SELECT id FROM recovery_codes WHERE account_id = ? AND code_hash = ? AND used_at IS NULL",
         (account.id, code_hash),
     ).fetchone()
     if row is None:
         return None
     conn.execute("UPDATE recovery_codes SET used_at = ? WHERE id = ?", (now, row[0]))
-    conn.execute(
-        "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id)
-    )
+    conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
     conn.execute("DELETE FROM tokens WHERE account_id = ?", (account.id,))
     return account.name
 

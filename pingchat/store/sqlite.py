@@ -15,9 +15,7 @@ from pingchat.store.security import SecurityStore
 
 
 @implementer(IStore)
-class SQLiteStore(
-    AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore
-):
+class SQLiteStore(AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore):
     """Every transaction of pingchat, run by one :class:`Database` writer."""
 
     def __init__(self, db: Database) -> None:

@@ -24,8 +24,12 @@ PINGCHAT = str(Path(sys.executable).with_name("pingchat"))
 _STARTING = re.compile(r"\] (\w+)( \(TLS\))? starting on (\d+)")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
     """Poll *predicate* until it returns something true; fail after *timeout*.
 
     End-to-end tests watch real processes, which offer nothing to wait on but
@@ -45,16 +49,34 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 class ServerProcess:
     """A pingchat server in a subprocess, with its own temporary data dir."""
 
-    def __init__(self, *extra: str, data_dir: Path | None = None,
-                 chat: str | None = "ssl:0:interface=127.0.0.1",
-                 irc: str | None = "none", ircs: str | None = "none",
-                 manhole: str | None = "none", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *extra: str,
+        data_dir: Path | None = None,
+        chat: str | None = "ssl:0:interface=127.0.0.1",
+        irc: str | None = "none",
+        ircs: str | None = "none",
+        manhole: str | None = "none",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="pingchat-e2e-"))
-        self.args = [TWISTD, "-n", "--pidfile=", "pingchat", "--data-dir", str(self.data_dir),
-                     "--server-name", "localhost"]
-        for option, value in (("--chat", chat), ("--irc", irc), ("--ircs", ircs),
-                              ("--manhole", manhole)):
+        self.args = [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "pingchat",
+            "--data-dir",
+            str(self.data_dir),
+            "--server-name",
+            "localhost",
+        ]
+        for option, value in (
+            ("--chat", chat),
+            ("--irc", irc),
+            ("--ircs", ircs),
+            ("--manhole", manhole),
+        ):
             if value is not None:
                 self.args += [option, value]
         self.args += list(extra)
@@ -68,14 +90,23 @@ class ServerProcess:
         self.log = []
         self.ports = {}
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=self.env, cwd=str(self.data_dir.parent),
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=str(self.data_dir.parent),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        wait_until(lambda: self.proc.poll() is not None or any(
-            "Server Shut Down" in l or "pingchat ready" in l for l in self.log), timeout,
-            what="the server to start")
+        wait_until(
+            lambda: (
+                self.proc.poll() is not None
+                or any("Server Shut Down" in line or "pingchat ready" in line for line in self.log)
+            ),
+            timeout,
+            what="the server to start",
+        )
         if self.proc.poll() is not None:
             raise AssertionError("server exited:\n" + "".join(self.log))
         return self
@@ -121,6 +152,10 @@ class ServerProcess:
     def pingchat(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the ``pingchat`` command on this server's data dir."""
         return subprocess.run(
-            [PINGCHAT, "--data-dir", str(self.data_dir), *args], input=stdin,
-            capture_output=True, text=True, env=self.env, timeout=60,
+            [PINGCHAT, "--data-dir", str(self.data_dir), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
         )

@@ -46,8 +46,9 @@ class NativeEndToEndTests(TestCase):
         said = alice.request("say", room="#lobby", text="hello bob")
         self.assertTrue(said["ok"])
         event = bob.event("message", room="#lobby")
-        self.assertEqual((event["from"], event["text"], event["msg_id"]),
-                         ("alice", "hello bob", said["msg_id"]))
+        self.assertEqual(
+            (event["from"], event["text"], event["msg_id"]), ("alice", "hello bob", said["msg_id"])
+        )
         dm = bob.request("dm", to="alice", text="hi alice")
         self.assertEqual(dm["delivered"], True)
         self.assertEqual(alice.event("message", to="alice")["text"], "hi alice")
