@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 from twisted.application import internet, service
 from twisted.cred.portal import Portal
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
@@ -25,8 +26,10 @@ from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
 from pingchat.auth.otp import OTPVerifier
 from pingchat.auth.passwords import PasswordHasher
+from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
+from pingchat.chat.lagprobe import LagProbe, jsonl_report
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
 from pingchat.irc.factory import attach_irc
@@ -260,19 +263,34 @@ class Server:
     extras: dict[str, Any] = attrs.Factory(dict)
 
 
-def build(settings: config.Settings, reactor: Any = None) -> Server:
-    """Create every component; listeners are attached but not yet started."""
+def _run_inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return maybeDeferred(fn, *args)
+
+
+def build(settings: config.Settings, reactor: Any = None, *, inline: bool = False) -> Server:
+    """Create every component; listeners are attached but not yet started.
+
+    With *inline*, database transactions and bcrypt run at once on the calling
+    thread: unit tests use this with a ``task.Clock`` or ``MemoryReactor`` and
+    get synchronous Deferreds. The server itself never runs inline.
+    """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     data_dir = settings.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    db = Database(settings.database_path, reactor, synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.database_path,
+        reactor,
+        threaded=not inline,
+        synchronous=settings.sqlite_synchronous,
+    )
     store = SQLiteStore(db)
     chat = ChatService(store, reactor, settings.server_name, db.run_sync(_load_rooms))
     pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
-    hasher = PasswordHasher(partial(deferToThreadPool, reactor, pool))
+    hasher = PasswordHasher(_run_inline if inline else partial(deferToThreadPool, reactor, pool))
+    sealer = Sealer.from_data_dir(data_dir)
     audit = Auditor(store, reactor)
     throttle = LoginThrottle(
         reactor.seconds,
@@ -284,7 +302,7 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
         ChatRealm(chat),
         [
             PasswordChecker(
-                store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit), audit
+                store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit, sealer), audit
             ),
             TokenChecker(store, reactor, ttl_ms, throttle, audit),
         ],
@@ -298,6 +316,7 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
         min_password_length=settings.min_password_length,
         token_ttl_ms=ttl_ms,
         login_throttle=throttle,
+        sealer=sealer,
         register_limiter=AddressLimiter(
             reactor.seconds,
             settings.registrations_per_hour / 3600.0,
@@ -338,6 +357,10 @@ def build(settings: config.Settings, reactor: Any = None) -> Server:
         ).setServiceParent(top)
     attach_irc(server, reactor)
     attach_manhole(server, reactor)
+    lag_probe = os.environ.get("PINGCHAT_LAG_PROBE")
+    if lag_probe:
+        # The benchmark's view of reactor stalls; see pingchat/chat/lagprobe.py.
+        LagProbe(reactor, jsonl_report(Path(lag_probe))).setServiceParent(top)
     ReadyService(server).setServiceParent(top)
     return server
 

@@ -15,6 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
 from pingchat.auth.audit import Auditor
+from pingchat.auth.sealing import Sealer
 from pingchat.chat.model import Account
 from pingchat.store import SQLiteStore
 
@@ -50,10 +51,13 @@ def matching_step(secret: str, code: object, now: float, window: int = 1) -> int
 class OTPVerifier:
     """Checks the second factor at login (used by the password checker)."""
 
-    def __init__(self, store: SQLiteStore, clock: IReactorTime, audit: Auditor) -> None:
+    def __init__(
+        self, store: SQLiteStore, clock: IReactorTime, audit: Auditor, sealer: Sealer
+    ) -> None:
         self.store = store
         self.clock = clock
         self.audit = audit
+        self.sealer = sealer
 
     @inlineCallbacks
     def verify_login(self, account: Account, code: object, address: str | None) -> Any:
@@ -64,7 +68,7 @@ class OTPVerifier:
             return None
         if code is None or code == "":
             raise OTPNeeded("this account needs a one-time code (otp)")
-        step = matching_step(state.secret, code, self.clock.seconds())
+        step = matching_step(self.sealer.unseal(state.secret), code, self.clock.seconds())
         if step is None or step <= state.last_step:
             self.audit("otp_failed", account=account.name, address=address, replay=step is not None)
             raise LoginFailed("wrong user name, password or code")

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from pingchat.auth import otp
 from pingchat.auth.audit import Auditor
 from pingchat.auth.passwords import PasswordHasher, check_password_policy
+from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.auth.tokens import DEFAULT_TTL_MS, new_token, token_hash
 from pingchat.chat.model import Account, check_account_name, iso_ms
@@ -75,7 +76,9 @@ class AccountManager:
         token_ttl_ms: int = DEFAULT_TTL_MS,
         login_throttle: LoginThrottle | None = None,
         register_limiter: AddressLimiter | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
+        self.sealer = sealer or Sealer.generate()
         self.store = store
         self.hasher = hasher
         self.clock = clock
@@ -225,7 +228,7 @@ class AccountManager:
         if state.enabled:
             raise BadRequest("a second factor is already enabled; disable it first")
         secret = otp.new_secret()
-        yield self.store.set_otp_pending(session.account.id, secret)
+        yield self.store.set_otp_pending(session.account.id, self.sealer.seal(secret))
         self.audit("otp_setup", account=session.name, address=session.address)
         return {"secret": secret, "uri": otp.provisioning_uri(secret, session.name)}
 
@@ -237,7 +240,7 @@ class AccountManager:
             raise BadRequest("a second factor is already enabled")
         if state.pending is None:
             raise BadRequest("call otp.setup first")
-        step = otp.matching_step(state.pending, code, self.clock.seconds())
+        step = otp.matching_step(self.sealer.unseal(state.pending), code, self.clock.seconds())
         if step is None:
             self.audit("otp_enable_failed", account=session.name, address=session.address)
             raise AuthFailed("wrong code")
@@ -254,7 +257,7 @@ class AccountManager:
         state = yield self.store.otp_state(session.account.id)
         if not state.enabled or state.secret is None:
             raise BadRequest("no second factor is enabled")
-        step = otp.matching_step(state.secret, code, self.clock.seconds())
+        step = otp.matching_step(self.sealer.unseal(state.secret), code, self.clock.seconds())
         if step is None or step <= state.last_step:
             self.audit("otp_disable_failed", account=session.name, address=session.address)
             raise AuthFailed("wrong code")

@@ -385,8 +385,9 @@ class NativeProtocol(Protocol):
         return self.factory.service.invite(self.me, room, user).addCallback(lambda _: {})
 
     def op_mode(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        """``mode {room, set?: "+i-t", op?, deop?, voice?, devoice?, ban?, unban?,
-        key?, limit?}``: a JSON face on the room modes."""
+        """``mode {room, set?: "+i-t", give_op?, take_op?, give_voice?, take_voice?,
+        ban?, unban?, key?, limit?}``: a JSON face on the room modes (each user
+        field names one account). Without changes, returns the current modes."""
         room_name = _field(req, "room")
         changes: list[tuple[str, str | None]] = []
         flags = _field(req, "set", required=False) or ""
@@ -399,10 +400,10 @@ class NativeProtocol(Protocol):
             else:
                 raise BadRequest(f"set takes the flags i, m, n, t, not {ch}")
         for key, change in (
-            ("op", "+o"),
-            ("deop", "-o"),
-            ("voice", "+v"),
-            ("devoice", "-v"),
+            ("give_op", "+o"),
+            ("take_op", "-o"),
+            ("give_voice", "+v"),
+            ("take_voice", "-v"),
             ("ban", "+b"),
             ("unban", "-b"),
         ):

@@ -1,0 +1,100 @@
+"""A reactor lag probe: how late does a timed call run?
+
+A ``LoopingCall`` asks to run every few milliseconds. While the reactor is
+busy elsewhere (a long callback, a burst of work, anything blocking) the call
+runs late, and that delay is a stall every connection suffered too. The probe
+keeps the largest stall of each period and hands it to a report function.
+
+``twistd pingchat`` starts one when the environment variable
+``PINGCHAT_LAG_PROBE`` names a file: one JSON line per period is appended to it
+(``{"t": <epoch seconds>, "max_stall_ms": ..., "ticks": ...}``). The benchmark
+reads that file to find the largest stall during a login storm.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+log = Logger()
+
+Report = Callable[[float, float, int], None]
+
+
+class LagProbe(Service):
+    """Measure reactor stalls; report the largest of each *period* seconds."""
+
+    name = "lag-probe"
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        report: Report,
+        interval: float = 0.005,
+        period: float = 1.0,
+        warn_after: float = 0.1,
+    ) -> None:
+        self.clock = clock
+        self.report = report
+        self.interval = interval
+        self.period = period
+        self.warn_after = warn_after
+        self.largest = 0.0  # the largest stall since the service started
+        self._call = LoopingCall.withCount(self._tick)
+        self._call.clock = clock
+        self._intervals = 0
+        self._period_max = 0.0
+        self._period_ticks = 0
+        self._period_end = 0.0
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self._intervals = 0
+        self._period_end = self.clock.seconds() + self.period
+        self._call.start(self.interval, now=False)
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        if self._call.running:
+            self._call.stop()
+
+    def _tick(self, count: int) -> None:
+        now = self.clock.seconds()
+        self._intervals += count
+        assert self._call.starttime is not None
+        due = self._call.starttime + self._intervals * self.interval
+        stall = max(0.0, now - due)
+        self._period_max = max(self._period_max, stall)
+        self._period_ticks += 1
+        self.largest = max(self.largest, stall)
+        if now >= self._period_end:
+            if self._period_max >= self.warn_after:
+                log.warn(
+                    "the reactor stalled for {ms:.0f} ms", ms=self._period_max * 1000
+                )
+            self.report(now, self._period_max * 1000, self._period_ticks)
+            self._period_max = 0.0
+            self._period_ticks = 0
+            self._period_end = now + self.period
+
+
+def jsonl_report(path: Path) -> Report:
+    """A report function that appends one JSON line per period to *path*."""
+
+    def report(now: float, max_stall_ms: float, ticks: int) -> None:
+        line: dict[str, Any] = {
+            "t": round(now, 3),
+            "max_stall_ms": round(max_stall_ms, 3),
+            "ticks": ticks,
+        }
+        with path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    return report

@@ -1,0 +1,335 @@
+"""The native protocol door against an inline server (StringTransport + Clock)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from pingchat.auth.tokens import token_hash
+from tests.helpers import PASSWORD, ServerTestCase
+
+
+class ConnectionTests(ServerTestCase):
+    def test_hello_is_sent_on_connect(self) -> None:
+        c = self.client()
+        self.assertEqual(c.hello["event"], "hello")
+        self.assertEqual(c.hello["protocol"], 1)
+        self.assertEqual(c.hello["server"], "test.pingchat")
+        self.assertIn("version", c.hello)
+
+    def test_ping_works_before_login(self) -> None:
+        reply = self.client().request("ping")
+        self.assertTrue(reply["ok"])
+
+    def test_reply_carries_the_request_id(self) -> None:
+        c = self.client()
+        c.send_line(b'{"id": "abc", "op": "ping"}\n')
+        self.assertEqual(c.reply("abc")["ok"], True)
+
+    def test_ops_need_login(self) -> None:
+        c = self.client()
+        for op, args in [
+            ("join", {"room": "#a"}),
+            ("say", {"room": "#a", "text": "x"}),
+            ("who", {}),
+            ("logout", {}),
+            ("dm", {"to": "a", "text": "b"}),
+        ]:
+            self.assertError(c.request(op, **args), "not_authenticated")
+
+    def test_unknown_op(self) -> None:
+        self.assertError(self.client().request("teleport"), "unknown_op")
+        self.assertError(self.client().request("__init__"), "unknown_op")
+
+    def test_line_too_long_keeps_the_connection_usable(self) -> None:
+        c = self.client()
+        c.send_line(b'{"op":"ping","x":"' + b"a" * 20000 + b'"}\n')
+        c.pump()
+        self.assertEqual(c.replies.pop()["error"]["code"], "line_too_long")
+        self.assertTrue(c.request("ping")["ok"])
+        self.assertTrue(c.transport.connected)
+
+    def test_invalid_utf8_and_bad_json(self) -> None:
+        c = self.client()
+        c.send_line(b'{"op": "ping", "x": "\xc3\x28"}\n{"op":\n')
+        c.pump()
+        self.assertEqual([r["error"]["code"] for r in c.replies], ["bad_json", "bad_json"])
+
+    def test_missing_and_mistyped_fields_are_bad_request(self) -> None:
+        c = self.account("alice")
+        self.assertError(c.request("say", room="#a"), "bad_request")
+        self.assertError(c.request("say", room=5, text="x"), "bad_request")
+        self.assertError(c.request("history", room="#a", limit="ten"), "bad_request")
+        self.assertError(c.request("history", room="#a", limit=500), "bad_request")
+        self.assertError(c.request("dm", to="bob"), "bad_request")
+
+    def test_request_rate_limit_answers_rate_limited_and_recovers(self) -> None:
+        c = self.client()
+        codes = [c.request("ping").get("error", {}).get("code") for _ in range(100)]
+        self.assertIn("rate_limited", codes)
+        limited = next(r for r in [c.request("ping")] if not r["ok"])
+        self.assertGreater(limited["error"]["retry_after"], 0)
+        self.clock.advance(10)
+        self.assertTrue(c.request("ping")["ok"])
+
+
+class AccountTests(ServerTestCase):
+    def test_register_returns_ten_recovery_codes(self) -> None:
+        reply = self.client().request("register", user="alice", password=PASSWORD)
+        self.assertEqual(reply["user"], "alice")
+        self.assertEqual(len(set(reply["recovery_codes"])), 10)
+
+    def test_names_are_unique_case_insensitively(self) -> None:
+        self.account("Alice")
+        reply = self.client().request("register", user="aLICE", password=PASSWORD)
+        self.assertError(reply, "user_exists")
+
+    def test_invalid_names(self) -> None:
+        c = self.client()
+        for name in ["", "1abc", "a b", "x" * 33, "#room", "nick!", 5, "NickServ"]:
+            self.assertError(
+                c.request("register", user=name, password=PASSWORD),
+                "invalid_name" if isinstance(name, str) else "bad_request",
+            )
+
+    def test_weak_password(self) -> None:
+        c = self.client()
+        self.assertError(c.request("register", user="alice", password="short"), "weak_password")
+        self.assertError(c.request("register", user="bob", password="x" * 1025), "weak_password")
+
+    def test_long_passwords_work_and_are_not_truncated(self) -> None:
+        long = "p" * 1024
+        self.account("alice", password=long)
+        self.login("alice", password=long)
+        c = self.client()
+        self.assertError(c.request("login", user="alice", password="p" * 1023 + "q"), "auth_failed")
+        self.assertError(c.request("login", user="alice", password="p" * 72), "auth_failed")
+
+    def test_unknown_user_and_wrong_password_get_the_same_answer(self) -> None:
+        self.account("alice")
+        wrong = self.client().request("login", user="alice", password="wrong password")
+        unknown = self.client().request("login", user="nobody", password="wrong password")
+        self.assertEqual(wrong["error"], unknown["error"])
+        self.assertEqual(wrong["error"]["code"], "auth_failed")
+
+    def test_login_twice_on_one_connection_is_refused(self) -> None:
+        c = self.account("alice")
+        self.assertError(c.request("login", user="alice", password=PASSWORD), "bad_request")
+
+    def test_resume_with_a_token_and_logout_revokes_it(self) -> None:
+        c = self.account("alice")
+        token = c.token  # type: ignore[attr-defined]
+        again = self.client()
+        reply = again.request("resume", token=token)
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(reply["user"], "alice")
+        self.assertTrue(again.request("logout")["ok"])
+        self.assertError(again.request("who"), "not_authenticated")
+        self.assertError(self.client().request("resume", token=token), "auth_failed")
+
+    def test_only_the_token_hash_is_stored(self) -> None:
+        c = self.account("alice")
+        token = c.token  # type: ignore[attr-defined]
+        db = sqlite3.connect(self.server.settings.database_path)
+        rows = db.execute("SELECT token_hash FROM tokens").fetchall()
+        db.close()
+        self.assertEqual([bytes(r[0]) for r in rows], [token_hash(token)])
+        self.assertGreaterEqual(len(token), 22)  # >= 128 bits, base64url
+
+    def test_tokens_expire_after_idle_period_and_use_slides_it(self) -> None:
+        token = self.account("alice").token  # type: ignore[attr-defined]
+        self.clock.advance(29 * 86400)
+        self.assertTrue(self.client().request("resume", token=token)["ok"])
+        self.clock.advance(29 * 86400)
+        self.assertTrue(self.client().request("resume", token=token)["ok"])
+        self.clock.advance(31 * 86400)
+        self.assertError(self.client().request("resume", token=token), "auth_failed")
+
+    def test_disabled_account_cannot_log_in(self) -> None:
+        self.account("alice")
+        self.successResultOf(self.server.store.set_disabled("alice", True))
+        reply = self.client().request("login", user="alice", password=PASSWORD)
+        self.assertError(reply, "account_disabled")
+
+
+class RoomTests(ServerTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.account("alice")
+        self.bob = self.account("bob")
+
+    def test_join_creates_the_room_and_the_creator_is_operator(self) -> None:
+        reply = self.alice.request("join", room="#lobby")
+        self.assertEqual(reply["room"], "#lobby")
+        self.assertEqual(reply["members"][0]["user"], "alice")
+        self.assertTrue(reply["members"][0]["op"])
+        reply = self.bob.request("join", room="#LOBBY")
+        self.assertEqual(reply["room"], "#lobby")
+        bob = next(m for m in reply["members"] if m["user"] == "bob")
+        self.assertFalse(bob["op"])
+        self.assertEqual(self.alice.take_events("joined")[-1]["user"], "bob")
+
+    def test_invalid_room_names(self) -> None:
+        for name in ["lobby", "#", "#a b", "#" + "x" * 50, "#a,b"]:
+            self.assertError(self.alice.request("join", room=name), "invalid_name")
+
+    def test_say_reaches_other_members_with_id_and_timestamp(self) -> None:
+        self.alice.request("join", room="#lobby")
+        self.bob.request("join", room="#lobby")
+        reply = self.alice.request("say", room="#lobby", text="hello")
+        self.assertTrue(reply["ok"])
+        self.assertRegex(reply["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        [event] = self.bob.take_events("message")
+        self.assertEqual(
+            (event["room"], event["from"], event["text"], event["msg_id"], event["ts"]),
+            ("#lobby", "alice", "hello", reply["msg_id"], reply["ts"]),
+        )
+        self.assertEqual(self.alice.take_events("message"), [])
+
+    def test_cr_lf_and_nul_are_never_relayed(self) -> None:
+        self.alice.request("join", room="#lobby")
+        self.bob.request("join", room="#lobby")
+        self.alice.request("say", room="#lobby", text="hi\r\nQUIT :bye\x00!")
+        [event] = self.bob.take_events("message")
+        self.assertNotIn("\r", event["text"])
+        self.assertNotIn("\n", event["text"])
+        self.assertNotIn("\x00", event["text"])
+
+    def test_say_errors(self) -> None:
+        self.assertError(self.alice.request("say", room="#nowhere", text="x"), "no_such_room")
+        self.alice.request("join", room="#lobby")
+        self.assertError(self.bob.request("say", room="#lobby", text="x"), "not_in_room")
+        self.assertError(self.alice.request("say", room="#lobby", text="   "), "bad_request")
+        self.assertError(self.bob.request("part", room="#lobby"), "not_in_room")
+        self.assertError(self.bob.request("members", room="#none"), "no_such_room")
+
+    def test_part_tells_the_others(self) -> None:
+        self.alice.request("join", room="#lobby")
+        self.bob.request("join", room="#lobby")
+        self.assertTrue(self.bob.request("part", room="#lobby")["ok"])
+        self.assertEqual(self.alice.take_events("parted")[-1]["user"], "bob")
+        self.assertEqual(len(self.alice.request("members", room="#lobby")["members"]), 1)
+
+    def test_topic_is_set_by_an_operator_and_announced(self) -> None:
+        self.alice.request("join", room="#lobby")
+        self.bob.request("join", room="#lobby")
+        self.assertTrue(self.alice.request("topic", room="#lobby", topic="welcome")["ok"])
+        self.assertEqual(self.bob.take_events("topic")[-1]["topic"], "welcome")
+        self.assertError(self.bob.request("topic", room="#lobby", topic="mine"), "forbidden")
+        rooms = self.bob.request("rooms")["rooms"]
+        self.assertEqual(rooms, [{"name": "#lobby", "topic": "welcome", "members": 2}])
+
+    def test_kick_by_operator(self) -> None:
+        self.alice.request("join", room="#lobby")
+        self.bob.request("join", room="#lobby")
+        self.assertError(self.bob.request("kick", room="#lobby", user="alice"), "forbidden")
+        self.assertTrue(self.alice.request("kick", room="#lobby", user="bob", reason="spam")["ok"])
+        kicked = self.bob.take_events("kicked")[-1]
+        self.assertEqual((kicked["user"], kicked["by"], kicked["reason"]), ("bob", "alice", "spam"))
+        self.assertError(self.bob.request("say", room="#lobby", text="x"), "not_in_room")
+
+    def test_invite_only_key_limit_and_ban(self) -> None:
+        self.alice.request("join", room="#club")
+        self.assertTrue(self.alice.request("mode", room="#club", set="+i")["ok"])
+        self.assertError(self.bob.request("join", room="#club"), "forbidden")
+        self.assertTrue(self.alice.request("invite", room="#club", user="bob")["ok"])
+        self.assertEqual(self.bob.take_events("invited")[-1]["room"], "#club")
+        self.assertTrue(self.bob.request("join", room="#club")["ok"])
+        self.bob.request("part", room="#club")
+        self.alice.request("mode", room="#club", set="-i", key="sesame")
+        self.assertError(self.bob.request("join", room="#club"), "forbidden")
+        self.assertTrue(self.bob.request("join", room="#club", key="sesame")["ok"])
+        self.alice.request("kick", room="#club", user="bob")
+        self.alice.request("mode", room="#club", key=None, ban="bob")
+        self.assertError(self.bob.request("join", room="#club"), "forbidden")
+        modes = self.alice.request("mode", room="#club")
+        self.assertEqual(modes["bans"], ["bob!*@*"])
+
+    def test_moderated_room_needs_voice(self) -> None:
+        self.alice.request("join", room="#talk")
+        self.bob.request("join", room="#talk")
+        self.alice.request("mode", room="#talk", set="+m")
+        self.assertError(self.bob.request("say", room="#talk", text="x"), "forbidden")
+        self.alice.request("mode", room="#talk", give_voice="bob")
+        self.assertTrue(self.bob.request("say", room="#talk", text="x")["ok"])
+
+    def test_bad_mode_change_changes_nothing(self) -> None:
+        self.alice.request("join", room="#talk")
+        reply = self.alice.request("mode", room="#talk", set="+m", give_op="nobody")
+        self.assertError(reply, "not_in_room")
+        self.assertEqual(self.alice.request("mode", room="#talk")["modes"], "+nt")
+
+    def test_history_pages_backwards(self) -> None:
+        self.alice.request("join", room="#log")
+        ids = [self.alice.request("say", room="#log", text=f"m{i}")["msg_id"] for i in range(10)]
+        page = self.alice.request("history", room="#log", limit=4)["messages"]
+        self.assertEqual([m["text"] for m in page], ["m6", "m7", "m8", "m9"])
+        older = self.alice.request("history", room="#log", limit=4, before=page[0]["msg_id"])
+        self.assertEqual([m["msg_id"] for m in older["messages"]], ids[2:6])
+        self.assertError(self.bob.request("history", room="#log"), "not_in_room")
+
+    def test_membership_belongs_to_the_account_across_sessions(self) -> None:
+        self.alice.request("join", room="#lobby")
+        laptop = self.login("alice")
+        self.bob.request("join", room="#lobby")
+        self.bob.request("say", room="#lobby", text="to both")
+        self.assertEqual(len(self.alice.take_events("message")), 1)
+        self.assertEqual(len(laptop.take_events("message")), 1)
+
+
+class DirectMessageTests(ServerTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.account("alice")
+        self.bob = self.account("bob")
+
+    def test_dm_is_delivered_and_stored(self) -> None:
+        reply = self.alice.request("dm", to="bob", text="psst")
+        self.assertTrue(reply["delivered"])
+        [event] = self.bob.take_events("message")
+        self.assertEqual((event["from"], event["to"], event["text"]), ("alice", "bob", "psst"))
+        history = self.bob.request("history", **{"with": "alice"})["messages"]
+        self.assertEqual([m["text"] for m in history], ["psst"])
+
+    def test_dm_to_unknown_user(self) -> None:
+        self.assertError(self.alice.request("dm", to="nobody", text="x"), "no_such_user")
+        self.assertError(self.alice.request("dm", to="bad name", text="x"), "invalid_name")
+
+    def test_every_session_of_both_accounts_sees_the_dm(self) -> None:
+        phone = self.login("alice")
+        bob_laptop = self.login("bob")
+        self.alice.request("dm", to="bob", text="hi")
+        self.assertEqual(len(self.bob.take_events("message")), 1)
+        self.assertEqual(len(bob_laptop.take_events("message")), 1)
+        self.assertEqual(phone.take_events("message")[0]["to"], "bob")
+        self.assertEqual(self.alice.take_events("message"), [])
+
+    def test_offline_dms_are_queued_and_delivered_in_order_once(self) -> None:
+        self.bob.request("logout")
+        self.bob.disconnect()
+        replies = [self.alice.request("dm", to="bob", text=f"m{i}") for i in range(3)]
+        self.assertEqual([r["delivered"] for r in replies], [False, False, False])
+        bob = self.login("bob")
+        events = bob.take_events("message")
+        self.assertEqual([e["text"] for e in events], ["m0", "m1", "m2"])
+        self.assertTrue(all(e["offline"] for e in events))
+        again = self.login("bob")
+        self.assertEqual(again.take_events("message"), [])
+
+    def test_presence_and_whois(self) -> None:
+        self.alice.request("join", room="#x")
+        self.bob.request("join", room="#x")
+        self.bob.request("away", text="lunch")
+        event = self.alice.take_events("presence")[-1]
+        self.assertEqual(
+            (event["user"], event["presence"], event["away"]), ("bob", "away", "lunch")
+        )
+        whois = self.alice.request("whois", user="bob")
+        self.assertEqual((whois["presence"], whois["away"]), ("away", "lunch"))
+        self.bob.disconnect()
+        self.assertEqual(self.alice.take_events("presence")[-1]["presence"], "offline")
+        whois = self.alice.request("whois", user="bob")
+        self.assertEqual(whois["presence"], "offline")
+        self.assertIsNotNone(whois["last_seen"])
+        self.assertError(self.alice.request("whois", user="nobody"), "no_such_user")
+        users = [u["user"] for u in self.alice.request("who")["users"]]
+        self.assertEqual(users, ["alice"])
