@@ -731,6 +731,30 @@ class ChatService(Service):
             newest_first=newest_first,
         )
 
+    def history_id_at(
+        self, session: Session, ts: int, *, room: str | None = None, with_: str | None = None
+    ) -> Deferred[int | None]:
+        """Id of the first message at or after *ts* (IRC ``CHATHISTORY`` timestamps)."""
+        if (room is None) == (with_ is None):
+            raise BadRequest("history needs exactly one of room or with")
+        if room is not None:
+            r = self._member_room(session, room)
+            return self.store.first_id_at(ts, room_id=r.id)
+        assert with_ is not None
+        check_account_name(with_)
+        if session.account is None:
+            raise Forbidden("guests have no direct message history")
+        return self.store.first_id_at(ts, me_id=session.account.id, other=with_)
+
+    def history_targets(
+        self, session: Session, after_ts: int, before_ts: int, limit: int = 50
+    ) -> Deferred[list[tuple[str, int]]]:
+        """Rooms and DM peers of *session* with messages between two times."""
+        limit = max(1, min(int(limit), HISTORY_MAX))
+        room_ids = [r.id for r in self.rooms_of(session.name)]
+        me_id = session.account.id if session.account else None
+        return self.store.conversation_targets(me_id, room_ids, after_ts, before_ts, limit)
+
     # -- administration ----------------------------------------------------------
 
     def broadcast(self, text: str, sender: str | None = None) -> int:

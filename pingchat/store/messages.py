@@ -184,6 +184,51 @@ def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int
     return row[0]
 
 
+def _first_id_at(
+    conn: sqlite3.Connection, room_id: int | None, me_id: int | None, other: str | None, ts: int
+) -> int | None:
+    if room_id is not None:
+        return _id_at_or_after(conn, f"r:{room_id}", ts)
+    assert me_id is not None and other is not None
+    peer = require_account(conn, other)
+    return _id_at_or_after(conn, dm_conversation(me_id, peer.id), ts)
+
+
+def _conversation_targets(
+    conn: sqlite3.Connection,
+    me_id: int | None,
+    room_ids: list[int],
+    after_ts: int,
+    before_ts: int,
+    limit: int,
+) -> list[tuple[str, int]]:
+    """Rooms (among *room_ids*) and DM peers with messages in ``(after_ts, before_ts)``."""
+    found: list[tuple[str, int]] = []
+    if room_ids:
+        marks = ",".join("?" * len(room_ids))
+        found += [
+            (row[0], row[1])
+            for row in conn.execute(
+                "SELECT r.name, max(m.ts) FROM messages m JOIN rooms r ON r.id = m.room_id"
+                f" WHERE m.room_id IN ({marks}) AND m.ts > ? AND m.ts < ? GROUP BY m.room_id",
+                (*room_ids, after_ts, before_ts),
+            )
+        ]
+    if me_id is not None:
+        found += [
+            (row[0], row[1])
+            for row in conn.execute(
+                "SELECT a.name, max(m.ts) FROM messages m JOIN accounts a ON a.id ="
+                " (CASE WHEN m.sender_id = ? THEN m.recipient_id ELSE m.sender_id END)"
+                " WHERE m.recipient_id IS NOT NULL AND (m.sender_id = ? OR m.recipient_id = ?)"
+                " AND m.ts > ? AND m.ts < ? GROUP BY a.id",
+                (me_id, me_id, me_id, after_ts, before_ts),
+            )
+        ]
+    found.sort(key=lambda t: t[1])
+    return found[:limit]
+
+
 def _message_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
@@ -272,6 +317,26 @@ class MessageStore:
     ) -> Deferred[list[Message]]:
         return self.db.run(
             "dm_history", _dm_history, me_id, other, before, after, limit, newest_first
+        )
+
+    def first_id_at(
+        self,
+        ts: int,
+        *,
+        room_id: int | None = None,
+        me_id: int | None = None,
+        other: str | None = None,
+    ) -> Deferred[int | None]:
+        """Id of the first message at or after *ts* in a room or a DM conversation."""
+        return self.db.run("first_id_at", _first_id_at, room_id, me_id, other, ts)
+
+    def conversation_targets(
+        self, me_id: int | None, room_ids: list[int], after_ts: int, before_ts: int, limit: int
+    ) -> Deferred[list[tuple[str, int]]]:
+        """``(room or peer, latest ts)`` with messages between two times, oldest first."""
+        return self.db.run(
+            "conversation_targets", _conversation_targets, me_id, room_ids, after_ts,
+            before_ts, limit,
         )
 
     def message_count(self) -> Deferred[int]:
