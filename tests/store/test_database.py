@@ -1,0 +1,111 @@
+"""The SQLite store: migrations, pragmas, file modes, the group-committing writer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pingchat.errors import UserExists
+from pingchat.store import Database, SQLiteStore, migrations
+from pingchat.store.accounts import _list_accounts
+
+
+def temp_dir(case: SynchronousTestCase) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="pingchat-store-"))
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+class MigrationTests(SynchronousTestCase):
+    def test_fresh_database_is_at_the_latest_version(self) -> None:
+        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(db.stop)
+        latest = migrations.available()[-1][0]
+        self.assertEqual(db.version, latest)
+        self.assertGreaterEqual(latest, 2)
+
+    def test_migrations_are_applied_once_and_resume_from_user_version(self) -> None:
+        path = temp_dir(self) / "db.sqlite3"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(migrations.available()[0][1])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO accounts (name, name_folded, password_hash, created_at)"
+            " VALUES ('old', 'old', x'00', 0)"
+        )
+        conn.close()
+        db = Database(path, threaded=False)
+        self.addCleanup(db.stop)
+        self.assertEqual(db.version, migrations.available()[-1][0])
+        names = [a.name for a in db.run_sync(_list_accounts)]
+        self.assertEqual(names, ["old"])
+
+    def test_wal_foreign_keys_and_private_file(self) -> None:
+        path = temp_dir(self) / "db.sqlite3"
+        db = Database(path, threaded=False)
+        self.addCleanup(db.stop)
+        mode = db.run_sync(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        fks = db.run_sync(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0])
+        self.assertEqual((mode, fks), ("wal", 1))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_failed_transaction_changes_nothing(self) -> None:
+        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(db.stop)
+        store = SQLiteStore(db)
+        self.successResultOf(store.create_account("alice", b"h", 0))
+        self.failureResultOf(store.create_account("ALICE", b"h", 0), UserExists)
+        self.assertEqual(len(self.successResultOf(store.list_accounts())), 1)
+
+
+class WriterThreadTests(TestCase):
+    """The real writer thread, with the real reactor."""
+
+    def setUp(self) -> None:
+        self.db = Database(temp_dir(self) / "db.sqlite3", reactor)
+        self.store = SQLiteStore(self.db)
+        self.addCleanup(self.db.stop)
+
+    @inlineCallbacks
+    def test_concurrent_writes_are_committed_and_acknowledged_in_order(self) -> Any:
+        account = yield self.store.create_account("alice", b"h", 0)
+        room = yield self.store.create_room("#r", 0)
+        ds = [
+            self.store.add_room_message(room.id, "#r", "alice", account.id, f"m{i}", i)
+            for i in range(500)
+        ]
+        results = yield DeferredList(ds, fireOnOneErrback=True)
+        ids = [r[1].id for r in results]
+        self.assertEqual(ids, sorted(ids))
+        self.assertGreater(self.db.transactions, self.db.commits)  # batched
+        conn = sqlite3.connect(self.db.path)
+        count = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        conn.close()
+        self.assertEqual(count, 500)
+
+    @inlineCallbacks
+    def test_a_failing_job_does_not_undo_its_batch_mates(self) -> Any:
+        first = self.store.create_account("alice", b"h", 0)
+        clash = self.store.create_account("Alice", b"h", 0)
+        third = self.store.create_account("bob", b"h", 0)
+        yield first
+        yield self.assertFailure(clash, UserExists)
+        yield third
+        accounts = yield self.store.list_accounts()
+        self.assertEqual([a.name for a in accounts], ["alice", "bob"])
+
+    @inlineCallbacks
+    def test_work_runs_off_the_reactor_thread(self) -> Any:
+        import threading
+
+        name = yield self.db.run("thread", lambda conn: threading.current_thread().name)
+        self.assertEqual(name, "pingchat-db-writer")

@@ -1,0 +1,76 @@
+"""``twistd pingchat`` options, the TOML config file, and the plugin."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from pingchat.tap import Options
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def config(self, text: str) -> str:
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d, True)
+        path = d / "pingchat.toml"
+        path.write_text(text)
+        return str(path)
+
+    def test_defaults_match_the_spec(self) -> None:
+        s = self.parse().settings
+        self.assertEqual(s.data_dir, Path("pingchat-data"))
+        self.assertEqual(s.chat, ("ssl:7464",))
+        self.assertEqual(s.irc, ("tcp:6667:interface=127.0.0.1",))
+        self.assertEqual(s.ircs, ("ssl:6697",))
+        self.assertEqual(s.manhole, ("tcp:2222:interface=127.0.0.1",))
+        self.assertEqual((s.guests, s.min_password_length), (False, 8))
+
+    def test_listeners_repeat_and_none_disables(self) -> None:
+        s = self.parse("--chat", "ssl:1", "--chat", "ssl:2:interface=::1", "--irc", "none").settings
+        self.assertEqual(s.chat, ("ssl:1", "ssl:2:interface=::1"))
+        self.assertEqual(s.irc, ())
+
+    def test_toml_file_and_command_line_wins(self) -> None:
+        path = self.config(
+            'data-dir = "/tmp/x"\nmin_password_length = 12\nchat = ["ssl:9000"]\n'
+            'guests = true\nserver-name = "chat.example"\n'
+        )
+        s = self.parse("--config", path, "--min-password-length", "10").settings
+        self.assertEqual(s.data_dir, Path("/tmp/x"))
+        self.assertEqual(s.min_password_length, 10)
+        self.assertEqual(s.chat, ("ssl:9000",))
+        self.assertTrue(s.guests)
+        self.assertEqual(s.server_name, "chat.example")
+
+    def test_bad_input_is_a_clear_usage_error(self) -> None:
+        bad = [
+            ("--min-password-length", "many"),
+            ("--rate", "-1"),
+            ("--sqlite-synchronous", "sometimes"),
+            ("--tls-cert", "/x.pem"),
+            ("--config", "/nonexistent/pingchat.toml"),
+            ("--config", self.config("unknown_option = 1\n")),
+            ("--config", self.config("this is not toml")),
+            ("--chat", "none", "--chat", "ssl:1"),
+        ]
+        for argv in bad:
+            with self.assertRaises(usage.UsageError, msg=str(argv)):
+                self.parse(*argv)
+
+    def test_plugin_is_found_by_twistd(self) -> None:
+        import twisted.plugins
+
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker, twisted.plugins)}
+        self.assertIn("pingchat", makers)
+        self.assertIs(makers["pingchat"].options, Options)
