@@ -1,0 +1,108 @@
+"""The chat service with recording minds: routing independent of any door."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+
+from pingchat.chat.service import Session
+from pingchat.errors import Forbidden, NotInRoom
+from pingchat.testing import RecordingMind
+from tests.helpers import ServerTestCase
+
+
+class ServiceTests(ServerTestCase):
+    def session(self, name: str) -> tuple[Session, RecordingMind]:
+        account = self.successResultOf(self.server.store.get_account(name))
+        if account is None:
+            self.successResultOf(self.server.accounts.register(name, "password one"))
+            account = self.successResultOf(self.server.store.get_account(name))
+        mind = RecordingMind()
+        return self.server.chat.attach(account, mind, "127.0.0.1"), mind
+
+    def test_concurrent_first_joins_create_the_room_once(self) -> None:
+        chat = self.server.chat
+        (a, _), (b, _) = self.session("alice"), self.session("bob")
+        # Hold the store so both joins see the room missing at the same time.
+        held: list[Deferred[object]] = []
+        original = chat.store.create_room
+
+        def slow_create(name: str, now: int) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            held.append(d)
+            original(name, now).chainDeferred(d)
+            return d
+
+        self.patch(chat.store, "create_room", slow_create)
+        first, second = chat.join(a, "#new"), chat.join(b, "#new")
+        self.assertEqual(len(held), 1)
+        self.assertIs(self.successResultOf(first), self.successResultOf(second))
+        room = chat.get_room("#new")
+        self.assertEqual(sorted(room.members), ["alice", "bob"])
+        self.assertTrue(room.is_op("alice"))
+
+    def test_presence_goes_to_those_sharing_a_room(self) -> None:
+        chat = self.server.chat
+        a, amind = self.session("alice")
+        b, _ = self.session("bob")
+        _stranger, smind = self.session("carol")
+        self.successResultOf(chat.join(a, "#x"))
+        self.successResultOf(chat.join(b, "#x"))
+        amind.events.clear()
+        smind.events.clear()
+        chat.set_away(b, "out")
+        self.assertEqual(amind.named("presence"), [("bob", "away", "out")])
+        self.assertEqual(smind.named("presence"), [])
+        chat.detach(b)
+        self.assertEqual(amind.named("presence")[-1], ("bob", "offline", None))
+
+    def test_admin_kick_broadcast_and_disconnect_reach_every_session(self) -> None:
+        chat = self.server.chat
+        a, amind = self.session("alice")
+        _a2, amind2 = self.session("alice")
+        b, bmind = self.session("bob")
+        self.successResultOf(chat.join(a, "#x"))
+        self.successResultOf(chat.join(b, "#x"))
+        self.successResultOf(chat.kick(None, "#x", "bob", "rules"))
+        self.assertEqual(bmind.named("kicked"), [("#x", "bob", "test.pingchat", "rules")])
+        self.assertEqual(chat.broadcast("maintenance at noon"), 3)
+        for mind in (amind, amind2, bmind):
+            self.assertEqual(mind.named("notice")[-1][0], "maintenance at noon")
+        self.assertEqual(chat.disconnect_user("alice", "bye"), 2)
+        self.assertEqual((amind.disconnected, amind2.disconnected), ("bye", "bye"))
+
+    def test_kick_errors(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        b, _ = self.session("bob")
+        self.successResultOf(chat.join(a, "#x"))
+        self.assertRaises(NotInRoom, chat.kick, b, "#x", "alice")
+        self.successResultOf(chat.join(b, "#x"))
+        self.assertRaises(Forbidden, chat.kick, b, "#x", "alice")
+        self.assertRaises(NotInRoom, chat.kick, a, "#x", "carol")
+
+    def test_guest_membership_ends_when_the_guest_leaves(self) -> None:
+        chat = self.server.chat
+        a, amind = self.session("alice")
+        self.successResultOf(chat.join(a, "#x"))
+        guest = chat.attach(None, RecordingMind(), "127.0.0.2", name="visitor")
+        self.successResultOf(chat.join(guest, "#x"))
+        self.successResultOf(chat.say(guest, "#x", "hello from a guest"))
+        message = amind.named("message")[-1][0]
+        self.assertEqual((message.sender, message.sender_account), ("visitor", None))
+        chat.detach(guest)
+        self.assertNotIn("visitor", chat.get_room("#x").members)
+        self.assertIn(("#x", "visitor", None), amind.named("parted"))
+
+    def test_rooms_and_membership_survive_a_restart(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        self.successResultOf(chat.join(a, "#keep"))
+        self.successResultOf(chat.change_modes(a, "#keep", [("+i", None), ("+b", "eve")]))
+        self.server.db.stop()
+        from pingchat.testing import make_server
+
+        again = make_server(self.data_dir)
+        self.addCleanup(again.db.stop)
+        room = again.chat.get_room("#keep")
+        self.assertEqual((room.flags, room.bans), ({"i", "n", "t"}, ["eve!*@*"]))
+        self.assertTrue(room.is_op("alice"))
