@@ -1,9 +1,146 @@
-"""Wiring of the IRC gateway's listeners (filled in by the IRC gateway work)."""
+"""The IRC gateway's factory (shared settings) and the wiring of its listeners."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from twisted.application import internet
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.python import usage
+
+from pingchat import __version__
+from pingchat.auth.throttle import TokenBucket
+from pingchat.chat.accounts import AccountManager
+from pingchat.chat.model import ROOM_NAME_MAX, iso_ms
+from pingchat.chat.service import HISTORY_MAX, TOPIC_MAX, ChatService
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress
+
+    from pingchat.irc.protocol import IRCProtocol
+
+NICKLEN = 32
+AWAYLEN = 300
+KICKLEN = 300
+MAX_TARGETS = 4
+MAX_MODES = 10
+
+
+def default_motd(server_name: str, guests: bool) -> list[str]:
+    lines = [
+        f"Welcome to {server_name}, a pingchat server.",
+        "Rooms here are shared with the native pingchat clients: #room on IRC",
+        "is #room everywhere, and your nick is your account name.",
+        "",
+        "Log in with SASL PLAIN in your client, with PASS <account>:<password>,",
+        "or with /msg NickServ IDENTIFY <account> <password>.",
+        "New here? /msg NickServ REGISTER <password> creates an account named",
+        "after your current nick. /msg NickServ HELP lists the other commands.",
+    ]
+    if guests:
+        lines += ["", "Guests may chat in rooms without an account, under a nick",
+                  "that is not a registered account name."]
+    return lines
+
+
+class IRCFactory(Factory):
+    """Builds :class:`~pingchat.irc.protocol.IRCProtocol` connections."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        portal: Portal,
+        accounts: AccountManager,
+        clock: IReactorTime,
+        *,
+        server_name: str | None = None,
+        guests: bool = False,
+        rate: float = 20.0,
+        burst: float = 60.0,
+        max_backlog: int = 1024 * 1024,
+        max_queue: int = 100,
+        registration_timeout: float = 60.0,
+        login_timeout: float = 600.0,
+        ping_interval: float = 120.0,
+        ping_timeout: float = 60.0,
+        motd: list[str] | None = None,
+    ) -> None:
+        self.service = service
+        self.portal = portal
+        self.accounts = accounts
+        self.clock = clock
+        self.server_name = server_name or service.server_name
+        self.guests = guests
+        self.rate = rate
+        self.burst = burst
+        self.max_backlog = max_backlog
+        self.max_queue = max_queue
+        self.registration_timeout = registration_timeout
+        self.login_timeout = login_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.motd = default_motd(self.server_name, guests) if motd is None else motd
+        self.created = iso_ms(service.now())
+        self.version = f"pingchat-{__version__}"
+        self.connections: set[IRCProtocol] = set()
+        self.max_users = 0
+
+    def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
+        from pingchat.irc.protocol import IRCProtocol
+
+        return IRCProtocol(self)
+
+    def new_bucket(self) -> TokenBucket:
+        return TokenBucket(self.rate, self.burst)
+
+    def isupport(self) -> list[str]:
+        """RPL_ISUPPORT tokens; each one describes what the gateway really does."""
+        return [
+            f"AWAYLEN={AWAYLEN}",
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#:",
+            "CHANMODES=b,k,l,imnt",
+            f"CHANNELLEN={ROOM_NAME_MAX}",
+            "CHANTYPES=#",
+            f"CHATHISTORY={HISTORY_MAX}",
+            f"KICKLEN={KICKLEN}",
+            f"MODES={MAX_MODES}",
+            "MSGREFTYPES=msgid,timestamp",
+            f"NETWORK={self.server_name}",
+            f"NICKLEN={NICKLEN}",
+            "PREFIX=(ov)@+",
+            "STATUSMSG=",
+            f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},JOIN:,PART:,"
+            "KICK:,NAMES:1,WHOIS:1,LIST:",
+            f"TOPICLEN={TOPIC_MAX}",
+            f"USERLEN={NICKLEN}",
+            "WHOX",
+        ]
 
 
 def attach_irc(server: Any, reactor: Any) -> None:
     """Attach the ``--irc`` and ``--ircs`` listeners to ``server.top``."""
+    from pingchat.tls import server_endpoint
+
+    settings = server.settings
+    factory = IRCFactory(
+        server.chat,
+        server.portal,
+        server.accounts,
+        reactor,
+        server_name=settings.server_name,
+        guests=settings.guests,
+        rate=settings.rate,
+        burst=settings.rate_burst,
+        max_backlog=settings.max_backlog,
+    )
+    server.extras["irc"] = factory
+    for description in settings.ircs:
+        if not description.startswith("ssl:"):
+            raise usage.UsageError(f"--ircs {description}: IRC over TLS needs an ssl: endpoint")
+    for description in settings.irc + settings.ircs:
+        internet.StreamServerEndpointService(
+            server_endpoint(reactor, description, server.tls), factory
+        ).setServiceParent(server.top)
