@@ -207,6 +207,13 @@ class ChatService(Service):
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
 
+    def stopService(self) -> None:
+        """Close every session while the store can still record it."""
+        super().stopService()
+        for sessions in list(self.sessions.values()):
+            for session in list(sessions):
+                session.mind.disconnect("the server is shutting down")
+
     # -- sessions and presence -------------------------------------------------
 
     def attach(
@@ -685,8 +692,8 @@ class ChatService(Service):
         return d.addCallback(self._deliver_dm, session, online)
 
     def _deliver_dm(
-        self, message: Message, origin: Session, queued_online: bool
-    ) -> tuple[Message, bool]:
+        self, message: Message, origin: Session, online: bool
+    ) -> Deferred[tuple[Message, bool]] | tuple[Message, bool]:
         self.messages_stored += 1
         recipients = self.sessions.get(fold(message.to or ""), [])
         for s in recipients:
@@ -696,7 +703,11 @@ class ChatService(Service):
                 if s is not origin:
                     s.mind.message(message)
         self.messages_delivered += len(recipients)
-        return message, queued_online
+        if online and not recipients:
+            # The recipient left while the message was being stored: queue it
+            # now so it still arrives at the next login.
+            return self.store.queue_offline(message.id).addCallback(lambda _: (message, False))
+        return message, online
 
     def history(
         self,

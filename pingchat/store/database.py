@@ -83,6 +83,8 @@ class Database:
 
     def run(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``fn(conn, *args)`` in a transaction; fire with its result after commit."""
+        if self._stopped is not None:
+            return fail(RuntimeError(f"{name}: the database is closed"))
         if not self._threaded:
             return self._run_inline(name, fn, args)
         if self._thread is None:

@@ -125,6 +125,14 @@ def _add_dm(
     )
 
 
+def _queue_offline(conn: sqlite3.Connection, message_id: int) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO offline_queue (account_id, message_id)"
+        " SELECT recipient_id, id FROM messages WHERE id = ? AND recipient_id IS NOT NULL",
+        (message_id,),
+    )
+
+
 def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
     rows = conn.execute(
         _SELECT + " JOIN offline_queue q ON q.message_id = m.id"
@@ -288,6 +296,10 @@ class MessageStore:
             queue,
         )
 
+    def queue_offline(self, message_id: int) -> Deferred[None]:
+        """Hold an already stored DM for its recipient's next login."""
+        return self.db.run("queue_offline", _queue_offline, message_id)
+
     def take_offline(self, account_id: int) -> Deferred[list[Message]]:
         """Remove and return the DMs queued for an account, oldest first."""
         return self.db.run("take_offline", _take_offline, account_id)
@@ -335,8 +347,13 @@ class MessageStore:
     ) -> Deferred[list[tuple[str, int]]]:
         """``(room or peer, latest ts)`` with messages between two times, oldest first."""
         return self.db.run(
-            "conversation_targets", _conversation_targets, me_id, room_ids, after_ts,
-            before_ts, limit,
+            "conversation_targets",
+            _conversation_targets,
+            me_id,
+            room_ids,
+            after_ts,
+            before_ts,
+            limit,
         )
 
     def message_count(self) -> Deferred[int]:

@@ -106,3 +106,39 @@ class ServiceTests(ServerTestCase):
         room = again.chat.get_room("#keep")
         self.assertEqual((room.flags, room.bans), ({"i", "n", "t"}, ["eve!*@*"]))
         self.assertTrue(room.is_op("alice"))
+
+    def test_dm_to_someone_who_leaves_while_it_is_stored_is_queued(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        b, _ = self.session("bob")
+        held: list[tuple[Deferred[object], Deferred[object]]] = []
+        original = chat.store.add_dm
+
+        def slow_add_dm(*args: object, **kw: object) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            held.append((d, original(*args, **kw)))  # type: ignore[arg-type]
+            return d
+
+        self.patch(chat.store, "add_dm", slow_add_dm)
+        sent = chat.dm(a, "bob", text="are you there?")
+        chat.detach(b)
+        outer, stored = held[0]
+        stored.chainDeferred(outer)
+        message, delivered = self.successResultOf(sent)
+        self.assertFalse(delivered)
+        b2, bmind = self.session("bob")
+        self.successResultOf(chat.deliver_offline(b2))
+        self.assertEqual(
+            [(m.id, offline) for m, offline in bmind.named("message")], [(message.id, True)]
+        )
+
+    def test_stopping_the_service_closes_every_session(self) -> None:
+        chat = self.server.chat
+        _, amind = self.session("alice")
+        _, bmind = self.session("bob")
+        chat.startService()
+        chat.stopService()
+        self.assertEqual(
+            (amind.disconnected, bmind.disconnected),
+            ("the server is shutting down", "the server is shutting down"),
+        )
