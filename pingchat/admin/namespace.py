@@ -297,12 +297,13 @@ class AdminTools:
         by_door: dict[str, int] = collections.Counter(
             _door(s) for sessions in chat.sessions.values() for s in sessions
         )
-        paused, pending = 0, 0
+        paused, pending, buffered = 0, 0, 0
         for connections in self._door_connections().values():
-            for c in connections:
+            for c in list(connections):
                 if getattr(c, "paused", False):
                     paused += 1
                 pending += int(getattr(c, "backlog", 0) or 0)
+                buffered += _buffered(getattr(c, "transport", None))
         report = Report()
         report["connections"] = doors
         report["sessions"] = dict(sorted(by_door.items()))
@@ -319,6 +320,7 @@ class AdminTools:
         report["db_queue"] = queue.qsize() if queue is not None else 0
         report["db_transactions"] = getattr(db, "transactions", 0)
         report["db_commits"] = getattr(db, "commits", 0)
+        report["output_buffered"] = _megabytes(buffered)
         report["output_paused"] = paused
         report["output_pending"] = _megabytes(pending)
         report["memory_rss"] = _megabytes(memory_rss())
@@ -481,6 +483,24 @@ class AdminTools:
 
         d: Deferred[Any] = self.chat.change_modes(None, found.name, [("-b", user)])
         return d.addCallback(done)
+
+
+def _buffered(transport: Any) -> int:
+    """Bytes a connection's transports hold that the kernel has not taken yet.
+
+    Reads Twisted's write buffers (``FileDescriptor.dataBuffer`` and
+    ``_tempDataLen``) down through a TLS wrapper; 0 where they are absent.
+    """
+    total = 0
+    for _ in range(3):
+        if transport is None:
+            break
+        data = getattr(transport, "dataBuffer", b"")
+        total += (len(data) if isinstance(data, bytes) else 0) + int(
+            getattr(transport, "_tempDataLen", 0) or 0
+        )
+        transport = getattr(transport, "transport", None)
+    return total
 
 
 def _door(session: Any) -> str:

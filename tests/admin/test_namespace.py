@@ -302,6 +302,18 @@ class StatsTests(AdminTestCase):
         self.assertEqual(self.meter.rates(), (0.0, 0.0))
 
 
+class BufferedTests(ServerTestCase):
+    def test_buffered_output_is_summed_through_a_tls_wrapper(self) -> None:
+        from types import SimpleNamespace
+
+        from pingchat.admin.namespace import _buffered
+
+        tcp = SimpleNamespace(dataBuffer=b"12345", _tempDataLen=3, transport=None)
+        tls = SimpleNamespace(transport=tcp)
+        self.assertEqual(_buffered(tls), 8)
+        self.assertEqual(_buffered(None), 0)
+
+
 class ValueTests(ServerTestCase):
     def test_table_aligns_columns(self) -> None:
         table = Table(("a", "long"), [{"a": "xyz", "long": 1}, {"a": None, "long": True}])
