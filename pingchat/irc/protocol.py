@@ -94,9 +94,8 @@ NICKSERV_HELP = [
     "IDENTIFY [account] <password>      log in (the password may be a session token)",
     "IDENTIFY <account> <password> <code>   log in with a second-factor code",
     "REGISTER <password>                create an account named after your nick",
-    "SET PASSWORD <current> <new>       change your password",
+    "SET PASSWORD <current> <new>       change your password (no spaces in either)",
     "INFO [account]                     show what is known about an account",
-    "Passwords with spaces work through SASL PLAIN or PASS, not through NickServ.",
 ]
 
 
@@ -915,11 +914,14 @@ class IRCProtocol(Protocol):
         if self.session is not None and not self.session.guest:
             self.ns_notice(r, f"You are already logged in as {self.session.name}.")
             return None
+        otp = None
         if len(args) == 1:
-            account, secret, otp = self.nick or "", args[0], None
-        elif len(args) in (2, 3):
-            account, secret = args[0], args[1]
-            otp = args[2] if len(args) == 3 else None
+            account, secret = self.nick or "", args[0]
+        elif len(args) >= 2:
+            account, rest = args[0], args[1:]
+            if len(rest) > 1 and rest[-1].isdigit() and 6 <= len(rest[-1]) <= 8:
+                rest, otp = rest[:-1], rest[-1]
+            secret = " ".join(rest)
         else:
             self.ns_notice(r, "Syntax: IDENTIFY [account] <password>")
             return None
@@ -938,10 +940,12 @@ class IRCProtocol(Protocol):
         if self.session is not None and not self.session.guest:
             self.ns_notice(r, f"You are already logged in as {self.session.name}.")
             return None
-        if not args or len(args) > 2 or not self.nick:
+        if len(args) > 1 and "@" in args[-1]:
+            args = args[:-1]  # "REGISTER <password> <email>": pingchat keeps no e-mail
+        if not args or not self.nick:
             self.ns_notice(r, "Syntax: REGISTER <password>  (the account takes your current nick)")
             return None
-        name, password = self.nick, args[0]
+        name, password = self.nick, " ".join(args)
         d = self.factory.accounts.register(name, password, self.address)
 
         def registered(result: dict[str, Any]) -> Deferred[Any]:

@@ -201,7 +201,7 @@ def split_text(text: str, limit: int) -> list[str]:
 class LineFramer:
     """Turns a byte stream into lines; an oversized line is discarded whole.
 
-    Lines end with LF (CR LF or a lone CR are accepted). A line longer than
+    Lines end with CR LF (a bare LF is accepted too). A line longer than
     *max_line* bytes yields :class:`LineTooLong` once, and the connection stays
     usable: the rest of that line is skipped up to its end.
     """
@@ -212,8 +212,6 @@ class LineFramer:
         self._discarding = 0
 
     def feed(self, data: bytes) -> Iterator[bytes | LineTooLong]:
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + data
         start = 0
         while True:
@@ -221,6 +219,8 @@ class LineFramer:
             if end < 0:
                 break
             line = buffer[start:end]
+            if line.endswith(b"\r"):
+                line = line[:-1]
             start = end + 1
             if self._discarding:
                 length = self._discarding + len(line)

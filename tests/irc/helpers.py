@@ -109,7 +109,7 @@ class IRCTestCase(TestCase):
             wanted.append("sasl")
         c.send("CAP LS 302")
         if how == "pass" and password is not None:
-            c.send(f"PASS {nick}:{password}")
+            c.send(f"PASS :{nick}:{password}")
         c.send(f"NICK {nick}", f"USER {nick} 0 * :Real {nick}")
         if wanted:
             c.send("CAP REQ :" + " ".join(wanted))
