@@ -9,8 +9,10 @@ What pingchat adds:
   ed25519, mode 0600) and reused; nothing secret ships with the source.
 * Logins go through the same store and the same password checker (bcrypt in
   a thread, login throttling, audit) as every other door; only accounts with
-  the admin role that are not disabled get a prompt. Public keys may be listed
-  in ``manhole_authorized_keys`` in the data dir, one
+  the admin role that are not disabled get a prompt. An account with TOTP
+  enabled logs in with ``keyboard-interactive`` (password, then code), which
+  Conch's server lacks and :class:`AdminUserAuth` adds. Public keys may be
+  listed in ``manhole_authorized_keys`` in the data dir, one
   ``<account> <key type> <base64> [comment]`` per line.
 * The prompt waits for Deferreds (database helpers) and prints their result,
   and the namespace is :mod:`pingchat.admin.namespace`.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import stat
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +38,8 @@ from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.manhole import ColoredManhole, ManholeInterpreter
 from twisted.conch.manhole_ssh import ConchFactory, TerminalSession, TerminalUser
 from twisted.conch.ssh import connection, keys, userauth
-from twisted.conch.ssh.common import getNS
+from twisted.conch.ssh.common import NS, getNS
+from twisted.conch.ssh.userauth import MSG_USERAUTH_INFO_REQUEST
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -49,7 +53,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat.admin.namespace import AdminTools, RateMeter, banner
-from pingchat.auth.checkers import IPasswordOTP, PasswordChecker, PasswordCredentials
+from pingchat.auth.checkers import (
+    IPasswordOTP,
+    OTPNeeded,
+    PasswordChecker,
+    PasswordCredentials,
+)
 from pingchat.chat.model import Account, fold
 from pingchat.errors import ChatError
 from pingchat.tls import write_secret
@@ -183,7 +192,7 @@ class AdminPasswordChecker:
     manhole login (the realm still checks the role, and audits the outcome).
     """
 
-    credentialInterfaces = (IUsernamePassword,)
+    credentialInterfaces = (IUsernamePassword, IPasswordOTP)
 
     def __init__(self, passwords: PasswordChecker) -> None:
         self.passwords = passwords
@@ -192,7 +201,7 @@ class AdminPasswordChecker:
         creds = PasswordCredentials(
             _text(credentials.username),
             _text(credentials.password),
-            None,
+            getattr(credentials, "otp", None),
             getattr(credentials, "address", None),
         )
         d: Deferred[Any] = self.passwords.requestAvatarId(creds)
@@ -455,18 +464,57 @@ class _PeerPortal:
         return self.portal.login(credentials, self.address if mind is None else mind, *interfaces)
 
 
+class _Conversation:
+    """A keyboard-interactive login in progress: its outcome and the password given."""
+
+    def __init__(self) -> None:
+        self.done: Deferred[Any] = Deferred()
+        self.password: str | None = None
+
+    def finish(self, result: Any) -> None:
+        if not self.done.called:
+            if isinstance(result, Failure):
+                self.done.errback(result)
+            else:
+                self.done.callback(result)
+
+
 class AdminUserAuth(userauth.SSHUserAuthServer):
-    """Conch's user authentication, telling the checkers where the client is.
+    """Conch's user authentication, telling the checkers where the client is,
+    and offering ``keyboard-interactive`` for accounts with a second factor.
 
     The address feeds the login throttle and the audit log; the delay after a
-    wrong password uses the factory's (injectable) clock.
+    wrong password uses the factory's (injectable) clock. Conch's server has
+    no keyboard-interactive (RFC 4256); here it asks for the password and, if
+    the account has TOTP enabled, for the current code: the same checks as
+    the native door's ``login`` with ``otp``.
     """
+
+    interfaceToMethod = {
+        **userauth.SSHUserAuthServer.interfaceToMethod,
+        IPasswordOTP: b"keyboard-interactive",
+    }
+    _conversation: _Conversation | None = None
 
     def serviceStarted(self) -> None:
         self.clock = self.transport.factory.clock  # type: ignore[union-attr]
         super().serviceStarted()
         self.address = _peer_host(self.transport)
         self.portal = _PeerPortal(self.portal, self.address)
+
+    def serviceStopped(self) -> None:
+        self._abandon()
+        super().serviceStopped()
+
+    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> Deferred[Any] | None:
+        # A new request ends a keyboard-interactive exchange (RFC 4256, 3.1).
+        self._abandon()
+        return super().ssh_USERAUTH_REQUEST(packet)
+
+    def _abandon(self) -> None:
+        conversation, self._conversation = self._conversation, None
+        if conversation is not None:
+            conversation.finish(Failure(conch_error.IgnoreAuthentication()))
 
     def auth_password(self, packet: bytes) -> Deferred[Any]:
         password = getNS(packet[1:])[0]
@@ -475,6 +523,48 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
         )
         d: Deferred[Any] = self.portal.login(credentials, None, IConchUser)
         return d.addErrback(self._ebPassword)
+
+    def auth_keyboard_interactive(self, packet: bytes) -> Deferred[Any]:
+        conversation = self._conversation = _Conversation()
+        self._ask(b"Password: ", echo=False)
+        return conversation.done
+
+    def _ask(self, prompt: bytes, echo: bool) -> None:
+        request = NS(b"") + NS(b"") + NS(b"") + struct.pack(">L", 1)
+        request += NS(prompt) + (b"\x01" if echo else b"\x00")
+        self.transport.sendPacket(MSG_USERAUTH_INFO_REQUEST, request)  # type: ignore[union-attr]
+
+    def ssh_USERAUTH_INFO_RESPONSE(self, packet: bytes) -> None:
+        conversation, self._conversation = self._conversation, None
+        if conversation is None:
+            return
+        try:
+            (count,) = struct.unpack(">L", packet[:4])
+            answers = getNS(packet[4:], count)[:count] if count == 1 else []
+        except (struct.error, ValueError, IndexError):
+            answers = []
+        if len(answers) != 1:
+            conversation.finish(Failure(UnauthorizedLogin("expected one answer")))
+            return
+        answer = _text(answers[0])
+        code = None
+        if conversation.password is None:
+            conversation.password = answer
+        else:
+            code = answer
+        credentials = PasswordCredentials(
+            _text(self.user or b""), conversation.password, code, self.address
+        )
+
+        def failed(reason: Failure) -> None:
+            if reason.check(OTPNeeded) and code is None:
+                self._conversation = conversation
+                self._ask(b"One-time code: ", echo=True)
+                return
+            self.clock.callLater(self.passwordDelay, conversation.finish, reason)
+
+        d: Deferred[Any] = self.portal.login(credentials, None, IConchUser)
+        d.addCallbacks(conversation.finish, failed)
 
 
 def _peer_host(ssh_transport: Any) -> str | None:

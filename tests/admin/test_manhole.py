@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import stat
+import struct
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.conch import error as conch_error
@@ -14,7 +16,8 @@ from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.manhole_ssh import ConchFactory
 from twisted.conch.ssh import keys
-from twisted.conch.ssh.common import NS
+from twisted.conch.ssh.common import NS, getNS
+from twisted.conch.ssh.userauth import MSG_USERAUTH_INFO_REQUEST
 from twisted.cred.credentials import SSHPrivateKey, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address
@@ -36,7 +39,13 @@ from pingchat.admin.manhole import (
     ensure_host_key,
 )
 from pingchat.admin.namespace import Done
-from pingchat.auth.checkers import LoginDisabled, LoginFailed, LoginThrottled, PasswordCredentials
+from pingchat.auth.checkers import (
+    LoginDisabled,
+    LoginFailed,
+    LoginThrottled,
+    OTPNeeded,
+    PasswordCredentials,
+)
 from pingchat.errors import NoSuchUser
 from pingchat.testing import make_server
 from tests.helpers import PASSWORD, ServerTestCase
@@ -255,7 +264,10 @@ class UserAuthTests(LoginTests):
         auth.transport = FakeSSHTransport(self.factory)  # type: ignore[assignment]
         auth.serviceStarted()
         self.addCleanup(auth.serviceStopped)
-        self.assertEqual(sorted(auth.supportedAuthentications), [b"password", b"publickey"])
+        self.assertEqual(
+            sorted(auth.supportedAuthentications),
+            [b"keyboard-interactive", b"password", b"publickey"],
+        )
         auth.user = b"root1"
         self.successResultOf(auth.auth_password(b"\x00" + NS(PASSWORD.encode())))
         auth.user = b"alice"
@@ -268,6 +280,96 @@ class UserAuthTests(LoginTests):
         self.assertEqual(
             addresses, {"manhole_login": "203.0.113.5", "manhole_refused": "203.0.113.5"}
         )
+
+
+class KeyboardInteractiveTests(LoginTests):
+    """Password and, for accounts with TOTP, the code, asked over RFC 4256."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.auth = AdminUserAuth()
+        self.ssh_transport = FakeSSHTransport(self.factory)
+        self.auth.transport = self.ssh_transport  # type: ignore[assignment]
+        self.auth.serviceStarted()
+        self.addCleanup(self.auth.serviceStopped)
+
+    def prompts(self) -> list[tuple[bytes, bool]]:
+        """The prompts of the last info request sent to the client."""
+        kind, data = self.ssh_transport.packets[-1]
+        self.assertEqual(kind, MSG_USERAUTH_INFO_REQUEST)
+        _name, _instruction, _lang, rest = getNS(data, 3)
+        (count,) = struct.unpack(">L", rest[:4])
+        rest = rest[4:]
+        out = []
+        for _ in range(count):
+            prompt, rest = getNS(rest)
+            out.append((prompt, rest[:1] == b"\x01"))
+            rest = rest[1:]
+        return out
+
+    def answer(self, text: str) -> None:
+        self.auth.ssh_USERAUTH_INFO_RESPONSE(struct.pack(">L", 1) + NS(text.encode()))
+
+    def start(self, user: bytes) -> Deferred[Any]:
+        self.auth.user = user
+        return self.auth.auth_keyboard_interactive(NS(b"") + NS(b""))
+
+    def test_password_alone_for_an_account_without_a_second_factor(self) -> None:
+        d = self.start(b"root1")
+        self.assertEqual(self.prompts(), [(b"Password: ", False)])
+        self.answer(PASSWORD)
+        self.assertIs(self.successResultOf(d)[0], IConchUser)
+
+    def test_wrong_password_fails_after_a_delay(self) -> None:
+        d = self.start(b"root1")
+        self.answer("wrong password")
+        self.assertNoResult(d)
+        self.clock.advance(self.auth.passwordDelay)
+        self.failureResultOf(d, LoginFailed)
+
+    def test_an_account_with_totp_is_asked_for_the_code(self) -> None:
+        secret = self.enable_otp_for_admin()
+        d = self.start(b"root1")
+        self.answer(PASSWORD)
+        self.assertEqual(self.prompts(), [(b"One-time code: ", True)])
+        self.answer(pyotp.TOTP(secret).at(self.clock.seconds() + 30))
+        self.assertIs(self.successResultOf(d)[0], IConchUser)
+
+    def test_a_wrong_code_is_refused(self) -> None:
+        self.enable_otp_for_admin()
+        d = self.start(b"root1")
+        self.answer(PASSWORD)
+        self.answer("000000")
+        self.clock.advance(self.auth.passwordDelay)
+        self.failureResultOf(d, UnauthorizedLogin)
+        self.assertIn("otp_failed", [r["event"] for r in self.audit_rows()])
+
+    def test_a_password_alone_does_not_open_an_account_with_totp(self) -> None:
+        self.enable_otp_for_admin()
+        self.auth.user = b"root1"
+        d = self.auth.auth_password(b"\x00" + NS(PASSWORD.encode()))
+        self.clock.advance(self.auth.passwordDelay)
+        self.failureResultOf(d, OTPNeeded)
+
+    def test_a_new_request_abandons_the_exchange(self) -> None:
+        d = self.start(b"root1")
+        self.auth._abandon()
+        self.failureResultOf(d, conch_error.IgnoreAuthentication)
+        self.answer(PASSWORD)  # a late answer is ignored
+        self.assertEqual(len(self.ssh_transport.packets), 1)
+
+    def test_a_malformed_response_fails(self) -> None:
+        d = self.start(b"root1")
+        self.auth.ssh_USERAUTH_INFO_RESPONSE(struct.pack(">L", 2) + NS(b"a") + NS(b"b"))
+        self.failureResultOf(d, UnauthorizedLogin)
+
+    def enable_otp_for_admin(self) -> str:
+        client = self.client()
+        self.assertTrue(client.request("login", user="root1", password=PASSWORD)["ok"])
+        secret = str(client.request("otp.setup")["secret"])
+        code = pyotp.TOTP(secret).at(self.clock.seconds())
+        self.assertTrue(client.request("otp.enable", code=code)["ok"])
+        return secret
 
 
 class PromptTests(TestCase):

@@ -41,11 +41,19 @@ class SSHClient:
         self.workdir = workdir
         self.known_hosts = workdir / "known_hosts"
         self.askpass = workdir / "askpass.sh"
-        self.askpass.write_text('#!/bin/sh\nprintf "%s\\n" "$PINGCHAT_TEST_PASSWORD"\n')
+        self.askpass.write_text(
+            "#!/bin/sh\n"
+            'case "$1" in\n'
+            '  *code*) printf "%s\\n" "$PINGCHAT_TEST_OTP" ;;\n'
+            '  *) printf "%s\\n" "$PINGCHAT_TEST_PASSWORD" ;;\n'
+            "esac\n"
+        )
         self.askpass.chmod(0o700)
         self.host_alias = host_alias
 
-    def command(self, user: str, strict: str = "no", *extra: str) -> list[str]:
+    def command(
+        self, user: str, strict: str = "no", *extra: str, method: str = "password"
+    ) -> list[str]:
         assert SSH is not None
         return [
             SSH, "-F", "/dev/null", "-p", str(self.port),
@@ -53,7 +61,7 @@ class SSHClient:
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", f"HostKeyAlias={self.host_alias}",
-            "-o", "PreferredAuthentications=password",
+            "-o", f"PreferredAuthentications={method}",
             "-o", "PubkeyAuthentication=no",
             "-o", "NumberOfPasswordPrompts=1",
             "-o", "IdentityAgent=none",
@@ -61,24 +69,34 @@ class SSHClient:
             *extra, f"{user}@127.0.0.1",
         ]
 
-    def env(self, password: str) -> dict[str, str]:
+    def env(self, password: str, otp: str = "") -> dict[str, str]:
         return {
             **os.environ,
             "SSH_ASKPASS": str(self.askpass),
             "SSH_ASKPASS_REQUIRE": "force",
             "DISPLAY": os.environ.get("DISPLAY", ":0"),
             "PINGCHAT_TEST_PASSWORD": password,
+            "PINGCHAT_TEST_OTP": otp,
         }
 
-    def refused(self, user: str, password: str) -> subprocess.CompletedProcess[str]:
+    def refused(
+        self, user: str, password: str, otp: str = "", method: str = "password"
+    ) -> subprocess.CompletedProcess[str]:
         """Try to log in without a terminal; returns the finished process."""
         return subprocess.run(
-            self.command(user, "no", "-T"), stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, env=self.env(password), timeout=60, start_new_session=True,
+            self.command(user, "no", "-T", method=method), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, env=self.env(password, otp), timeout=60,
+            start_new_session=True,
         )
 
-    def shell(self, user: str, password: str, strict: str = "no") -> ShellSession:
-        return ShellSession(self.command(user, strict, "-tt"), self.env(password))
+    def shell(
+        self, user: str, password: str, strict: str = "no", otp: str = "",
+        method: str = "password",
+    ) -> ShellSession:
+        """``ssh -tt``; *method* is ``password`` or ``keyboard-interactive``."""
+        return ShellSession(
+            self.command(user, strict, "-tt", method=method), self.env(password, otp)
+        )
 
 
 class ShellSession:

@@ -12,8 +12,10 @@ import importlib.util
 import shutil
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
+import pyotp
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.client import LineClient
@@ -100,12 +102,12 @@ class ManholeEndToEndTests(TestCase):
         self.clients: list[LineClient] = []
         self.addCleanup(lambda: [c.close() for c in self.clients])
 
-    def native(self, name: str, register: bool = True) -> LineClient:
+    def native(self, name: str, register: bool = True, password: str = PASSWORD) -> LineClient:
         c = LineClient("127.0.0.1", self.server.port())
         self.clients.append(c)
         if register:
-            self.assertTrue(c.request("register", user=name, password=PASSWORD)["ok"])
-        reply = c.request("login", user=name, password=PASSWORD)
+            self.assertTrue(c.request("register", user=name, password=password)["ok"])
+        reply = c.request("login", user=name, password=password)
         self.assertTrue(reply["ok"], reply)
         return c
 
@@ -185,6 +187,28 @@ class AdminSessionTests(ManholeEndToEndTests):
         # StrictHostKeyChecking=yes: ssh goes on only if the key is the one it saw.
         again = self.admin_shell("yes")
         again.run("1 + 1", r"\n2\n")
+
+
+class SecondFactorTests(ManholeEndToEndTests):
+    def test_an_admin_with_totp_logs_in_with_password_and_code(self) -> None:
+        native = self.native(ADMIN, register=False, password=ADMIN_PASSWORD)
+        secret = native.request("otp.setup")["secret"]
+        self.assertTrue(
+            native.request("otp.enable", code=pyotp.TOTP(secret).at(time.time()))["ok"]
+        )
+        # The password alone no longer opens the manhole...
+        alone = self.ssh.refused(ADMIN, ADMIN_PASSWORD)
+        self.assertEqual(alone.returncode, 255, alone.stderr)
+        # ...keyboard-interactive asks for the code too (next step's code:
+        # the current one was spent enabling the second factor).
+        code = pyotp.TOTP(secret).at(time.time() + 30)
+        shell = self.ssh.shell(
+            ADMIN, ADMIN_PASSWORD, otp=code, method="keyboard-interactive"
+        )
+        self.addCleanup(shell.close)
+        shell.expect(rf"logged in as {ADMIN}")
+        shell.expect(r">>> ")
+        shell.run("who()", r"root1\s+online\s+native")
 
 
 class IRCAdminTests(ManholeEndToEndTests):
