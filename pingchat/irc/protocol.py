@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
@@ -164,6 +165,23 @@ def _verb(line: str) -> list[str]:
     """The command and first parameter of a formatted line, without its source."""
     words = line.split(" ", 3)
     return words[1:3] if words and words[0].startswith(":") else words[:2]
+
+
+NO_ID = 1 << 62  # beyond every message id
+
+
+@attrs.frozen
+class Ref:
+    """A CHATHISTORY message reference as ids.
+
+    ``start``: the first message at or after the reference (messages before it
+    have smaller ids); ``last_before``: messages after the reference have
+    larger ids. For ``msgid=N`` both are N; for a timestamp they differ when
+    messages share that millisecond.
+    """
+
+    start: int
+    last_before: int
 
 
 class NeedMoreParams(Exception):
@@ -450,6 +468,7 @@ class IRCProtocol(Protocol):
             r.num(n.ERR_NOTREGISTERED, self._login_hint())
             r.finish()
             return None
+        self._inflight = (command, r)
         try:
             result = handler(msg, r)
         except NeedMoreParams:
@@ -463,12 +482,12 @@ class IRCProtocol(Protocol):
             r.send(f":{self.server} FAIL {command} INTERNAL_ERROR :Internal server error")
             result = None
         if isinstance(result, Deferred) and not result.called:
-            self._inflight = (command, r)
             result.addErrback(self._command_failed, r, command)
             result.addBoth(lambda _: r.finish())
             return result
         if isinstance(result, Deferred):
             result.addErrback(self._command_failed, r, command)
+        self._inflight = None
         r.finish()
         return None
 
@@ -1077,11 +1096,7 @@ class IRCProtocol(Protocol):
     def irc_AWAY(self, msg: wire.Message, r: Reply) -> None:
         assert self.session is not None
         text = clean_text(msg.param(0)).strip()
-        self._inflight = ("AWAY", r)
-        try:
-            self.service.set_away(self.session, text or None)
-        finally:
-            self._inflight = None
+        self.service.set_away(self.session, text or None)
         if text:
             r.num(n.RPL_NOWAWAY, "You have been marked as being away")
         else:
@@ -1721,8 +1736,8 @@ class IRCProtocol(Protocol):
                 return None
         d = self._resolve(where, parsed)
 
-        def query(ids: list[int | None]) -> Deferred[list[Message]]:
-            return self._history_query(sub, where, ids, parsed, limit)
+        def query(refs: list[Ref | None]) -> Deferred[list[Message]]:
+            return self._history_query(sub, where, refs, limit)
 
         def show(messages: list[Message]) -> None:
             self._history_batch(r, shown, messages)
@@ -1735,17 +1750,27 @@ class IRCProtocol(Protocol):
 
     def _resolve(
         self, where: dict[str, str], parsed: list[tuple[str, int] | None]
-    ) -> Deferred[list[int | None]]:
-        """Message references as ids: a timestamp becomes the first id at or after it."""
-        out: list[int | None] = []
+    ) -> Deferred[list[Ref | None]]:
+        """Message references as id bounds (timestamps are looked up in the store)."""
+        out: list[Ref | None] = []
         d: Deferred[Any] = succeed(None)
+        session = self.my_session
 
         def lookup(_: object, ts: int) -> Deferred[None]:
-            found = self.service.history_id_at(self.my_session, ts, **where)  # type: ignore[arg-type]
-            return found.addCallback(out.append)
+            at = self.service.history_id_at(session, ts, **where)  # type: ignore[arg-type]
+            after = self.service.history_id_at(session, ts + 1, **where)  # type: ignore[arg-type]
+
+            def both(first: int | None) -> Deferred[None]:
+                def done(later: int | None) -> None:
+                    start = first if first is not None else NO_ID
+                    out.append(Ref(start, later - 1 if later is not None else NO_ID))
+
+                return after.addCallback(done)
+
+            return at.addCallback(both)
 
         def known(_: object, ident: int | None) -> None:
-            out.append(ident)
+            out.append(None if ident is None else Ref(ident, ident))
 
         for ref in parsed:
             if ref is None or ref[0] == "msgid":
@@ -1755,63 +1780,41 @@ class IRCProtocol(Protocol):
         return d.addCallback(lambda _: out)
 
     def _history_query(
-        self,
-        sub: str,
-        where: dict[str, str],
-        ids: list[int | None],
-        parsed: list[tuple[str, int] | None],
-        limit: int,
+        self, sub: str, where: dict[str, str], refs: list[Ref | None], limit: int
     ) -> Deferred[list[Message]]:
         session = self.my_session
 
         def history(**kw: Any) -> Deferred[list[Message]]:
             return self.service.history(session, **where, **kw)  # type: ignore[arg-type]
 
-        big = 1 << 62
-
-        def upper(i: int) -> int:
-            """Exclusive upper bound for 'before reference i'."""
-            ref, ident = parsed[i], ids[i]
-            if ident is None:
-                return big if ref is not None and ref[0] == "timestamp" else 0
-            return ident
-
-        def lower(i: int) -> int:
-            """Exclusive lower bound for 'after reference i'."""
-            ref, ident = parsed[i], ids[i]
-            if ref is not None and ref[0] == "timestamp":
-                # first id at or after the time: everything from it on is "after"
-                return (ident - 1) if ident is not None else big
-            return ident or 0
-
-        if sub == "LATEST":
-            after = None if parsed[0] is None else lower(0)
-            return history(after=after, limit=limit, newest_first=True)
-        if sub == "BEFORE":
-            return history(before=upper(0), limit=limit, newest_first=True)
-        if sub == "AFTER":
-            return history(after=lower(0), limit=limit, newest_first=False)
-        if sub == "BETWEEN":
-            a_low, b_up = lower(0), upper(1)
-            if (ids[0] or 0) <= (ids[1] or big) and not (
-                parsed[0] and parsed[1] and parsed[0][1] > parsed[1][1]
-                and parsed[0][0] == parsed[1][0]
-            ):
-                return history(after=a_low, before=b_up, limit=limit, newest_first=False)
-            return history(after=lower(1), before=upper(0), limit=limit, newest_first=True)
-        # AROUND: half before the reference, the rest from it on.
-        pivot = ids[0]
-        if pivot is None:
+        first = refs[0]
+        if first is None:  # LATEST *
             return history(limit=limit, newest_first=True)
-        before_part = max(1, limit // 2) if limit > 1 else 0
+        if sub == "LATEST":
+            return history(after=first.last_before, limit=limit, newest_first=True)
+        if sub == "BEFORE":
+            return history(before=first.start, limit=limit, newest_first=True)
+        if sub == "AFTER":
+            return history(after=first.last_before, limit=limit, newest_first=False)
+        if sub == "BETWEEN":
+            second = refs[1]
+            assert second is not None
+            if first.last_before < second.start:
+                return history(after=first.last_before, before=second.start, limit=limit,
+                               newest_first=False)
+            return history(after=second.last_before, before=first.start, limit=limit,
+                           newest_first=True)
+        # AROUND: up to half the limit before the reference, the rest from it on.
+        earlier_count = limit // 2
 
-        def more(earlier: list[Message]) -> Deferred[list[Message]]:
-            return history(after=pivot - 1, limit=limit - len(earlier), newest_first=False
-                           ).addCallback(lambda later: earlier + later)
+        def later(earlier: list[Message]) -> Deferred[list[Message]]:
+            return history(after=first.start - 1, limit=limit - len(earlier),
+                           newest_first=False).addCallback(lambda rest: earlier + rest)
 
-        if before_part == 0:
-            return history(after=pivot - 1, limit=limit, newest_first=False)
-        return history(before=pivot, limit=before_part, newest_first=True).addCallback(more)
+        if earlier_count == 0:
+            return later([])
+        return history(before=first.start, limit=earlier_count, newest_first=True
+                       ).addCallback(later)
 
     def history_lines(self, m: Message) -> list[tuple[dict[str, str], str]]:
         """How a stored message looks on IRC, as ``(tags, line)`` pieces."""

@@ -1,0 +1,174 @@
+"""IRCv3: tags, echo, labels, batches, away-notify, extended-join, chathistory."""
+
+from __future__ import annotations
+
+from pingchat.chat.model import iso_ms
+from tests.irc.helpers import IRCTestCase
+
+ALL = ("server-time", "message-tags", "echo-message", "account-tag", "batch",
+       "labeled-response", "draft/chathistory", "away-notify", "extended-join")
+
+
+class TagTests(IRCTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.connect("alice", caps=ALL)
+        self.bob = self.connect("bob", caps=("server-time", "message-tags", "account-tag"))
+        self.plain = self.connect("carol")
+        for c in (self.alice, self.bob, self.plain):
+            c.send("JOIN #lobby")
+        for c in (self.alice, self.bob, self.plain):
+            c.read()
+
+    def test_messages_carry_time_msgid_and_account_and_the_echo_matches(self) -> None:
+        self.alice.send("PRIVMSG #lobby :hello")
+        echo = self.alice.read()[0]
+        got = self.bob.read()[0]
+        self.assertEqual((echo.command, echo.params), ("PRIVMSG", ("#lobby", "hello")))
+        self.assertEqual(got.tags["msgid"], echo.tags["msgid"])
+        self.assertEqual(got.tags["time"], iso_ms(self.server.chat.now()))
+        self.assertEqual(got.tags["account"], "alice")
+        plain = self.plain.read()[0]
+        self.assertEqual(dict(plain.tags), {})
+
+    def test_without_echo_message_the_sender_sees_nothing(self) -> None:
+        self.bob.send("PRIVMSG #lobby :hi")
+        self.assertEqual(self.bob.read(), [])
+
+    def test_labeled_ack_single_line_and_batch(self) -> None:
+        self.alice.send("@label=a PONG :x")
+        ack = self.alice.read()
+        self.assertEqual([(m.command, m.tags.get("label")) for m in ack], [("ACK", "a")])
+        self.alice.send("@label=b PING :x")
+        pong = self.alice.read()
+        self.assertEqual([(m.command, m.tags.get("label")) for m in pong], [("PONG", "b")])
+        self.alice.send("@label=c WHOIS bob")
+        lines = self.alice.read()
+        self.assertEqual(lines[0].command, "BATCH")
+        self.assertEqual(lines[0].params[1], "labeled-response")
+        self.assertEqual(lines[0].tags["label"], "c")
+        ref = lines[0].params[0][1:]
+        self.assertTrue(all(m.tags.get("batch") == ref for m in lines[1:-1]))
+        self.assertEqual(lines[-1].params, ("-" + ref,))
+        self.alice.send("@label=d PRIVMSG #lobby :labelled")
+        echo = self.alice.read()
+        self.assertEqual([(m.command, m.tags.get("label")) for m in echo], [("PRIVMSG", "d")])
+
+    def test_labeled_join_is_one_batch(self) -> None:
+        self.alice.send("@label=j JOIN #new")
+        lines = self.alice.read()
+        self.assertEqual(lines[0].tags.get("label"), "j")
+        self.assertEqual([m.command for m in lines[1:-1]], ["JOIN", "353", "366"])
+
+    def test_labels_are_ignored_without_the_capability(self) -> None:
+        self.bob.send("@label=x PING :y")
+        self.assertNotIn("label", self.bob.read()[0].tags)
+
+    def test_extended_join_and_away_notify(self) -> None:
+        self.bob.send("PART #lobby", "JOIN #lobby")
+        join = next(m for m in self.alice.read() if m.command == "JOIN")
+        self.assertEqual(join.params, ("#lobby", "bob", "bob"))
+        self.bob.send("AWAY :brb")
+        away = self.alice.read()[0]
+        self.assertEqual((away.command, away.params, away.source.split("!")[0]),
+                         ("AWAY", ("brb",), "bob"))
+        self.bob.send("AWAY")
+        self.assertEqual(self.alice.read()[0].params, ())
+        self.bob.disconnect()
+        self.assertEqual(self.alice.read()[0].params, ("Offline",))
+        self.assertNotIn("AWAY", [m.command for m in self.plain.read()])
+
+
+class ChathistoryTests(IRCTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.connect("alice", caps=ALL)
+        self.bob = self.connect("bob", caps=ALL)
+        self.alice.send("JOIN #h")
+        self.bob.send("JOIN #h")
+        self.ids: list[str] = []
+        self.times: list[str] = []
+        for i in range(10):
+            self.clock.advance(1)
+            self.alice.send(f"PRIVMSG #h :m{i}")
+            echo = next(m for m in self.alice.read() if m.command == "PRIVMSG")
+            self.ids.append(echo.tags["msgid"])
+            self.times.append(echo.tags["time"])
+        self.bob.read()
+
+    def history(self, line: str) -> list[str]:
+        self.bob.send(line)
+        lines = self.bob.read()
+        self.assertEqual(lines[0].command, "BATCH", lines)
+        self.assertEqual(lines[0].params[1:], ("chathistory", "#h"))
+        ref = lines[0].params[0][1:]
+        self.assertEqual(lines[-1].params, ("-" + ref,))
+        inner = lines[1:-1]
+        self.assertTrue(all(m.tags["batch"] == ref and "time" in m.tags for m in inner))
+        return [m.params[1] for m in inner]
+
+    def test_latest(self) -> None:
+        self.assertEqual(self.history("CHATHISTORY LATEST #h * 3"), ["m7", "m8", "m9"])
+        self.assertEqual(self.history(f"CHATHISTORY LATEST #h msgid={self.ids[7]} 10"),
+                         ["m8", "m9"])
+        self.assertEqual(self.history(f"CHATHISTORY LATEST #h timestamp={self.times[8]} 10"),
+                         ["m9"])
+
+    def test_before_and_after(self) -> None:
+        self.assertEqual(self.history(f"CHATHISTORY BEFORE #h msgid={self.ids[5]} 2"),
+                         ["m3", "m4"])
+        self.assertEqual(self.history(f"CHATHISTORY AFTER #h msgid={self.ids[5]} 2"),
+                         ["m6", "m7"])
+        self.assertEqual(self.history(f"CHATHISTORY BEFORE #h timestamp={self.times[5]} 2"),
+                         ["m3", "m4"])
+        self.assertEqual(self.history(f"CHATHISTORY AFTER #h timestamp={self.times[5]} 2"),
+                         ["m6", "m7"])
+
+    def test_around_and_between(self) -> None:
+        self.assertEqual(self.history(f"CHATHISTORY AROUND #h msgid={self.ids[5]} 4"),
+                         ["m3", "m4", "m5", "m6"])
+        self.assertEqual(
+            self.history(f"CHATHISTORY BETWEEN #h msgid={self.ids[2]} msgid={self.ids[6]} 10"),
+            ["m3", "m4", "m5"])
+        self.assertEqual(
+            self.history(f"CHATHISTORY BETWEEN #h msgid={self.ids[6]} msgid={self.ids[2]} 2"),
+            ["m4", "m5"])
+        self.assertEqual(
+            self.history(
+                f"CHATHISTORY BETWEEN #h timestamp={self.times[2]} timestamp={self.times[6]} 2"),
+            ["m3", "m4"])
+
+    def test_dm_history_and_targets(self) -> None:
+        self.alice.send("PRIVMSG bob :private hello")
+        self.clock.advance(1)
+        self.bob.send("PRIVMSG alice :private reply")
+        self.alice.read()
+        self.bob.read()
+        self.bob.send("CHATHISTORY LATEST alice * 10")
+        lines = [m for m in self.bob.read() if m.command == "PRIVMSG"]
+        self.assertEqual([(m.source.split("!")[0], m.params) for m in lines],
+                         [("alice", ("bob", "private hello")),
+                          ("bob", ("alice", "private reply"))])
+        self.bob.send("CHATHISTORY TARGETS timestamp=2020-01-01T00:00:00.000Z "
+                      "timestamp=2100-01-01T00:00:00.000Z 10")
+        lines = self.bob.read()
+        self.assertEqual(lines[0].params[1], "draft/chathistory-targets")
+        self.assertEqual([m.params[1] for m in lines[1:-1]], ["#h", "alice"])
+
+    def test_errors(self) -> None:
+        self.bob.send("CHATHISTORY LATEST #nowhere * 10", "CHATHISTORY LATEST #h * x",
+                      "CHATHISTORY FOO #h * 1", "CHATHISTORY BEFORE #h junk 10",
+                      "CHATHISTORY LATEST")
+        lines = self.bob.read()
+        self.assertEqual([m.command for m in lines], ["FAIL"] * 5)
+        self.assertEqual(lines[0].params[:3], ("CHATHISTORY", "INVALID_TARGET", "LATEST"))
+        self.assertEqual(lines[1].params[1], "INVALID_PARAMS")
+
+    def test_without_batch_the_lines_come_plain(self) -> None:
+        c = self.connect("carol", caps=("server-time",))
+        c.send("JOIN #h")
+        c.read()
+        c.send("CHATHISTORY LATEST #h * 2")
+        lines = c.read()
+        self.assertEqual([m.command for m in lines], ["PRIVMSG", "PRIVMSG"])
+        self.assertIn("time", lines[0].tags)
