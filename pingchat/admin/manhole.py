@@ -5,7 +5,7 @@ The shape is Twisted's own ``twisted.conch.manhole_tap``: a Conch
 running a colouring, line-editing :class:`~twisted.conch.manhole.Manhole`.
 What pingchat adds:
 
-* The host key is generated once into the data dir (``manhole_host_key``,
+* The host key is generated once into the data dir (``ssh_host_key``,
   ed25519, mode 0600) and reused; nothing secret ships with the source.
 * Logins go through the same store and the same password checker (bcrypt in
   a thread, login throttling, audit) as every other door; only accounts with
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-HOST_KEY_FILE = "manhole_host_key"
+HOST_KEY_FILE = "ssh_host_key"
 AUTHORIZED_KEYS_FILE = "manhole_authorized_keys"
 SAMPLE_INTERVAL = 5.0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyotp
 from twisted.trial.unittest import SkipTest, TestCase
 
+from pingchat.admin.manhole import HOST_KEY_FILE
 from tests.client import LineClient
 from tests.e2e.harness import ServerProcess, wait_until
 from tests.e2e.ssh import SSH, SSHClient, workdir
@@ -177,7 +178,7 @@ class AdminSessionTests(ManholeEndToEndTests):
     def test_the_host_key_is_the_same_after_a_restart(self) -> None:
         shell = self.admin_shell("accept-new")
         shell.close()
-        key_file = Path(self.server.data_dir) / "manhole_host_key"
+        key_file = Path(self.server.data_dir) / HOST_KEY_FILE
         key = key_file.read_bytes()
         self.assertEqual(key_file.stat().st_mode & 0o777, 0o600)
         self.server.stop()
