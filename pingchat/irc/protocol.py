@@ -267,6 +267,7 @@ class IRCProtocol(Protocol):
             return
         self.write(f"ERROR :Closing Link: {self.address or 'unknown'} ({reason})")
         self.closed = True
+        self._end_session()
         if self.transport is not None:
             self.transport.loseConnection()
 

@@ -1,0 +1,94 @@
+"""Bad input: oversized and malformed lines, invalid UTF-8, floods, slow readers."""
+
+from __future__ import annotations
+
+from tests.irc.helpers import IRCTestCase
+
+
+class BadInputTests(IRCTestCase):
+    def test_an_overlong_line_is_417_and_the_connection_stays_usable(self) -> None:
+        c = self.connect("alice")
+        c.send("PRIVMSG #a :" + "x" * 600)
+        c.send_raw(b"PRIVMSG #a :" + b"y" * 20000 + b"\r\nPING :still here\r\n")
+        lines = c.read()
+        self.assertEqual([m.command for m in lines], ["417", "417", "PONG"])
+        self.assertFalse(c.closed)
+
+    def test_tags_may_be_long_but_not_endless(self) -> None:
+        c = self.connect("alice")
+        c.send("@+a=" + "t" * 3000 + " PING :ok", "@+a=" + "t" * 5000 + " PING :no")
+        self.assertEqual(c.commands(), ["PONG", "417"])
+
+    def test_invalid_utf8_is_decoded_as_latin1_not_dropped(self) -> None:
+        self.make_account("bob")
+        bob = self.native("bob")
+        c = self.connect("alice")
+        c.send_raw(b"PRIVMSG bob :caf\xe9 \xff\r\n")
+        self.assertEqual(bob.take_events("message")[0]["text"], "café ÿ")
+        self.assertFalse(c.closed)
+
+    def test_garbage_lines_are_ignored_or_421(self) -> None:
+        c = self.connect("alice")
+        c.send_raw(b"\r\n   \r\n:onlysource\r\n@a=b\r\n\x00\x01\x02\r\nPING :ok\r\n")
+        self.assertEqual(c.commands(), ["421", "PONG"])
+
+    def test_numeric_commands_from_clients_are_ignored(self) -> None:
+        c = self.connect("alice")
+        c.send("001 x :y", "PING :ok")
+        self.assertEqual(c.commands(), ["PONG"])
+
+    def test_crlf_in_parameters_cannot_be_smuggled(self) -> None:
+        c = self.connect("alice")
+        c.send("JOIN #a")
+        c.read()
+        # a bare CR inside a line is not a line ending, and never leaves as one
+        c.send_raw(b"PRIVMSG #a :x\rQUIT :no\r\n")
+        self.assertFalse(c.closed)
+        history = self.successResultOf(
+            self.server.chat.history(self.server.chat.sessions_of("alice")[0], room="#a"))
+        self.assertEqual([m.text for m in history], ["x QUIT :no"])
+
+
+class FloodTests(IRCTestCase):
+    settings = {"rate": 5.0, "rate_burst": 10.0}
+
+    def test_a_short_burst_is_delayed_not_dropped(self) -> None:
+        c = self.connect("alice")
+        self.clock.advance(10)  # refill the bucket after registration
+        c.send(*[f"PING :{i}" for i in range(20)])
+        first = c.read()
+        self.assertEqual(len(first), 10)
+        self.clock.advance(1)
+        self.assertEqual(len(c.read()), 5)
+        self.clock.advance(2)
+        self.assertEqual([m.params[1] for m in c.read()], [str(i) for i in range(15, 20)])
+        self.assertFalse(c.closed)
+
+    def test_a_flood_is_disconnected_with_a_clear_error(self) -> None:
+        c = self.connect("alice")
+        c.send(*["PRIVMSG nobody :spam"] * 500)
+        lines = c.read()
+        self.assertEqual(lines[-1].command, "ERROR")
+        self.assertIn("Excess Flood", lines[-1].params[0])
+        self.assertTrue(c.closed)
+        self.assertFalse(self.server.chat.is_online("alice"))
+
+
+class SlowReaderTests(IRCTestCase):
+    settings = {"max_backlog": 10_000}
+
+    def test_a_client_that_does_not_read_is_dropped_at_the_bound(self) -> None:
+        c = self.connect("alice")
+        c.protocol.pauseProducing()  # the transport says its buffer is full
+        for _ in range(200):
+            self.server.chat.broadcast("x" * 100)
+        self.assertTrue(c.transport.disconnecting or c.protocol.closed)
+        self.assertLess(len(c.transport.value()), 10_000 + 30_000)
+
+    def test_a_client_that_resumes_is_kept(self) -> None:
+        c = self.connect("alice")
+        for _ in range(20):
+            c.protocol.pauseProducing()
+            self.server.chat.broadcast("x" * 100)
+            c.protocol.resumeProducing()
+        self.assertFalse(c.protocol.closed)
