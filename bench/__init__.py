@@ -1,0 +1,1 @@
+"""The benchmark: a load generator and a runner (see docs/performance.md)."""

@@ -1,0 +1,176 @@
+"""Start and stop the servers under test, each pinned to its own core.
+
+Every listener is on 127.0.0.1; ports are picked free by the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+VENV_BIN = Path(sys.executable).parent
+PASSWORD = "bench-password"
+ROOM = "#bench"
+
+# Flood limits raised so that the benchmark measures the server, not its
+# protection against one noisy client. Stated in every report.
+PINGCHAT_LIMITS = [
+    "--rate", "0",  # no per-connection request limit
+    "--login-free-attempts", "1000000",
+    "--registrations-per-hour", "0",  # no per-address registration limit
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pin(core: int) -> None:
+    os.sched_setaffinity(0, {core})
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+class Server:
+    """One server process under test."""
+
+    name = "?"
+
+    def __init__(self, core: int, bcrypt_rounds: int) -> None:
+        self.core = core
+        self.bcrypt_rounds = bcrypt_rounds
+        self.dir = Path(tempfile.mkdtemp(prefix=f"pingchat-bench-{self.name}-"))
+        self.lag_file = self.dir / "lag.jsonl"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.chat_port: int | None = None
+        self.irc_available = True
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Work on the data dir before the server starts (seeding)."""
+
+    def start(self) -> None:
+        self.prepare()
+        env = {**os.environ, "PINGCHAT_BCRYPT_ROUNDS": str(self.bcrypt_rounds),
+               "PINGCHAT_LAG_PROBE": str(self.lag_file)}
+        with (self.dir / "server.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=self.dir, preexec_fn=lambda: pin(self.core),  # noqa: PLW1509
+            )
+        wait_listening(self.port if self.chat_port is None else self.chat_port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.dir / "server.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def target(self, kind: str) -> dict[str, Any]:
+        assert self.proc is not None
+        return {
+            "kind": kind,
+            "server": "pingchat" if isinstance(self, Pingchat) else "words",
+            "port": self.chat_port if kind == "native" else self.port,
+            "chat_port": self.chat_port,
+            "pid": self.proc.pid,
+            "password": PASSWORD,
+            "lag_file": str(self.lag_file),
+        }
+
+
+class Pingchat(Server):
+    name = "pingchat"
+
+    def __init__(self, core: int, bcrypt_rounds: int, history: int = 0) -> None:
+        super().__init__(core, bcrypt_rounds)
+        self.chat_port = free_port()
+        self.history = history
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "twistd"), "-n", "--pidfile=", "pingchat",
+            "--data-dir", str(self.dir / "data"),
+            "--server-name", "bench",
+            "--chat", f"ssl:{self.chat_port}:interface=127.0.0.1",
+            "--irc", f"tcp:{self.port}:interface=127.0.0.1",
+            "--ircs", "none", "--manhole", "none",
+            *PINGCHAT_LIMITS,
+        ]
+
+    def prepare(self) -> None:
+        if self.history:
+            from bench.seed import seed_history
+
+            seed_history(self.dir / "data", "#history", self.history)
+
+    def start(self) -> None:
+        super().start()
+        # The IRC gateway may not exist yet: say so instead of failing.
+        try:
+            wait_listening(self.port, self.proc, timeout=3)  # type: ignore[arg-type]
+        except RuntimeError:
+            self.irc_available = False
+
+
+class Words(Server):
+    name = "words"
+
+    def __init__(self, core: int, bcrypt_rounds: int, accounts: int) -> None:
+        super().__init__(core, bcrypt_rounds)
+        self.accounts = accounts
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "bench.twistd_words", str(self.port),
+            str(self.accounts), PASSWORD, ROOM, str(self.lag_file),
+        ]
+
+    def start(self) -> None:
+        self.prepare()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        with (self.dir / "server.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=self.dir, preexec_fn=lambda: pin(self.core),  # noqa: PLW1509
+            )
+        wait_listening(self.port, self.proc)
