@@ -202,7 +202,7 @@ class AdminTools:
         if thing is None:
             return Done(BANNER.rstrip())
         doc = getattr(thing, "__doc__", None) or "(no description)"
-        return Done(" ".join(doc.split()))
+        return Done(" ".join(doc.replace("*", "").split()))
 
     # -- looking -----------------------------------------------------------------------
 
