@@ -9,7 +9,7 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
 from zope.interface import Interface, implementer
 
-from pingchat.auth.checkers import LoginFailed
+from pingchat.auth.checkers import LoginDisabled, LoginFailed
 from pingchat.chat.model import Account
 from pingchat.chat.service import ChatService
 from pingchat.interfaces import IChatAvatar, IChatMind
@@ -32,6 +32,10 @@ class ChatRealm:
         def attach(account: Account | None) -> tuple[type[Interface], object, Callable[[], None]]:
             if account is None:
                 raise LoginFailed("the account no longer exists")
+            if account.disabled:
+                # Disabled while its password was being checked: the admin's
+                # disable() has already swept the live sessions, so stop here.
+                raise LoginDisabled("this account is disabled")
             session = self.service.attach(account, IChatMind(mind), getattr(mind, "address", None))
             return IChatAvatar, session, lambda: self.service.detach(session)
 

@@ -175,6 +175,14 @@ class AccountStateTests(AdminTestCase):
         [row] = self.audit_rows("admin_disable")
         self.assertEqual((row["account"], row["actor"]), ("alice", "root"))
 
+    def test_a_login_already_past_its_password_check_is_refused_after_disable(self) -> None:
+        self.account("alice").request("logout")
+        self.result(self.ns["disable"]("alice"))
+        # What the portal does once the password checker has said yes.
+        d = self.server.portal.realm.requestAvatar("alice", RecordingMind(), IChatAvatar)
+        self.failureResultOf(d, LoginDisabled)
+        self.assertFalse(self.server.chat.is_online("alice"))
+
     def test_enable_lets_the_account_in_again(self) -> None:
         self.account("alice")
         self.result(self.ns["disable"]("alice"))
