@@ -42,10 +42,15 @@ class IRCLineClient:
         self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
 
     def read_line(self) -> str | None:
-        """The next line, or None once the server has closed the connection."""
+        """The next line, or None once the server has closed the connection.
+
+        Silence for the socket's timeout raises ``TimeoutError``.
+        """
         while b"\r\n" not in self.buffer:
             try:
                 chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise
             except OSError:
                 return None
             if not chunk:
@@ -70,10 +75,13 @@ class IRCLineClient:
                 return line
 
     def closed(self) -> bool:
-        """Read until the server closes the connection (True) or stays silent."""
+        """Read until the server closes the connection (True) or stays silent (False)."""
         while True:
-            if self.read_line() is None:
-                return True
+            try:
+                if self.read_line() is None:
+                    return True
+            except TimeoutError:
+                return False
 
     def close(self) -> None:
         self.sock.close()
