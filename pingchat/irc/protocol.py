@@ -579,6 +579,10 @@ class IRCProtocol(Protocol):
         if not ACCOUNT_NAME_RE.fullmatch(nick) or fold(nick) == fold(NICKSERV):
             r.num(n.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
             return None
+        if self.session is not None and not self.registered:
+            # Logged in with SASL before NICK: the nick will be the account's.
+            self.nick = nick
+            return self._maybe_register()
         if self.session is not None:
             if fold(nick) != self.session.folded:
                 reason = (

@@ -101,6 +101,15 @@ class SASLTests(IRCTestCase):
         welcome = self.find(c.read(), "001")
         self.assertEqual(welcome.params[0], "Alice")
 
+    def test_sasl_before_nick_and_user_as_irssi_does(self) -> None:
+        self.make_account("alice")
+        c = self.irc()
+        c.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN",
+               "AUTHENTICATE " + plain("alice", PASSWORD), "CAP END")
+        self.assertNotIn("001", c.commands())
+        c.send("NICK alice", "USER alice alice 127.0.0.1 :alice in irssi")
+        self.assertIn("001", c.commands())
+
     def test_wrong_password_is_904_and_the_client_may_retry(self) -> None:
         self.make_account("alice")
         c = self.irc()
