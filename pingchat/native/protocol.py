@@ -97,7 +97,12 @@ class NativeProtocol(Protocol):
     def send(self, obj: dict[str, Any]) -> None:
         if self.closed or self.transport is None:
             return
-        data = wire.encode(obj)
+        self.send_line(wire.encode(obj))
+
+    def send_line(self, data: bytes) -> None:
+        """Write one encoded line, or drop a client that has stopped reading."""
+        if self.closed or self.transport is None:
+            return
         if self.paused:
             # The transport's own buffer is full: what we write now piles up
             # in memory. Past the bound, this client is not reading: drop it.
@@ -484,7 +489,10 @@ class NativeProtocol(Protocol):
         self.send(wire.event("contact", user=user, status=status))
 
     def message(self, message: Message, offline: bool = False) -> None:
-        self.send({"event": "message", **message.to_event(offline)})
+        if offline:
+            self.send({"event": "message", **message.to_event(offline)})
+        else:
+            self.send_line(self.factory.message_line(message))
 
     def joined(self, room: str, user: str) -> None:
         self.send(wire.event("joined", room=room, user=user))
