@@ -1,0 +1,247 @@
+"""End to end in a real terminal: ``pingchat client`` in tmux against ``twistd
+pingchat`` in a subprocess, driven with send-keys and read with capture-pane.
+
+tmux is required (``.ci/run`` installs it): these tests fail rather than skip
+without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from pingchat.tls import certificate_fingerprint
+from tests.client import LineClient
+from tests.e2e.harness import PINGCHAT, ServerProcess, wait_until
+
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago, for a server that must come back on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Tmux:
+    """A private tmux server (own socket) whose panes stay readable after exit."""
+
+    def __init__(self, case: TestCase, width: int = 120, height: int = 50) -> None:
+        if shutil.which("tmux") is None:
+            raise AssertionError("tmux is not installed (.ci/run installs it)")
+        self.dir = Path(tempfile.mkdtemp(prefix="pingchat-tmux-"))
+        self.socket = self.dir / "tmux.sock"
+        self.conf = self.dir / "tmux.conf"
+        self.conf.write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
+        self.width, self.height = width, height
+        self.env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        self.env.pop("TMUX", None)
+        case.addCleanup(self.kill)
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-u", "-S", str(self.socket), "-f", str(self.conf), *args],
+            capture_output=True, text=True, timeout=10, env=self.env, check=True,
+        ).stdout
+
+    def start(self, name: str, *argv: str) -> None:
+        env = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color",
+               "PINGCHAT_BCRYPT_ROUNDS": "4"}
+        command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command = f"env {command} " + " ".join(shlex.quote(a) for a in argv)
+        self.tmux("new-session", "-d", "-s", name, "-x", str(self.width), "-y",
+                  str(self.height), command)
+
+    def screen(self, name: str) -> str:
+        return self.tmux("capture-pane", "-p", "-t", name)
+
+    def wait_for(self, name: str, pattern: str, timeout: float = 20) -> str:
+        """Wait until *pattern* (a regular expression) is on the screen."""
+        try:
+            return str(wait_until(lambda: (m := re.search(pattern, self.screen(name))) and
+                                  m.group(0), timeout, what=repr(pattern)))
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen of {name}:\n{self.screen(name)}") from None
+
+    def type(self, name: str, text: str) -> None:
+        self.tmux("send-keys", "-t", name, "-l", text)
+        self.tmux("send-keys", "-t", name, "Enter")
+
+    def keys(self, name: str, *keys: str) -> None:
+        self.tmux("send-keys", "-t", name, *keys)
+
+    def exit_status(self, name: str) -> int | None:
+        dead, _, status = self.tmux("display-message", "-p", "-t", name,
+                                    "#{pane_dead} #{pane_dead_status}").strip().partition(" ")
+        return int(status) if dead == "1" else None
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True,
+                       timeout=10, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TerminalClientTests(TestCase):
+    def setUp(self) -> None:
+        self.tmux = Tmux(self)
+        self.dirs: list[Path] = []
+        self.addCleanup(lambda: [shutil.rmtree(d, ignore_errors=True) for d in self.dirs])
+
+    def server(self, port: int = 0, data_dir: Path | None = None) -> ServerProcess:
+        server = ServerProcess(chat=f"ssl:{port}:interface=127.0.0.1", data_dir=data_dir)
+        self.addCleanup(server.cleanup)
+        return server.start()
+
+    def config_dir(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix="pingchat-client-"))
+        self.dirs.append(path)
+        return path
+
+    def client(self, name: str, port: int, config: Path) -> None:
+        self.tmux.start(name, PINGCHAT, "client", "--config-dir", str(config),
+                        f"127.0.0.1:{port}")
+
+    def register(self, name: str, port: int, fingerprint: str) -> Path:
+        """A new user's first run: trust the server, register, store the codes."""
+        config = self.config_dir()
+        self.client(name, port, config)
+        t = self.tmux
+        t.wait_for(name, r"Trust this server\? \(yes/no\)")
+        self.assertIn(fingerprint, t.screen(name))
+        t.type(name, "yes")
+        t.wait_for(name, r"Type  login .* register")
+        t.type(name, "register")
+        t.wait_for(name, "Choose a user name")
+        t.type(name, name)
+        t.wait_for(name, r"Choose a password")
+        t.type(name, PASSWORD)
+        t.wait_for(name, "Type it again")
+        t.type(name, PASSWORD)
+        t.wait_for(name, "Type  stored  once")
+        codes = re.findall(r"\b[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}\b",
+                           t.screen(name))
+        self.assertEqual(len(codes), 10)
+        self.assertNotIn(PASSWORD, t.screen(name))
+        t.type(name, "stored")
+        t.wait_for(name, f"Logged in as {name}")
+        t.wait_for(name, "Published your encryption key")
+        self.assertNotIn(codes[0], t.screen(name))
+        return config
+
+    def test_two_new_users_chat_in_a_room_and_exchange_an_encrypted_dm(self) -> None:
+        server = self.server()
+        port = server.port()
+        fingerprint = certificate_fingerprint(server.data_dir / "tls-cert.pem")
+        t = self.tmux
+        self.register("alice", port, fingerprint)
+        self.register("bob", port, fingerprint)
+        for name in ("alice", "bob"):
+            t.type(name, "/join #lobby")
+            t.wait_for(name, "you joined #lobby")
+        t.wait_for("alice", "bob joined #lobby")
+        t.type("alice", "hello bob, welcome")
+        t.wait_for("bob", r"<alice> hello bob, welcome")
+        t.wait_for("bob", r"\[bob@127\.0\.0\.1:\d+\] \[connected\] \[2:#lobby\]")
+
+        t.type("bob", "/msg alice psst: the door code is 4711")
+        t.wait_for("bob", r"\[to alice\] <bob> \[e2e\] psst: the door code is 4711")
+        # Alice is in #lobby: the DM is pointed out there and counted.
+        t.wait_for("alice", r"» \[bob, window 3\] <bob> \[e2e\] psst: the door code is 4711")
+        t.wait_for("alice", r"\[act: 3:bob\(1\)\]")
+        t.keys("alice", "M-3")
+        t.wait_for("alice", r"direct messages with bob: end-to-end encrypted")
+        t.wait_for("alice", r"<bob> \[e2e\] psst: the door code is 4711")
+        t.type("alice", "thanks, got it")
+        t.wait_for("bob", r"\[alice, window 3\] <alice> \[e2e\] thanks, got it")
+
+        db = sqlite3.connect(server.data_dir / "pingchat.sqlite3")
+        self.addCleanup(db.close)
+        rows = db.execute("SELECT body, ciphertext, nonce FROM messages"
+                          " WHERE recipient_id IS NOT NULL").fetchall()
+        self.assertEqual(len(rows), 2)
+        for body, ciphertext, nonce in rows:
+            self.assertIsNone(body)
+            self.assertTrue(ciphertext and nonce)
+        everything = json.dumps(db.execute("SELECT * FROM messages").fetchall())
+        self.assertIn("hello bob, welcome", everything)  # room messages are not E2E
+        self.assertNotIn("4711", everything)
+        self.assertNotIn("got it", everything)
+
+    def test_a_swapped_certificate_is_refused_loudly(self) -> None:
+        port = free_port()
+        server = self.server(port)
+        old = certificate_fingerprint(server.data_dir / "tls-cert.pem")
+        config = self.config_dir()
+        t = self.tmux
+        self.client("first", port, config)
+        t.wait_for("first", r"Trust this server\?")
+        t.type("first", "yes")
+        t.wait_for("first", r"Type  login")
+        t.type("first", "/quit")
+        wait_until(lambda: t.exit_status("first") is not None, what="the client to quit")
+        self.assertIn(old, (config / "known_hosts").read_text())
+
+        server.stop()
+        for name in ("tls-cert.pem", "tls-key.pem"):
+            (server.data_dir / name).unlink()
+        server.start()
+        new = certificate_fingerprint(server.data_dir / "tls-cert.pem")
+        self.assertNotEqual(old, new)
+
+        self.client("second", port, config)
+        t.wait_for("second", rf"THE CERTIFICATE OF 127\.0\.0\.1:{port} HAS CHANGED")
+        wait_until(lambda: t.exit_status("second") is not None, what="the client to exit")
+        self.assertEqual(t.exit_status("second"), 1)
+        screen = t.screen("second")
+        self.assertIn(old, screen)
+        self.assertIn(new, screen)
+        self.assertNotIn("Trust this server", screen)
+        self.assertIn(old, (config / "known_hosts").read_text())
+
+    def test_the_client_reconnects_after_the_server_restarts(self) -> None:
+        port = free_port()
+        server = self.server(port)
+        # An account with a saved session, so the client starts straight into chat.
+        setup = LineClient("127.0.0.1", port)
+        self.addCleanup(setup.close)
+        setup.request("register", user="alice", password=PASSWORD)
+        token = setup.request("login", user="alice", password=PASSWORD)["token"]
+        setup.request("join", room="#ops")
+        setup.close()
+        config = self.config_dir()
+        (config / "known_hosts").write_text(
+            f"127.0.0.1:{port} {certificate_fingerprint(server.data_dir / 'tls-cert.pem')}\n")
+        session = config / "servers" / f"127.0.0.1_{port}" / "session.json"
+        session.parent.mkdir(parents=True)
+        session.write_text(json.dumps({"user": "alice", "token": token}))
+
+        t = self.tmux
+        self.client("alice", port, config)
+        t.wait_for("alice", r"\[alice@127\.0\.0\.1:\d+\] \[connected\] \[2:#ops\]")
+        server.stop()
+        t.wait_for("alice", r"reconnecting in \d")
+        t.wait_for("alice", r"\[reconnecting\]")
+        server.start()
+        t.wait_for("alice", r"reconnected", timeout=40)
+        t.wait_for("alice", r"\[connected\] \[2:#ops\]")
+
+        bob = LineClient("127.0.0.1", port)
+        self.addCleanup(bob.close)
+        bob.request("register", user="bob", password=PASSWORD)
+        bob.request("login", user="bob", password=PASSWORD)
+        bob.request("join", room="#ops")
+        bob.request("say", room="#ops", text="anyone back?")
+        t.wait_for("alice", r"<bob> anyone back\?")
+        t.type("alice", "yes, right here")
+        self.assertEqual(bob.event("message", room="#ops")["text"], "yes, right here")
