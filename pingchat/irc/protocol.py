@@ -569,7 +569,9 @@ class IRCProtocol(Protocol):
         if self.registered:
             r.num(n.ERR_ALREADYREGISTERED, "You may not reregister")
             return
-        self.password = msg.params[0]
+        # PASS has one parameter, but many clients send a password with spaces
+        # without the ':' that would make it one: take the rest of the line.
+        self.password = " ".join(msg.params)
 
     def irc_NICK(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
         if not msg.params or not msg.params[0]:
