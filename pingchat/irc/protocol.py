@@ -723,6 +723,8 @@ class IRCProtocol(Protocol):
             for room in rooms:
                 self.event(f":{mask} PART {room.name} :Logged in")
         self.session, self._logout = session, logout
+        if not self.registered and self._held is None:
+            self._held = []  # the account's traffic waits for the welcome burst
         self.write(
             self.numeric(
                 n.RPL_LOGGEDIN, session.hostmask, session.name,
@@ -766,7 +768,8 @@ class IRCProtocol(Protocol):
 
     def _welcome(self) -> None:
         self.registered = True
-        self._held = []
+        if self._held is None:
+            self._held = []
         if self.session is not None:
             self.nick = self.session.name
         nick = self.me

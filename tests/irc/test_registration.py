@@ -110,6 +110,22 @@ class SASLTests(IRCTestCase):
         c.send("NICK alice", "USER alice alice 127.0.0.1 :alice in irssi")
         self.assertIn("001", c.commands())
 
+    def test_traffic_between_sasl_and_the_welcome_waits_for_001(self) -> None:
+        self.make_account("alice")
+        self.make_account("bob")
+        bob = self.native("bob")
+        self.native("alice").request("join", room="#r")
+        bob.request("join", room="#r")
+        c = self.irc()
+        c.send("CAP LS 302", "NICK alice", "USER a 0 * :b", "CAP REQ :sasl",
+               "AUTHENTICATE PLAIN", "AUTHENTICATE " + plain("alice", PASSWORD))
+        bob.request("say", room="#r", text="early")
+        self.assertNotIn("PRIVMSG", c.commands())
+        c.send("CAP END")
+        commands = c.commands()
+        self.assertLess(commands.index("001"), commands.index("PRIVMSG"))
+        self.assertLess(commands.index("JOIN"), commands.index("PRIVMSG"))
+
     def test_wrong_password_is_904_and_the_client_may_retry(self) -> None:
         self.make_account("alice")
         c = self.irc()
