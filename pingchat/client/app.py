@@ -442,7 +442,8 @@ class ChatClient:
         self.sessions.save(user, str(reply["token"]))
         self._load_identity(user)
         self._keys.clear()
-        self.proto = proto
+        # self.proto is set last: until then, input waits (front ends redraw,
+        # and the plain one feeds input, whenever a line is added below).
         if again:
             self.info("reconnected; session resumed", self.windows.status)
             if self.windows.current is not self.windows.status:
@@ -469,6 +470,7 @@ class ChatClient:
                           " commands.", self.windows.status)
         self.logged_in_once = True
         self._run(self._publish_key(proto))
+        self.proto = proto
         self._refresh()
         queued, self._queued = self._queued, []
         for line in queued:
@@ -888,9 +890,12 @@ class ChatClient:
             window.encrypted = False
             if not window.warned_plain:
                 window.warned_plain = True
-                self.warning(f"{name} has not published an encryption key (they may use IRC"
-                             " or another client), so this conversation is NOT end-to-end"
-                             " encrypted: the server can read it.", window)
+                warning = (f"{name} has not published an encryption key (they may use IRC"
+                           " or another client), so this conversation is NOT end-to-end"
+                           " encrypted: the server can read it.")
+                self.warning(warning, window)
+                if window is not self._here():
+                    self.warning(warning, echo=True)
         if isinstance(reply.get("msg_id"), int):
             window.mark_seen(reply["msg_id"])
         self.add(window, Line(text, "own", sender=self.user, ts=reply.get("ts"),

@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the server has a certificate from a CA: verify it against the CA"
              " certificate(s) in this PEM file, with host name checking",
     )
+    trust.add_argument(
+        "--fingerprint", metavar="SHA256",
+        help="trust the server's certificate if it has this SHA-256 fingerprint (from the"
+             " administrator), without asking; for scripts and certificate changes",
+    )
     trust.add_argument("--insecure", action="store_true",
                        help="do not check the server's certificate at all (for tests only)")
 
@@ -63,7 +68,11 @@ def _trust(args: argparse.Namespace, config: ConfigDir) -> TrustPolicy:
             raise ClientError(f"cannot read {ca}: {e.strerror or e}") from None
         except ValueError as e:
             raise ClientError(str(e)) from None
-    return TrustOnFirstUse(KnownHosts(config.known_hosts))
+    try:
+        return TrustOnFirstUse(KnownHosts(config.known_hosts),
+                               getattr(args, "fingerprint", None))
+    except ValueError as e:
+        raise ClientError(str(e)) from None
 
 
 def _log_to(path: Path) -> None:

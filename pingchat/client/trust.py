@@ -147,12 +147,33 @@ class TrustPolicy:
         raise NotImplementedError
 
 
+def normal_fingerprint(text: str) -> str:
+    """``ab:cd...``, ``ABCD...`` or ``AB CD ...`` as ``AB:CD:...``."""
+    digits = "".join(c for c in text.upper() if c in "0123456789ABCDEF")
+    if len(digits) != 64 or len(digits) != len(text.replace(":", "").replace(" ", "")):
+        raise ValueError(f"not a SHA-256 fingerprint: {text!r}")
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
+
+
 class TrustOnFirstUse(TrustPolicy):
-    def __init__(self, known_hosts: KnownHosts) -> None:
+    """Ask once, then insist on the same certificate. With *expected* (a
+    fingerprint the user got from the administrator) nothing is asked: the
+    certificate must match it, and it is remembered (replacing an old one)."""
+
+    def __init__(self, known_hosts: KnownHosts, expected: str | None = None) -> None:
         self.known_hosts = known_hosts
+        self.expected = normal_fingerprint(expected) if expected else None
 
     def verify(self, server: ServerAddress, cert: x509.Certificate, ask: Ask) -> Deferred[str]:
         fingerprint = certificate_fingerprint(cert)
+        if self.expected is not None:
+            if fingerprint != self.expected:
+                raise UntrustedServer(
+                    f"the certificate of {server} is not the one given with --fingerprint:\n"
+                    f"  expected: {self.expected}\n  offered:  {fingerprint}"
+                )
+            self.known_hosts.remember(server, fingerprint)
+            return succeed(f"certificate of {server} matches --fingerprint")
         status = self.known_hosts.check(server, fingerprint)
         if status is TrustStatus.KNOWN:
             return succeed(f"certificate of {server} matches the one trusted before")
@@ -184,8 +205,8 @@ def changed_message(server: ServerAddress, old: str, new: str, path: Path) -> st
         f"  offered now:    {new}\n"
         "Someone may be intercepting this connection, so the client refuses to talk"
         " to this server. If the administrator really replaced the certificate, check"
-        f" the new fingerprint with them, then delete the line for {server} from {path}"
-        " and connect again."
+        " the new fingerprint with them, then connect once with --fingerprint and the"
+        f" new fingerprint (or delete the line for {server} from {path})."
     )
 
 

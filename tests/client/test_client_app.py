@@ -281,6 +281,22 @@ class EncryptedDMTests(ClientTestCase):
 
 
 class QRTests(TestCase):
+    def test_qr_code_text_encodes_exactly_the_qr_matrix(self) -> None:
+        import qrcode
+
+        data = "otpauth://totp/pingchat:bob?secret=JBSWY3DPEHPK3PXP&issuer=pingchat"
+        qr = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+        qr.add_data(data)
+        qr.make(fit=True)
+        matrix = qr.get_matrix()
+        dark = {"█": (False, False), "▀": (False, True), "▄": (True, False), " ": (True, True)}
+        decoded: list[list[bool]] = []
+        for row in qr_lines(data):
+            pairs = [dark[ch] for ch in row]
+            decoded.append([top for top, _ in pairs])
+            decoded.append([bottom for _, bottom in pairs])
+        self.assertEqual(decoded[: len(matrix)], matrix)
+
     def test_qr_code_is_square_text_of_block_characters(self) -> None:
         lines = qr_lines("otpauth://totp/pingchat:alice?secret=JBSWY3DPEHPK3PXP&issuer=pingchat")
         self.assertTrue(15 <= len(lines) <= 30)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyotp
 from twisted.trial.unittest import TestCase
 
+from pingchat.tls import certificate_fingerprint
 from tests.e2e.harness import PINGCHAT, ServerProcess, wait_until
 
 PASSWORD = "correct horse battery"
@@ -163,15 +164,18 @@ class PlainModeTests(TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
 
         # The next run resumes the saved session: no password is asked for.
-        again = PlainClient(self, self.port, config, "--insecure")
+        # With --fingerprint, the certificate is trusted without a question.
+        fingerprint = certificate_fingerprint(self.server.data_dir / "tls-cert.pem")
+        again = PlainClient(self, self.port, config, "--fingerprint", fingerprint)
         again.send("/history #news")
         again.end_input()
         self.assertEqual(again.wait_exit(), 0, again.output())
         self.assertNotIn("Password", again.output())
+        self.assertNotIn("Trust", again.output())
         self.assertRegex(again.output(), r"#news <alice> \[[\d:]+\] first post")
 
-        # /logout revokes the token and forgets it.
-        third = PlainClient(self, self.port, config, "--insecure")
+        # /logout revokes the token and forgets it. (The certificate is known now.)
+        third = PlainClient(self, self.port, config)
         third.send("/logout")
         third.wait_for(r"logged out alice")
         third.end_input()

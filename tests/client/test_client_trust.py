@@ -334,3 +334,36 @@ class HandshakeTests(TempDirMixin, TestCase):
         self.assertEqual(client.asked, [])
         connector.stop()
         await client.ended
+
+
+class PinnedFingerprintTests(TempDirMixin, TestCase):
+    def setUp(self) -> None:
+        self.known = KnownHosts(self.tempdir() / "known_hosts")
+        self.server = ServerAddress("chat.example")
+        _key, self.cert = make_leaf(make_ca(), [x509.DNSName("chat.example")])
+        self.fingerprint = certificate_fingerprint(self.cert)
+
+    def test_a_matching_fingerprint_is_trusted_without_asking(self) -> None:
+        asked: list[str] = []
+        pin = self.fingerprint.lower().replace(":", "")
+        policy = TrustOnFirstUse(self.known, pin)
+        self.successResultOf(policy.verify(self.server, self.cert, answer(False, asked)))
+        self.assertEqual(asked, [])
+        self.assertEqual(self.known.lookup(self.server), self.fingerprint)
+
+    def test_a_matching_fingerprint_replaces_an_old_one(self) -> None:
+        self.known.remember(self.server, "AA:BB")
+        policy = TrustOnFirstUse(self.known, self.fingerprint)
+        self.successResultOf(policy.verify(self.server, self.cert, answer(False, [])))
+        self.assertEqual(self.known.lookup(self.server), self.fingerprint)
+
+    def test_another_certificate_is_refused(self) -> None:
+        policy = TrustOnFirstUse(self.known, "AB" * 32)
+        with self.assertRaises(UntrustedServer) as caught:
+            policy.verify(self.server, self.cert, answer(True, []))
+        self.assertIn(self.fingerprint, str(caught.exception))
+        self.assertIsNone(self.known.lookup(self.server))
+
+    def test_a_malformed_fingerprint_is_an_error(self) -> None:
+        for bad in ("AB:CD", "XY" * 32, "AB" * 33):
+            self.assertRaises(ValueError, TrustOnFirstUse, self.known, bad)
