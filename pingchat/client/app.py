@@ -35,7 +35,7 @@ from pingchat.client.configdir import ConfigDir, ServerAddress, SessionStore
 from pingchat.client.connection import ClientProtocol, Connector, NotConnected, RequestFailed
 from pingchat.client.e2e import DecryptionFailed, Identity, KeyStatus, PeerKeys
 from pingchat.client.trust import TrustPolicy
-from pingchat.client.view import ChatWindow, Line, Windows, local_time
+from pingchat.client.view import ChatWindow, Line, Windows, local_time, message_line, who
 
 log = Logger()
 
@@ -180,7 +180,7 @@ class ChatClient:
     def _elsewhere(self, window: ChatWindow, line: Line) -> None:
         n = self.windows.number(window)
         mark = "[e2e] " if line.encrypted else ""
-        pointer = Line(f"[{window.title}, window {n}] <{line.sender}> {mark}{line.text}",
+        pointer = Line(f"[{window.title}, window {n}] {who(line)} {mark}{line.text}",
                        "elsewhere", ts=line.ts, echo=True)
         self.windows.current.lines.append(pointer)
         if self.frontend is not None:
@@ -579,8 +579,8 @@ class ChatClient:
             else:
                 text, encrypted = plain, True
         history = history or bool(m.get("offline"))
-        line = Line(str(text or ""), kind, sender=sender, ts=m.get("ts"),
-                    encrypted=encrypted, history=history)
+        line = message_line(str(text or ""), kind, sender=sender, ts=m.get("ts"),
+                            encrypted=encrypted, history=history)
         if kind == "warning":
             line.text = f"<{sender}> {text}"
         self.add(window, line, notify=not mine)
@@ -847,6 +847,9 @@ class ChatClient:
         self.windows.close(window)
         self._refresh()
 
+    async def cmd_me(self, cmd: Command) -> None:
+        await self.cmd_say(Command("say", {"text": f"\x01ACTION {cmd.args['text']}\x01"}))
+
     async def cmd_say(self, cmd: Command) -> None:
         window = self._here()
         text = cmd.args["text"]
@@ -862,12 +865,12 @@ class ChatClient:
         proto = self._need_proto()
         reply = await self._outgoing.run(proto.request, "say", room=room, text=text)
         window = self.windows.find(room) or self.windows.open("room", room)
-        line = Line(text, "own", sender=self.user, ts=reply.get("ts"))
+        line = message_line(text, "own", sender=self.user, ts=reply.get("ts"))
         if isinstance(reply.get("msg_id"), int):
             window.mark_seen(reply["msg_id"])
         self.add(window, line)
         if window is not self._here():
-            self.add(self._here(), Line(f"[{room}] <{self.user}> {text}", "elsewhere",
+            self.add(self._here(), Line(f"[{room}] {who(line)} {line.text}", "elsewhere",
                                         echo=True))
 
     async def _dm(self, to: str, text: str) -> None:
@@ -898,11 +901,12 @@ class ChatClient:
                     self.warning(warning, echo=True)
         if isinstance(reply.get("msg_id"), int):
             window.mark_seen(reply["msg_id"])
-        self.add(window, Line(text, "own", sender=self.user, ts=reply.get("ts"),
-                              encrypted=bool(window.encrypted)))
+        line = message_line(text, "own", sender=self.user, ts=reply.get("ts"),
+                            encrypted=bool(window.encrypted))
+        self.add(window, line)
         if window is not self._here():
             mark = "[e2e] " if window.encrypted else ""
-            self.add(self._here(), Line(f"[to {name}] <{self.user}> {mark}{text}",
+            self.add(self._here(), Line(f"[to {name}] {who(line)} {mark}{line.text}",
                                         "elsewhere", echo=True))
         if reply.get("delivered") is False:
             self.info(f"{name} is offline: the message waits on the server until they"

@@ -48,6 +48,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("invite", "/invite user [#room]", "invite someone to a room", "rooms"),
     Spec("msg", "/msg user|#room text", "send a direct message (end-to-end encrypted when"
          " the other side has a key) or a room message", "people", ("m", "tell")),
+    Spec("me", "/me does something", "an action: shown as \"* you do something\"",
+         "people"),
     Spec("query", "/query user|#room|N", "switch to a conversation (opens a DM window)",
          "people", ("switch", "win", "w")),
     Spec("close", "/close", "close the current window (leaves a room)", "people", ("wc",)),
@@ -222,6 +224,10 @@ def parse(line: str) -> Command:
             raise _usage(s)
         if words:
             args["user"] = words[0]
+    elif name == "me":
+        if not rest:
+            raise _usage(s)
+        args["text"] = rest
     elif name == "away":
         if rest:
             args["text"] = rest

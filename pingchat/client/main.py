@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -80,7 +81,8 @@ def _log_to(path: Path) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     try:
-        out = path.open("a", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        out = os.fdopen(fd, "a", encoding="utf-8")
     except OSError:
         return
     globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
@@ -173,8 +175,11 @@ def _run_fullscreen(reactor: Any, client: Any) -> None:
                 crashed.append(task.exception())  # type: ignore[arg-type]
                 client.exit_code = 1
             client.quit()
-            # Let the connection close cleanly before the loop stops.
-            reactor.callLater(0.2, reactor.stop)
+            # Let the connection close cleanly (briefly) before the loop stops.
+            closed = client.connector.closed()
+            timeout = reactor.callLater(2, closed.cancel)
+            closed.addBoth(lambda _: timeout.active() and timeout.cancel())
+            closed.addBoth(lambda _: reactor.stop())
 
         task.add_done_callback(finished)
         loop = asyncio.get_event_loop()

@@ -32,6 +32,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from pingchat.client import commands
 from pingchat.client.app import ChatClient
 from pingchat.client.view import ChatWindow, Line
+from pingchat.client.view import who as who_of
 
 STYLE = Style.from_dict({
     "title": "reverse",
@@ -74,7 +75,7 @@ def line_fragments(line: Line, width: int = 0) -> StyleAndTextTuples:
     out: StyleAndTextTuples = [("class:time", time)]
     if line.kind in ("message", "own", "notice"):
         nick_style = "class:own" if line.kind == "own" else "class:nick"
-        who = f"-{line.sender}- " if line.kind == "notice" else f"<{line.sender}> "
+        who = f"{who_of(line)} "
         out.append((nick_style, who))
         if line.encrypted:
             out.append(("class:e2e", "[e2e] "))

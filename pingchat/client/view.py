@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -32,6 +33,28 @@ def local_time(ts: str | None, full: bool = False) -> str | None:
     return when.strftime("%H:%M")
 
 
+def ctcp_action(text: str) -> str | None:
+    """The action of an IRC-style ``/me`` message (``\\x01ACTION waves\\x01``), if it is one."""
+    if text.startswith("\x01ACTION ") and len(text) > 9:
+        return text[8:].rstrip("\x01")
+    return None
+
+
+def message_line(text: str, kind: str, **fields: Any) -> Line:
+    """A message's line: ``/me`` actions marked, other CTCP control characters dropped."""
+    action = ctcp_action(text)
+    if action is not None:
+        return Line(action, kind, action=True, **fields)
+    return Line(text.replace("\x01", ""), kind, **fields)
+
+
+def who(line: Line) -> str:
+    """``<alice>``, ``* alice`` (an action) or ``-alice-`` (a notice)."""
+    if line.action:
+        return f"* {line.sender}"
+    return f"-{line.sender}-" if line.kind == "notice" else f"<{line.sender}>"
+
+
 @attrs.define
 class Line:
     """One line of a window.
@@ -49,6 +72,7 @@ class Line:
     ts: str | None = None
     encrypted: bool = False
     history: bool = False
+    action: bool = False  # "/me waves": shown as "* alice waves"
     echo: bool = False  # a copy, in the current window, of a line shown elsewhere
     at: str = attrs.field(factory=lambda: datetime.now().strftime("%H:%M"))
 
@@ -158,15 +182,14 @@ def plain_text(window: ChatWindow, line: Line) -> list[str]:
     out = []
     for i, text in enumerate(line.text.split("\n") or [""]):
         if line.kind in ("message", "own", "notice"):
-            sender = line.sender or "?"
-            who = f"-{sender}-" if line.kind == "notice" else f"<{sender}>"
+            sender = who(line)
             marks = ""
             if line.encrypted:
                 marks += "[e2e] "
             if line.history:
                 when = local_time(line.ts, full=True)
                 marks += f"[{when}] " if when else "[earlier] "
-            body = f"{who} {marks}{text}" if i == 0 else f"{who} {text}"
+            body = f"{sender} {marks}{text}" if i == 0 else f"{sender} {text}"
             out.append(f"{label} {body}" if label else body)
         elif line.kind == "event":
             out.append(f"{label} * {text}" if label else f"* {text}")

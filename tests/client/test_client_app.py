@@ -200,6 +200,20 @@ class MessageTests(ClientTestCase):
                                                    "text": "hello all"})
         self.assertEqual(client.windows.current.lines[-1].kind, "own")
 
+    def test_me_sends_an_irc_style_action_and_actions_show_as_such(self) -> None:
+        client, frontend = self.login()
+        self.fake.on("join", lambda a: {"room": a["room"], "topic": None, "members": []})
+        self.fake.on("say", lambda a: {"msg_id": 3, "ts": "2026-01-01T10:00:00.000Z"})
+        client.input("/join #a")
+        client.input("/me waves")
+        self.assertEqual(self.fake.sent("say")[0]["text"], "\x01ACTION waves\x01")
+        client.event(self.fake, {"event": "message", "room": "#a", "from": "bob",  # type: ignore[arg-type]
+                                 "text": "\x01ACTION bows\x01", "msg_id": 4})
+        text = frontend.text()
+        self.assertIn("#a * alice waves", text)
+        self.assertIn("#a * bob bows", text)
+        self.assertNotIn("\x01", text)
+
     def test_errors_from_the_server_are_shown(self) -> None:
         client, frontend = self.login()
 

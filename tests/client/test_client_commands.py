@@ -106,6 +106,10 @@ class ParseTests(TestCase):
         self.assertRefused("/frobnicate", "unknown command /frobnicate; /help")
         self.assertRefused("/", "/help")
 
+    def test_me_needs_an_action(self) -> None:
+        self.assertParses("/me waves  hello", "me", text="waves  hello")
+        self.assertRefused("/me", "usage: /me")
+
     def test_quit_and_its_aliases(self) -> None:
         self.assertParses("/quit", "quit")
         self.assertParses("/exit", "quit")
