@@ -584,7 +584,9 @@ async def scenario_connect(target: Target, p: dict[str, Any]) -> dict[str, Any]:
 async def scenario_storm(target: Target, p: dict[str, Any]) -> dict[str, Any]:
     """Password logins and token resumes, all sent at once on open connections."""
     logins, resumes = p["logins"], p["resumes"]
-    accounts = names(logins, "s")
+    # IRC has no tokens, and twistd words allows one session per account: there
+    # the resumes become password logins of as many more accounts.
+    accounts = names(logins if target.kind == "native" else logins + resumes, "s")
     await target.register(accounts)
     tokens: list[tuple[str, str]] = []
     if target.kind == "native":
@@ -603,8 +605,7 @@ async def scenario_storm(target: Target, p: dict[str, Any]) -> dict[str, Any]:
         await bounded([collect_keep(n) for n in accounts], 32)
         tokens = tokens[:resumes]
     else:
-        # IRC has no tokens: the same number of extra password logins instead.
-        tokens = [(accounts[i % logins], "") for i in range(resumes)]
+        tokens = [(name, "") for name in accounts[logins:]]
     total = logins + len(tokens)
     connect_phase = Phase(target.pid)
     clients = await bounded([target.connect() for _ in range(total)], p["concurrency"])

@@ -116,7 +116,8 @@ def start_server(target: str, scenario: str, p: dict[str, Any], rounds: int) -> 
     if target.startswith("pingchat"):
         server = Pingchat(SERVER_CORE, rounds, p["messages"] if scenario == "history" else 0)
     else:
-        accounts = max(p.get("clients", 0), p.get("connections", 0), p.get("logins", 0), 1)
+        accounts = max(p.get("clients", 0), p.get("connections", 0),
+                       p.get("logins", 0) + p.get("resumes", 0), 1)
         server = Words(SERVER_CORE, rounds, accounts)
     server.start()
     return server

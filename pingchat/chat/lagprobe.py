@@ -47,30 +47,34 @@ class LagProbe(Service):
         self.period = period
         self.warn_after = warn_after
         self.largest = 0.0  # the largest stall since the service started
-        self._call = LoopingCall.withCount(self._tick)
+        self._call = LoopingCall(self._tick)
         self._call.clock = clock
-        self._intervals = 0
+        self._due = 0.0
         self._period_max = 0.0
         self._period_ticks = 0
         self._period_end = 0.0
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
-        self._intervals = 0
-        self._period_end = self.clock.seconds() + self.period
+        now = self.clock.seconds()
+        self._period_end = now + self.period
         self._call.start(self.interval, now=False)
+        self._due = now + self.interval
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
         if self._call.running:
             self._call.stop()
 
-    def _tick(self, count: int) -> None:
+    def _tick(self) -> None:
         now = self.clock.seconds()
-        self._intervals += count
-        assert self._call.starttime is not None
-        due = self._call.starttime + self._intervals * self.interval
-        stall = max(0.0, now - due)
+        stall = max(0.0, now - self._due)
+        # LoopingCall schedules the next call on the next multiple of the
+        # interval after this one; that is when it is due.
+        start = self._call.starttime
+        assert start is not None
+        # (1 µs of slack for float rounding, so an on-time call is not one interval late)
+        self._due = start + (int((now - start) / self.interval + 1e-6) + 1) * self.interval
         self._period_max = max(self._period_max, stall)
         self._period_ticks += 1
         self.largest = max(self.largest, stall)

@@ -1,0 +1,167 @@
+"""Bounded under load: a client that stops reading is dropped, others carry on.
+
+A real server in-process (writer thread, bcrypt pool) listens with TLS on
+127.0.0.1:0; blocking stdlib clients run in a thread while the reactor runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from pingchat.config import Settings
+from pingchat.native.protocol import NativeProtocol
+from pingchat.tap import build
+from pingchat.tls import ensure_certificate, server_endpoint, server_options
+from tests.client import LineClient
+
+PASSWORD = "pass word 1"
+TEXT = "x" * 4000  # near the 4 KiB limit, so the backlog fills in a few hundred messages
+
+
+class NonReadingClient(LineClient):
+    """A client whose receive buffer is tiny, so the server's output piles up fast."""
+
+    def __init__(self, host: str, port: int) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(10)
+        raw.connect((host, port))
+        self.sock = ctx.wrap_socket(raw, server_hostname=host)
+        self.buffer = b""
+        self.events: list[dict[str, Any]] = []
+        self.next_id = 0
+        self.hello = self.read()
+
+
+class LiveServer(TestCase):
+    """A real server (threads and all) listening with TLS on 127.0.0.1:0."""
+
+    max_backlog = 1024 * 1024  # the default bound
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.dir = Path(tempfile.mkdtemp(prefix="pingchat-backlog-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        settings = Settings(
+            data_dir=self.dir, chat=(), irc=(), ircs=(), manhole=(),
+            server_name="localhost", sqlite_synchronous="NORMAL",
+            rate=0, max_backlog=self.max_backlog,
+        )
+        self.server = build(settings, reactor)
+        self.server.top.startService()
+        self.addCleanup(self.server.top.stopService)
+        key, cert = ensure_certificate(self.dir, "localhost")
+        endpoint = server_endpoint(reactor, "ssl:0:interface=127.0.0.1", server_options(key, cert))
+        self.port = yield endpoint.listen(self.server.native)
+        self.addCleanup(self._drain)
+        self.addCleanup(self.port.stopListening)
+
+    def _drain(self) -> Deferred[None]:
+        """Close what is left and wait until the server has seen every connection go."""
+        for conn in list(self.server.native.connections):
+            conn.transport.loseConnection()
+        return self.until(lambda: not self.server.native.connections)
+
+    def until(self, predicate: Any, tries: int = 500) -> Deferred[None]:
+        def check(left: int) -> Any:
+            if predicate() or left <= 0:
+                return None
+            return task.deferLater(reactor, 0.01, check, left - 1)
+
+        return check(tries)  # type: ignore[no-any-return]
+
+    def connect(self) -> LineClient:
+        return LineClient("127.0.0.1", self.port.getHost().port)
+
+    def account(self, client: LineClient, name: str, room: str | None = None) -> LineClient:
+        assert client.request("register", user=name, password=PASSWORD)["ok"]
+        assert client.request("login", user=name, password=PASSWORD)["ok"]
+        if room is not None:
+            assert client.request("join", room=room)["ok"]
+        return client
+
+    def on_reactor(self, fn: Any, *args: Any) -> Any:
+        return blockingCallFromThread(reactor, fn, *args)
+
+
+class BacklogTests(LiveServer):
+    def test_client_that_never_reads_is_dropped_while_others_keep_receiving(self) -> Any:
+        warnings: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "not reading" in str(event.get("log_format", "")):
+                warnings.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+        def carols_protocol() -> NativeProtocol | None:
+            for sessions in self.server.chat.sessions.values():
+                for s in sessions:
+                    if s.name == "carol":
+                        return s.mind  # type: ignore[no-any-return]
+            return None
+
+        def scenario() -> dict[str, Any]:
+            alice = self.account(self.connect(), "alice", "#flood")
+            bob = self.account(self.connect(), "bob", "#flood")
+            carol = self.account(
+                NonReadingClient("127.0.0.1", self.port.getHost().port), "carol", "#flood"
+            )
+            carol_proto = self.on_reactor(carols_protocol)
+            assert carol_proto is not None
+            sent = 0
+            try:
+                # Carol never reads again. Alice talks, Bob reads everything.
+                while sent < 3000 and self.on_reactor(carols_protocol) is not None:
+                    reply = alice.request("say", room="#flood", text=f"{sent} {TEXT}")
+                    assert reply["ok"], reply
+                    event = bob.event("message", room="#flood")
+                    assert event["text"].startswith(f"{sent} "), event["text"][:20]
+                    sent += 1
+                # After Carol is gone the room still works for the others.
+                assert alice.request("say", room="#flood", text="still here")["ok"]
+                last = bob.event("message", text="still here")
+                return {"sent": sent, "last": last, "carol": carol_proto,
+                        "members": alice.request("members", room="#flood")["members"]}
+            finally:
+                for c in (alice, bob, carol):
+                    c.close()
+
+        def check(result: dict[str, Any]) -> None:
+            # Dropped well before the 3000 messages (12 MB) Alice could send.
+            self.assertLess(result["sent"], 3000)
+            self.assertEqual(result["last"]["from"], "alice")
+            proto = result["carol"]
+            self.assertTrue(proto.closed)
+            # What piled up in memory for her stayed within the bound (plus one line).
+            self.assertLessEqual(proto.backlog, self.max_backlog + len(TEXT) + 200)
+            self.assertGreater(proto.backlog, self.max_backlog)
+            self.assertEqual(len(warnings), 1)
+            self.assertEqual(warnings[0]["user"], "carol")
+            self.assertEqual(warnings[0]["bound"], self.max_backlog)
+            presence = {m["user"]: m["presence"] for m in result["members"]}
+            self.assertEqual(presence["carol"], "offline")
+            self.assertEqual(presence["bob"], "online")
+
+        return deferToThread(scenario).addCallback(check)
+
+
+class SmallBacklogTests(BacklogTests):
+    """The bound is configurable (``--max-backlog``)."""
+
+    max_backlog = 64 * 1024

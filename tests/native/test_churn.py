@@ -1,0 +1,82 @@
+"""Connection churn: many connections opened and closed leave nothing behind.
+
+Not a timed test: it checks that after 500 TLS connections come and go (some
+logged in, some in a room, some closed mid-request) the server holds no
+session, no connection object and no file descriptor for any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.threads import deferToThread
+
+from tests.client import LineClient
+from tests.native.test_backlog import PASSWORD, LiveServer
+
+CONNECTIONS = 500
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class ChurnTests(LiveServer):
+    def test_churn_leaks_no_sessions_connections_or_fds(self) -> Any:
+        def setup() -> str:
+            c = self.connect()
+            try:
+                assert c.request("register", user="churner", password=PASSWORD)["ok"]
+                token: str = c.request("login", user="churner", password=PASSWORD)["token"]
+                assert c.request("join", room="#churn")["ok"]
+                return token
+            finally:
+                c.close()
+
+        def churn(token: str) -> None:
+            for i in range(CONNECTIONS):
+                c = LineClient("127.0.0.1", self.port.getHost().port)
+                try:
+                    if i % 5 == 0:
+                        continue  # connect and leave at once
+                    assert c.request("resume", token=token)["ok"]
+                    if i % 5 == 1:
+                        assert c.request("say", room="#churn", text=f"churn {i}")["ok"]
+                    elif i % 5 == 2:
+                        # leave with a request in flight
+                        c.send_raw(b'{"id": 1, "op": "history", "room": "#churn"}\n')
+                    elif i % 5 == 3:
+                        assert c.request("logout")["ok"]
+                        token = c.request("login", user="churner", password=PASSWORD)["token"]
+                finally:
+                    c.close()
+
+        state: dict[str, Any] = {}
+
+        def baseline(token: str) -> Any:
+            state["token"] = token
+            return self.until(lambda: not self.server.native.connections)
+
+        def start(_: Any) -> Any:
+            state["fds"] = open_fds()
+            return deferToThread(churn, state["token"])
+
+        def settle(_: Any) -> Any:
+            return self.until(
+                lambda: not self.server.native.connections and not self.server.chat.sessions
+            )
+
+        def check(_: Any) -> None:
+            self.assertEqual(self.server.native.connections, set())
+            self.assertEqual(self.server.chat.sessions, {})
+            # The room keeps its member (membership is durable), but no session.
+            self.assertIn("churner", self.server.chat.rooms["#churn"].members)
+            self.assertLessEqual(open_fds(), state["fds"])
+
+        d = deferToThread(setup)
+        d.addCallback(baseline)
+        d.addCallback(start)
+        d.addCallback(settle)
+        d.addCallback(check)
+        return d
