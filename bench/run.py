@@ -212,7 +212,8 @@ def fmt(value: float | None) -> str:
 
 def table(summary: dict[str, dict[str, dict[str, Any]]], targets: list[str]) -> str:
     """A Markdown table: one row per case and metric, one column per target."""
-    head = ["case", "metric", *targets, "pingchat / words"]
+    ratios = [t for t in ("pingchat-native", "pingchat-irc") if t in targets]
+    head = ["case", "metric", *targets, *(f"{t.split('-')[1]} / words" for t in ratios)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     names = {(s, m): (n, up) for s, m, n, up in METRICS}
     for label, rows in summary.items():
@@ -225,12 +226,12 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], targets: list[str]) -> 
                 if row.get(t + ":lower_bound") and text != "-":
                     text += " (lower bound)"
                 cells.append(text)
-            ratio = "-"
             base = row.get("words-irc")
-            best = row.get("pingchat-irc", row.get("pingchat-native"))
-            if base and best is not None and metric != "lost":
-                ratio = f"{best / base:.2f}x"
-            lines.append("| " + " | ".join([label, name, *cells, ratio]) + " |")
+            for t in ratios:
+                ours = row.get(t)
+                ok = base and ours is not None and metric not in ("lost", "generator_busy")
+                cells.append(f"{ours / base:.2f}x" if ok else "-")
+            lines.append("| " + " | ".join([label, name, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -272,6 +273,8 @@ def chart(summary: dict[str, dict[str, dict[str, Any]]], targets: list[str], pat
             rects = ax.bar(xs, ys, width, label=t, color=colours.get(t))
             ax.bar_label(rects, labels=[fmt(y) for y in ys], fontsize=7)
         ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
+        if "ms" in panel_title:
+            ax.set_yscale("log")
         ax.set_title(panel_title, fontsize=10)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
@@ -288,14 +291,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bcrypt-rounds", type=int, default=4,
                         help="bcrypt cost for accounts the benchmark creates [4]")
     parser.add_argument("--name", default=None, help="results file name [latest | quick]")
+    parser.add_argument("--replot", action="store_true",
+                        help="only rebuild the table and chart from <name>.json")
     args = parser.parse_args(argv)
+    name = args.name or ("quick" if args.quick else "latest")
+    if args.replot:
+        report = json.loads((RESULTS / f"{name}.json").read_text())
+        shown = [t for t in TARGETS if any(
+            c["results"].get(t, {}).get("runs") for c in report["cases"].values())]
+        report["summary"] = summarise(report["cases"])
+        report["table"] = table(report["summary"], shown)
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1))
+        info = report["machine"]
+        chart(report["summary"], shown, RESULTS / f"{name}.png",
+              f"pingchat vs twistd words — {info['cpu']}, {info['nproc']} cores, "
+              f"Python {info['python']} ({'quick' if report['quick'] else 'full'} run)")
+        print(report["table"])
+        return 0
     if (os.cpu_count() or 1) < 2:
         print("warning: one core only; server and generator will share it", file=sys.stderr)
     pin(GENERATOR_CORE % (os.cpu_count() or 1))
     fd_limit = raise_fd_limit()
     targets = [t for t in args.targets.split(",") if t]
     only = {o for o in args.only.split(",") if o}
-    name = args.name or ("quick" if args.quick else "latest")
     started = time.time()
     cases: dict[str, dict[str, Any]] = {}
     for label, scenario, params in sizes(args.quick):
