@@ -45,7 +45,7 @@ log = Logger()
 
 HISTORY_MAX = 200
 TOPIC_MAX = 390
-ROOM_FLAGS = frozenset("imnt")  # modes without arguments
+ROOM_FLAGS = frozenset("imnst")  # modes without arguments (+s: secret, not in lists)
 
 
 @attrs.define
@@ -120,9 +120,13 @@ class Room:
         return False
 
 
-def hostmask(name: str, guest: bool = False) -> str:
-    """The IRC ``nick!user@host`` shown for a user; hosts are cloaked."""
-    return f"{name}!{name}@{'guest' if guest else 'user/' + name}"
+def hostmask(name: str, guest: bool = False, user: str | None = None) -> str:
+    """The IRC ``nick!user@host`` shown for a user; hosts are cloaked.
+
+    The user part is the name, except for a guest whose door gave one (IRC's
+    ``USER``): accounts keep one stable mask across doors.
+    """
+    return f"{name}!{user or name}@{'guest' if guest else 'user/' + name}"
 
 
 @implementer(IChatAvatar)
@@ -151,6 +155,8 @@ class Session:
         self.connected_at = now
         self.token_hash: bytes | None = None
         self.attached = True
+        # A guest's user name as its door knows it (IRC ``USER``), for its mask.
+        self.user: str | None = None
 
     @property
     def guest(self) -> bool:
@@ -158,7 +164,7 @@ class Session:
 
     @property
     def hostmask(self) -> str:
-        return hostmask(self.name, self.guest)
+        return hostmask(self.name, self.guest, self.user if self.guest else None)
 
     def __repr__(self) -> str:
         return f"<Session {self.name} via {getattr(self.mind, 'door', '?')}>"
@@ -262,6 +268,41 @@ class ChatService(Service):
                     self._remove_member(room, session.name, None, "quit")
         self._announce_presence(session.name, state)
         log.info("{user} is offline", user=session.name)
+
+    def rename(self, session: Session, name: str) -> None:
+        """Give a guest a new name (IRC ``NICK``); an account's name never changes.
+
+        The caller checks that *name* is not a registered account (that needs
+        the store). Minds sharing a room (and the guest's own) are told with
+        ``renamed(old, new)`` when they have it, else with a part and a join.
+        """
+        check_account_name(name)
+        if session.account is not None:
+            raise Forbidden("an account's name cannot change")
+        if not session.attached:
+            raise Forbidden("this session has ended")
+        old, folded = session.name, fold(name)
+        if folded != session.folded and folded in self.sessions:
+            raise Forbidden(f"{name} is in use")
+        sessions = self.sessions.pop(session.folded, [])
+        state = self.presence.pop(session.folded, PresenceState())
+        rooms = self.rooms_of(old)
+        for room in rooms:
+            member = room.members.pop(session.folded)
+            member.name = name
+            room.members[folded] = member
+        session.name, session.folded = name, folded
+        self.sessions[folded] = sessions
+        self.presence[folded] = state
+        for mind in self._minds(self._audience(name)):
+            renamed = getattr(mind, "renamed", None)
+            if renamed is not None:
+                renamed(old, name)
+            else:
+                for room in rooms:
+                    mind.parted(room.name, old, f"now known as {name}")
+                    mind.joined(room.name, name)
+        log.info("guest {old} is now {new}", old=old, new=name)
 
     def deliver_offline(self, session: Session) -> Deferred[list[Message]]:
         """Hand a new session the DMs queued while its account was offline."""

@@ -93,6 +93,29 @@ class ServiceTests(ServerTestCase):
         self.assertNotIn("visitor", chat.get_room("#x").members)
         self.assertIn(("#x", "visitor", None), amind.named("parted"))
 
+    def test_a_guest_rename_moves_its_memberships_and_tells_the_room(self) -> None:
+        chat = self.server.chat
+        a, amind = self.session("alice")
+        self.successResultOf(chat.join(a, "#x"))
+        guest = chat.attach(None, RecordingMind(), "127.0.0.2", name="visitor")
+        self.successResultOf(chat.join(guest, "#x"))
+        chat.rename(guest, "Wanderer")
+        self.assertEqual((guest.name, guest.folded), ("Wanderer", "wanderer"))
+        self.assertEqual(chat.sessions_of("wanderer"), [guest])
+        self.assertFalse(chat.is_online("visitor"))
+        self.assertEqual(chat.get_room("#x").member("wanderer").name, "Wanderer")  # type: ignore[union-attr]
+        # A mind without renamed() sees a part and a join.
+        self.assertIn(("#x", "visitor", "now known as Wanderer"), amind.named("parted"))
+        self.assertIn(("#x", "Wanderer"), amind.named("joined"))
+
+    def test_accounts_and_taken_names_cannot_be_renamed_to(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        guest = chat.attach(None, RecordingMind(), "127.0.0.2", name="visitor")
+        self.assertRaises(Forbidden, chat.rename, a, "alicia")
+        self.assertRaises(Forbidden, chat.rename, guest, "ALICE")
+        self.assertEqual(guest.name, "visitor")
+
     def test_rooms_and_membership_survive_a_restart(self) -> None:
         chat = self.server.chat
         a, _ = self.session("alice")
