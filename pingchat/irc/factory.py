@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from twisted.application import internet
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IReactorTime
@@ -14,7 +16,7 @@ from pingchat import __version__
 from pingchat.auth.throttle import TokenBucket
 from pingchat.chat.accounts import AccountManager
 from pingchat.chat.model import ROOM_NAME_MAX, iso_ms
-from pingchat.chat.service import HISTORY_MAX, TOPIC_MAX, ChatService
+from pingchat.chat.service import HISTORY_MAX, ROOM_FLAGS, TOPIC_MAX, ChatService
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -26,6 +28,18 @@ AWAYLEN = 300
 KICKLEN = 300
 MAX_TARGETS = 4
 MAX_MODES = 10
+WHOWAS_MAX = 200
+
+
+@attrs.frozen
+class WasUser:
+    """What WHOWAS remembers of a nick that left."""
+
+    nick: str
+    user: str
+    host: str
+    realname: str
+    left_at: int
 
 
 def default_motd(server_name: str, guests: bool) -> list[str]:
@@ -86,11 +100,20 @@ class IRCFactory(Factory):
         self.version = f"pingchat-{__version__}"
         self.connections: set[IRCProtocol] = set()
         self.max_users = 0
+        self.whowas: deque[WasUser] = deque(maxlen=WHOWAS_MAX)
+        # A guest's mask and reason while its session ends (others show a QUIT).
+        self.quitting: dict[str, tuple[str, str]] = {}
+        self._live_ids = 0
 
     def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
         from pingchat.irc.protocol import IRCProtocol
 
         return IRCProtocol(self)
+
+    def new_live_id(self) -> int:
+        """A negative id for a message delivered live and never stored (its msgid)."""
+        self._live_ids += 1
+        return -self._live_ids
 
     def new_bucket(self) -> TokenBucket:
         return TokenBucket(self.rate, self.burst)
@@ -101,7 +124,7 @@ class IRCFactory(Factory):
             f"AWAYLEN={AWAYLEN}",
             "CASEMAPPING=ascii",
             "CHANLIMIT=#:",
-            "CHANMODES=b,k,l,imnt",
+            f"CHANMODES=b,k,l,{''.join(sorted(ROOM_FLAGS))}",
             f"CHANNELLEN={ROOM_NAME_MAX}",
             "CHANTYPES=#",
             f"CHATHISTORY={HISTORY_MAX}",

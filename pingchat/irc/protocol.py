@@ -57,7 +57,7 @@ from pingchat.irc import caps as capabilities
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
-from pingchat.irc.factory import MAX_TARGETS
+from pingchat.irc.factory import MAX_TARGETS, WasUser
 
 if TYPE_CHECKING:
     from pingchat.irc.factory import IRCFactory
@@ -226,6 +226,7 @@ class IRCProtocol(Protocol):
         self._ping_sent = False
         self.paused = False
         self.backlog = 0
+        self.invisible = False
 
     # -- connection ------------------------------------------------------------
 
@@ -246,7 +247,19 @@ class IRCProtocol(Protocol):
                 call.cancel()
         self._timer = self._drain_call = None
         self._inbox.clear()
+        self._remember()
         self._end_session()
+
+    def _remember(self) -> None:
+        """Leave a WHOWAS entry for the nick this connection used."""
+        session = self.session
+        if session is None or not self.registered:
+            return
+        user, host = session.hostmask.split("!", 1)[1].split("@", 1)
+        self.factory.whowas.appendleft(
+            WasUser(session.name, user, host, self.realname or session.name,
+                    self.service.now())
+        )
 
     def _end_session(self) -> None:
         logout, self._logout, self.session = self._logout, None, None
@@ -267,7 +280,15 @@ class IRCProtocol(Protocol):
             return
         self.write(f"ERROR :Closing Link: {self.address or 'unknown'} ({reason})")
         self.closed = True
-        self._end_session()
+        self._remember()
+        session = self.session
+        if session is not None and session.guest:
+            self.factory.quitting[session.folded] = (session.hostmask, reason)
+        try:
+            self._end_session()
+        finally:
+            if session is not None:
+                self.factory.quitting.pop(session.folded, None)
         if self.transport is not None:
             self.transport.loseConnection()
 
@@ -368,6 +389,14 @@ class IRCProtocol(Protocol):
             return account.name if account is not None else None
         return name  # an offline member is an account: guests vanish on quit
 
+    def realname_of(self, name: str) -> str:
+        """The real name an IRC user gave in ``USER``; other doors' users show their name."""
+        for s in self.service.sessions_of(name):
+            realname = getattr(s.mind, "realname", "")
+            if realname:
+                return str(realname)
+        return name
+
     def message_tags(
         self, ts: int | None = None, msgid: int | None = None, account: str | None = None
     ) -> dict[str, str]:
@@ -375,7 +404,8 @@ class IRCProtocol(Protocol):
         if ts is not None and "server-time" in self.caps:
             tags["time"] = iso_ms(ts)
         if msgid and "message-tags" in self.caps:
-            tags["msgid"] = str(msgid)
+            # A message delivered live and not stored has a negative id.
+            tags["msgid"] = str(msgid) if msgid > 0 else f"live{-msgid}"
         if account and "account-tag" in self.caps:
             tags["account"] = account
         return tags
@@ -522,7 +552,7 @@ class IRCProtocol(Protocol):
 
     # -- registration ------------------------------------------------------------
 
-    def irc_CAP(self, msg: wire.Message, r: Reply) -> None:
+    def irc_CAP(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
         self.need(msg, 1)
         sub = msg.params[0].upper()
         target = self.me
@@ -553,16 +583,21 @@ class IRCProtocol(Protocol):
                 not text.strip()
             ):
                 r.send(wire.format_line("CAP", [target, "NAK", text], self.server))
-                return
+                return None
             for name, on in changes:
                 (self.caps.add if on else self.caps.discard)(name)
             r.send(wire.format_line("CAP", [target, "ACK", text], self.server))
         elif sub == "END":
             if not self.registered:
                 self._cap_negotiating = False
-                self._maybe_register()
+                if self._sasl is not None:
+                    # Registration ends an unfinished SASL exchange (sasl-3.1).
+                    self._sasl, self._sasl_buffer = None, ""
+                    r.num(n.ERR_SASLABORTED, "SASL authentication aborted")
+                return self._maybe_register()
         else:
             r.num("410", sub, "Invalid CAP command")
+        return None
 
     def irc_PASS(self, msg: wire.Message, r: Reply) -> None:
         self.need(msg, 1)
@@ -585,14 +620,12 @@ class IRCProtocol(Protocol):
             # Logged in with SASL before NICK: the nick will be the account's.
             self.nick = nick
             return self._maybe_register()
+        if self.session is not None and self.session.guest:
+            return self._rename_guest(r, self.session, nick)
         if self.session is not None:
             if fold(nick) != self.session.folded:
-                reason = (
-                    f"Your nick is your account name ({self.session.name}) and cannot change"
-                    if not self.session.guest
-                    else "Guests keep the nick they connected with; reconnect to change it"
-                )
-                r.num(n.ERR_NICKNAMEINUSE, nick, reason)
+                r.num(n.ERR_NICKNAMEINUSE, nick,
+                      f"Your nick is your account name ({self.session.name}) and cannot change")
             return None
         if self.registered:
             # Logged out (no --guests): the nick only says which account to log in as.
@@ -602,6 +635,39 @@ class IRCProtocol(Protocol):
             return None
         self.nick = nick
         return self._maybe_register()
+
+    def _rename_guest(self, r: Reply, session: Session, nick: str) -> Deferred[Any] | None:
+        """A guest's NICK: any nick that is neither online nor a registered account."""
+        if nick == session.name:
+            return None
+        if fold(nick) != session.folded and self.service.is_online(nick):
+            r.num(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            return None
+
+        def rename(_: object = None) -> None:
+            if self.session is not session or self.closed:
+                return
+            self._remember()
+            try:
+                self.service.rename(session, nick)
+            except Forbidden:
+                r.num(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+                return
+            self.nick = session.name
+
+        def reserved(_: Any) -> None:
+            r.num(n.ERR_NICKNAMEINUSE, nick,
+                  "This nick is a registered account: log in (NickServ IDENTIFY)"
+                  " or choose another nick")
+
+        def free(f: Failure) -> None:
+            f.trap(NoSuchUser)
+            rename()
+
+        if fold(nick) == session.folded:  # a change of case only
+            rename()
+            return None
+        return self.service.whois(nick).addCallbacks(reserved, free)
 
     def irc_USER(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
         if self.registered:
@@ -679,13 +745,16 @@ class IRCProtocol(Protocol):
                 self.write(self.numeric(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use"))
                 return
             session = self.service.attach(None, self, self.address, name=nick)
+            session.user = self.user
             self.session = session
             self._logout = lambda: self.service.detach(session)
             self._welcome()
 
         return self.service.whois(nick).addCallbacks(reserved, free)
 
-    def authenticate(self, account: str, secret: str, otp: str | None = None) -> Deferred[Session]:
+    def authenticate(
+        self, account: str, secret: str, otp: str | None = None, announce: bool = True
+    ) -> Deferred[Session]:
         """Log in through the portal; a session token is accepted as the password."""
         creds = PasswordCredentials(account, secret, otp, self.address)
         d: Deferred[Any] = self.factory.portal.login(creds, self, IChatAvatar)
@@ -707,9 +776,11 @@ class IRCProtocol(Protocol):
                 return d2.addCallback(check)
 
             d.addErrback(try_token)
-        return d.addCallback(self._logged_in)
+        return d.addCallback(self._logged_in, announce)
 
-    def _logged_in(self, result: tuple[Any, Session, Callable[[], None]]) -> Session:
+    def _logged_in(
+        self, result: tuple[Any, Session, Callable[[], None]], announce: bool = True
+    ) -> Session:
         _iface, session, logout = result
         if self.closed:
             logout()
@@ -731,13 +802,19 @@ class IRCProtocol(Protocol):
                 f"You are now logged in as {session.name}",
             )
         )
-        if self.registered:
-            if self.nick != session.name:
-                self.write(wire.format_line("NICK", [session.name], self._mask_for(self.nick)))
-            self.nick = session.name
-            self._timer_after_welcome()
-            self._account_burst()
+        if announce:
+            self._after_login(session)
         return session
+
+    def _after_login(self, session: Session) -> None:
+        """A registered client that logged in: its nick becomes the account's, then the burst."""
+        if not self.registered:
+            return
+        if self.nick != session.name:
+            self.write(wire.format_line("NICK", [session.name], self._mask_for(self.nick)))
+        self.nick = session.name
+        self._timer_after_welcome()
+        self._account_burst()
 
     def _mask_for(self, nick: str | None) -> str:
         return f"{nick or '*'}!{self.user or nick or '*'}@unregistered"
@@ -779,7 +856,8 @@ class IRCProtocol(Protocol):
         self.write(self.numeric(
             n.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}"))
         self.write(self.numeric(n.RPL_CREATED, f"This server was created {f.created}"))
-        self.write(self.numeric(n.RPL_MYINFO, self.server, f.version, "r", "biklmnotv", "bklov"))
+        self.write(self.numeric(n.RPL_MYINFO, self.server, f.version, "ir", "biklmnostv",
+                                "bklov"))
         self._isupport(self.write)
         self._lusers(self.write)
         self._motd(self.write)
@@ -860,6 +938,9 @@ class IRCProtocol(Protocol):
         if self.session is not None and not self.session.guest:
             r.num(n.ERR_SASLALREADY, "You have already authenticated using SASL")
             return None
+        if "sasl" not in self.caps:
+            r.num(n.ERR_SASLFAIL, "SASL authentication failed: request the sasl capability first")
+            return None
         if arg == "*":
             if self._sasl is not None:
                 self._sasl, self._sasl_buffer = None, ""
@@ -897,10 +978,11 @@ class IRCProtocol(Protocol):
         if authzid and fold(authzid) != fold(authcid):
             r.num(n.ERR_SASLFAIL, "SASL authentication failed: authzid must be the account")
             return self._maybe_register()
-        d = self.authenticate(authcid, password)
+        d = self.authenticate(authcid, password, announce=False)
 
-        def ok(_: Session) -> Deferred[Any] | None:
+        def ok(session: Session) -> Deferred[Any] | None:
             r.num(n.RPL_SASLSUCCESS, "SASL authentication successful")
+            self._after_login(session)
             return self._maybe_register()
 
         def bad(f: Failure) -> Deferred[Any] | None:
@@ -1207,7 +1289,8 @@ class IRCProtocol(Protocol):
                 prefix = prefix[:1]
             who = self.mask_of(m.name) if "userhost-in-names" in self.caps else m.name
             entries.append(prefix + who)
-        head = f":{self.server} {n.RPL_NAMREPLY} {self.me} = {room.name} :"
+        symbol = "@" if "s" in room.flags else "="
+        head = f":{self.server} {n.RPL_NAMREPLY} {self.me} {symbol} {room.name} :"
         room_left = wire.MAX_LINE - 2 - len(head.encode("utf-8"))
         line: list[str] = []
         size = 0
@@ -1285,25 +1368,30 @@ class IRCProtocol(Protocol):
         r.num(n.RPL_LISTEND, "End of /LIST")
 
     def irc_KICK(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        """``KICK #a u1,u2`` kicks both from #a; ``KICK #a,#b u1,u2`` pairs them (RFC 2812)."""
         self.need(msg, 2)
-        name = msg.params[0]
+        names = [c for c in msg.params[0].split(",") if c]
+        users = [u for u in msg.params[1].split(",") if u]
         reason = msg.param(2) or None
-        room = self.service.rooms.get(fold(name))
-        if room is None:
-            r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
-            return None
-        if self.my_session.folded not in room.members:
-            r.num(n.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
-            return None
-        if not room.is_op(self.me):
-            r.num(n.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
-            return None
+        if len(names) == 1:
+            pairs = [(names[0], user) for user in users]
+        elif len(names) == len(users):
+            pairs = list(zip(names, users, strict=True))
+        else:
+            raise NeedMoreParams()
         ds = []
-        for user in msg.params[1].split(","):
-            if fold(user) not in room.members:
+        for name, user in pairs:
+            room = self.service.rooms.get(fold(name))
+            if room is None:
+                r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+            elif self.my_session.folded not in room.members:
+                r.num(n.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+            elif not room.is_op(self.me):
+                r.num(n.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
+            elif fold(user) not in room.members:
                 r.num(n.ERR_USERNOTINCHANNEL, user, room.name, "They aren't on that channel")
-                continue
-            ds.append(self.service.kick(self.my_session, room.name, user, reason))
+            else:
+                ds.append(self.service.kick(self.my_session, room.name, user, reason))
         return DeferredList(ds, consumeErrors=True) if ds else None
 
     def irc_INVITE(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
@@ -1381,7 +1469,12 @@ class IRCProtocol(Protocol):
                         r.num(n.ERR_INVALIDMODEPARAM, room.name, "k", "*",
                               "You must specify a parameter for the key mode")
                         continue
-                    changes.append(("+k", args.pop(0)))
+                    key = args.pop(0)
+                    if not key or " " in key or "," in key:
+                        r.num(n.ERR_INVALIDMODEPARAM, room.name, "k", "*",
+                              "The key must be a word without spaces or commas")
+                        continue
+                    changes.append(("+k", key))
                 else:
                     if args:
                         args.pop(0)
@@ -1394,13 +1487,13 @@ class IRCProtocol(Protocol):
                         continue
                     value = args.pop(0)
                     if not value.isdigit() or int(value) < 1:
-                        r.num(n.ERR_INVALIDMODEPARAM, room.name, "l", value,
+                        r.num(n.ERR_INVALIDMODEPARAM, room.name, "l", value or "*",
                               "The limit must be a positive number")
                         continue
                     changes.append(("+l", value))
                 else:
                     changes.append(("-l", None))
-            elif ch in "imnt":
+            elif ch in "imnst":
                 changes.append((sign + ch, None))
             else:
                 r.num(n.ERR_UNKNOWNMODE, ch, "is unknown mode char to me")
@@ -1441,12 +1534,22 @@ class IRCProtocol(Protocol):
             else:
                 r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
             return
-        modes = "+r" if self.session is not None and not self.session.guest else "+"
+        account = self.session is not None and not self.session.guest
         if len(msg.params) < 2:
-            r.num(n.RPL_UMODEIS, modes)
+            r.num(n.RPL_UMODEIS, "+" + ("i" if self.invisible else "") + ("r" if account else ""))
             return
-        if any(c not in "+-ri" for c in msg.params[1]):
-            r.num(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        sign, changed = "+", ""
+        for c in msg.params[1]:
+            if c in "+-":
+                sign = c
+            elif c == "i":
+                if self.invisible != (sign == "+"):
+                    self.invisible = sign == "+"
+                    changed += sign + "i"
+            elif c != "r":
+                r.num(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        if changed:
+            r.send(wire.format_line("MODE", [self.me, changed], self.my_mask))
 
     # -- who and whois ---------------------------------------------------------------------
 
@@ -1471,9 +1574,14 @@ class IRCProtocol(Protocol):
                 entries = [(m.name, room) for m in room.members.values()]
         else:
             pattern = fold(mask)
+            wildcard = any(c in mask for c in "*?")
             for info in self.service.who():
-                if mask in ("*", "0") or fnmatch.fnmatchcase(fold(info["user"]), pattern):
-                    entries.append((info["user"], None))
+                name = info["user"]
+                if not (mask in ("*", "0") or fnmatch.fnmatchcase(fold(name), pattern)):
+                    continue
+                if wildcard and self._hidden(name):
+                    continue
+                entries.append((name, None))
         for name, room in entries:
             channel = room.name if room is not None else "*"
             user_host = self.mask_of(name).split("!", 1)[1]
@@ -1483,8 +1591,17 @@ class IRCProtocol(Protocol):
                 r.num(n.RPL_WHOSPCRPL, *self._whox_fields(whox, name, channel, user, host, flags))
             else:
                 r.num(n.RPL_WHOREPLY, channel, user, host, self.server, name, flags,
-                      f"0 {name}")
+                      f"0 {self.realname_of(name)}")
         r.num(n.RPL_ENDOFWHO, mask, "End of WHO list")
+
+    def _hidden(self, name: str) -> bool:
+        """Whether *name* is invisible (+i) to this client: it shares no room with them."""
+        if not any(getattr(s.mind, "invisible", False) for s in self.service.sessions_of(name)):
+            return False
+        if fold(name) == fold(self.me):
+            return False
+        mine = {fold(room.name) for room in self.service.rooms_of(self.me)}
+        return not any(fold(room.name) in mine for room in self.service.rooms_of(name))
 
     def _whox_fields(
         self, spec: str, name: str, channel: str, user: str, host: str, flags: str
@@ -1494,7 +1611,7 @@ class IRCProtocol(Protocol):
         values = {
             "t": token or "0", "c": channel, "u": user, "i": "255.255.255.255", "h": host,
             "s": self.server, "n": name, "f": flags, "d": "0", "l": "0", "a": account,
-            "o": "n/a", "r": name,
+            "o": "n/a", "r": self.realname_of(name),
         }
         return [values[c] for c in "tcuihsnfdlaor" if c in fields]
 
@@ -1516,11 +1633,13 @@ class IRCProtocol(Protocol):
         def show(info: dict[str, Any]) -> None:
             name = info["user"]
             user, host = self.mask_of(name).split("!", 1)[1].split("@", 1)
-            r.num(n.RPL_WHOISUSER, name, user, host, "*", name)
+            r.num(n.RPL_WHOISUSER, name, user, host, "*", self.realname_of(name))
             channels = []
             for room_name in info["rooms"]:
                 room = self.service.rooms.get(fold(room_name))
                 if room is None:
+                    continue
+                if "s" in room.flags and self.my_session.folded not in room.members:
                     continue
                 channels.append(self._flags(name, room)[1:] + room.name)
             if channels:
@@ -1543,6 +1662,26 @@ class IRCProtocol(Protocol):
             r.num(n.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
 
         return d.addCallbacks(show, missing)
+
+    def irc_WHOWAS(self, msg: wire.Message, r: Reply) -> None:
+        """Nicks that left this gateway (newest first), from a bounded memory."""
+        if not msg.params or not msg.params[0]:
+            r.num(n.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return
+        count = int(msg.params[1]) if msg.param(1).lstrip("-").isdigit() else 0
+        for nick in msg.params[0].split(","):
+            if not nick:
+                continue
+            pattern = fold(nick)
+            found = [w for w in self.factory.whowas if fnmatch.fnmatchcase(fold(w.nick), pattern)]
+            if count > 0:
+                found = found[:count]
+            if not found:
+                r.num(n.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+            for was in found:
+                r.num(n.RPL_WHOWASUSER, was.nick, was.user, was.host, "*", was.realname)
+                r.num(n.RPL_WHOISSERVER, was.nick, self.server, iso_ms(was.left_at))
+            r.num(n.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -1624,6 +1763,21 @@ class IRCProtocol(Protocol):
         for i, line in enumerate(self.text_lines(me.hostmask, command, target, m.text or "")):
             r.send(line, tags if i == 0 else {k: v for k, v in tags.items() if k != "msgid"})
 
+    def _guest_dm_refused(self, r: Reply, target: str, online: bool) -> Deferred[Any] | None:
+        """A guest may not DM an account (486); a nick nobody has is 401."""
+
+        def refuse(_: object = None) -> None:
+            r.num("486", target, "Guests cannot send private messages to accounts; log in first")
+
+        def missing(f: Failure) -> None:
+            f.trap(NoSuchUser, InvalidName)
+            r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
+
+        if online:
+            refuse()
+            return None
+        return self.service.whois(target).addCallbacks(refuse, missing)
+
     def _dm(self, r: Reply, target: str, text: str, kind: str, quiet: bool
             ) -> Deferred[Any] | None:
         me = self.my_session
@@ -1638,19 +1792,20 @@ class IRCProtocol(Protocol):
             # Guests have no stored DMs, and CTCP queries are not chat: both
             # are delivered live to the target's connections and not kept.
             m = Message(
-                id=0, ts=self.service.now(), sender=me.name, text=text, to=sessions[0].name,
-                kind=kind, sender_account=me.account.name if me.account else None,
+                id=self.factory.new_live_id(), ts=self.service.now(), sender=me.name,
+                text=text, to=sessions[0].name, kind=kind,
+                sender_account=me.account.name if me.account else None,
             )
             for s in sessions:
                 s.mind.message(m)
             if "echo-message" in self.caps:
                 self._echo(r, command, sessions[0].name, m)
+            state = self.service.presence.get(sessions[0].folded)
+            if not quiet and state is not None and state.away:
+                r.num(n.RPL_AWAY, sessions[0].name, state.away)
             return None
         if me.guest:
-            if not quiet:
-                r.num("486", target,
-                      "Guests cannot send private messages to accounts; log in first")
-            return None
+            return None if quiet else self._guest_dm_refused(r, target, bool(sessions))
 
         def sent(result: tuple[Message, bool]) -> None:
             m, delivered = result
@@ -1879,8 +2034,9 @@ class IRCProtocol(Protocol):
             if batch:
                 r.send(f":{self.server} BATCH -{ref}")
 
+        # Both bounds are exclusive, as for BETWEEN.
         return self.service.history_targets(
-            self.my_session, times[0] - 1, times[1] + 1, limit
+            self.my_session, times[0], times[1], limit
         ).addCallback(show)
 
     # -- IChatMind -------------------------------------------------------------------------
@@ -1920,7 +2076,8 @@ class IRCProtocol(Protocol):
             return
         mask = self.mask_of(user)
         if "extended-join" in self.caps:
-            send(wire.format_line("JOIN", [room, self.account_of(user) or "*", user], mask))
+            send(wire.format_line(
+                "JOIN", [room, self.account_of(user) or "*", self.realname_of(user)], mask))
         else:
             send(wire.format_line("JOIN", [room], mask))
         state = self.service.presence.get(fold(user))
@@ -1939,10 +2096,20 @@ class IRCProtocol(Protocol):
             mine = {fold(x.name) for x in self.service.rooms_of(self.me)}
             theirs = {fold(x.name) for x in self.service.rooms_of(user)}
             if not mine & theirs:
-                send(wire.format_line("QUIT", ["Quit"], hostmask(user, True)))
+                mask, why = self.factory.quitting.get(fold(user), (hostmask(user, True), "Quit"))
+                send(wire.format_line("QUIT", [clean_text(why)], mask))
             return
         params = [room, clean_text(reason)] if reason else [room]
         send(wire.format_line("PART", params, self.mask_of(user)))
+
+    def renamed(self, old: str, new: str) -> None:
+        """A guest changed nick (not part of IChatMind: the service calls it when present)."""
+        r = self._routed("NICK") if self.session is not None and (
+            self.session.folded == fold(new)) else None
+        send = r.send if r is not None else self.event
+        sessions = self.service.sessions_of(new)
+        user = sessions[0].user if sessions else None
+        send(wire.format_line("NICK", [new], hostmask(old, True, user)))
 
     def kicked(self, room: str, user: str, by: str, reason: str | None) -> None:
         r = self._routed("KICK")

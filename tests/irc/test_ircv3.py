@@ -67,7 +67,8 @@ class TagTests(IRCTestCase):
     def test_extended_join_and_away_notify(self) -> None:
         self.bob.send("PART #lobby", "JOIN #lobby")
         join = next(m for m in self.alice.read() if m.command == "JOIN")
-        self.assertEqual(join.params, ("#lobby", "bob", "bob"))
+        # account, then the real name bob gave in USER
+        self.assertEqual(join.params, ("#lobby", "bob", "Real bob"))
         self.bob.send("AWAY :brb")
         away = self.alice.read()[0]
         self.assertEqual((away.command, away.params, away.source.split("!")[0]),
@@ -154,6 +155,19 @@ class ChathistoryTests(IRCTestCase):
         lines = self.bob.read()
         self.assertEqual(lines[0].params[1], "draft/chathistory-targets")
         self.assertEqual([m.params[1] for m in lines[1:-1]], ["#h", "alice"])
+
+    def test_targets_bounds_are_exclusive(self) -> None:
+        end = "timestamp=2100-01-01T00:00:00.000Z"
+        self.bob.send(f"CHATHISTORY TARGETS timestamp={self.times[9]} {end} 10",
+                      f"CHATHISTORY TARGETS timestamp={self.times[8]} {end} 10",
+                      f"CHATHISTORY TARGETS timestamp={self.times[0]} timestamp={self.times[9]} 10")
+        batches: list[list[str]] = []
+        for m in self.bob.read():
+            if m.command == "BATCH" and m.params[0].startswith("+"):
+                batches.append([])
+            elif m.command == "CHATHISTORY":
+                batches[-1].append(m.params[1])
+        self.assertEqual(batches, [[], ["#h"], ["#h"]])
 
     def test_errors(self) -> None:
         self.bob.send("CHATHISTORY LATEST #nowhere * 10", "CHATHISTORY LATEST #h * x",
