@@ -91,13 +91,19 @@ settings = {{
 
 class WeeChat:
     """weechat-headless with a script of commands (the fifo plugin is not in
-    Debian's weechat-headless), logging every buffer to files."""
+    Debian's weechat-headless), logging every buffer to files.
+
+    Over TLS it verifies the server against *ca_file* (the data dir's
+    self-signed ``tls-cert.pem``), as a careful user would.
+    """
 
     def __init__(
-        self, nick: str, port: int, password: str, script: list[str], tls: bool = True
+        self, nick: str, port: int, password: str, script: list[str], tls: bool = True,
+        ca_file: Path | None = None,
     ) -> None:
         self.binary = require("weechat-headless")
         self.tls = tls
+        self.ca_file = ca_file
         self.host = "localhost" if tls else "127.0.0.1"
         self.nick = nick
         self.home = Path(tempfile.mkdtemp(prefix="pingchat-weechat-"))
@@ -107,15 +113,32 @@ class WeeChat:
         self.proc: subprocess.Popen[bytes] | None = None
         self.output = self.home / "stdout.txt"
 
+    def tls_option(self) -> str:
+        """WeeChat 4 renamed the ``ssl*`` server options (3.x, Debian 12) to ``tls*``.
+
+        An unknown option is only a warning to weechat, so with the wrong name
+        it silently spoke plaintext to the TLS port and the server closed it.
+        """
+        version = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
+                                 check=False).stdout.strip()
+        major = version.split(".", 1)[0]
+        return "tls" if major.isdigit() and int(major) >= 4 else "ssl"
+
     def start(self) -> WeeChat:
+        tls = self.tls_option()
+        if self.tls and self.ca_file is not None:
+            verify = [f"/set weechat.network.gnutls_ca_user {self.ca_file}",
+                      f"/set irc.server.pc.{tls}_verify on"]
+        else:
+            verify = [f"/set irc.server.pc.{tls}_verify off"]
         commands = ";".join([
             f"/set logger.file.path {self.home / 'logs'}",
             "/set logger.file.mask $server.$channel.weechatlog",
             "/set logger.file.flush_delay 0",
             "/set logger.level.irc 9",
             f"/server add pc {self.host}/{self.port}",
-            f"/set irc.server.pc.tls {'on' if self.tls else 'off'}",
-            "/set irc.server.pc.tls_verify off",
+            f"/set irc.server.pc.{tls} {'on' if self.tls else 'off'}",
+            *verify,
             "/set irc.server.pc.sasl_mechanism plain",
             f"/set irc.server.pc.sasl_username {self.nick}",
             f"/set irc.server.pc.sasl_password {self.password}",

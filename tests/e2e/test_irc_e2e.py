@@ -91,11 +91,12 @@ class IrssiTests(IRCEndToEndBase):
 
 
 class WeeChatTests(IRCEndToEndBase):
-    def test_weechat_with_sasl_chats_with_a_native_user(self) -> None:
+    def test_weechat_over_tls_with_sasl_chats_with_a_native_user(self) -> None:
         self.register("carol")
         bob = self.native("bob")
         self.assertTrue(bob.request("join", room="#wee")["ok"])
-        carol = WeeChat("carol", self.server.port("IRCFactory"), PASSWORD, tls=False, script=[
+        carol = WeeChat("carol", self.server.port("IRCFactory-tls"), PASSWORD,
+                        ca_file=self.server.data_dir / "tls-cert.pem", script=[
             "/set irc.server.pc.autojoin #wee",
             # weechat has no input here: its part of the talk is scripted
             "/wait 4s /msg -server pc #wee hi from weechat",
