@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.internet.defer import gatherResults
 from twisted.internet.threads import deferToThread
 
 from tests.client import LineClient
 from tests.native.test_backlog import PASSWORD, LiveServer
 
 CONNECTIONS = 500
+THREADS = 5  # clients churn in parallel; each has its own token
 
 
 def open_fds() -> int:
@@ -24,18 +26,23 @@ def open_fds() -> int:
 
 class ChurnTests(LiveServer):
     def test_churn_leaks_no_sessions_connections_or_fds(self) -> Any:
-        def setup() -> str:
-            c = self.connect()
+        def setup() -> list[str]:
+            clients = [self.connect() for _ in range(THREADS)]
             try:
-                assert c.request("register", user="churner", password=PASSWORD)["ok"]
-                token: str = c.request("login", user="churner", password=PASSWORD)["token"]
-                assert c.request("join", room="#churn")["ok"]
-                return token
+                first = clients[0]
+                assert first.request("register", user="churner", password=PASSWORD)["ok"]
+                tokens = [
+                    c.request("login", user="churner", password=PASSWORD)["token"]
+                    for c in clients
+                ]
+                assert first.request("join", room="#churn")["ok"]
+                return tokens
             finally:
-                c.close()
+                for c in clients:
+                    c.close()
 
         def churn(token: str) -> None:
-            for i in range(CONNECTIONS):
+            for i in range(CONNECTIONS // THREADS):
                 c = LineClient("127.0.0.1", self.port.getHost().port)
                 try:
                     if i % 5 == 0:
@@ -54,13 +61,13 @@ class ChurnTests(LiveServer):
 
         state: dict[str, Any] = {}
 
-        def baseline(token: str) -> Any:
-            state["token"] = token
+        def baseline(tokens: list[str]) -> Any:
+            state["tokens"] = tokens
             return self.until(lambda: not self.server.native.connections)
 
         def start(_: Any) -> Any:
             state["fds"] = open_fds()
-            return deferToThread(churn, state["token"])
+            return gatherResults([deferToThread(churn, t) for t in state["tokens"]])
 
         def settle(_: Any) -> Any:
             return self.until(
