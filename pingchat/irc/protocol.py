@@ -322,7 +322,12 @@ class IRCProtocol(Protocol):
         """Write one line now (tags must already suit the client's capabilities)."""
         if self.closed or self.transport is None:
             return
-        data = wire.encode(line, tags)
+        self.write_data(wire.encode(line, tags))
+
+    def write_data(self, data: bytes) -> None:
+        """Write encoded lines, or drop a client that has stopped reading."""
+        if self.closed or self.transport is None:
+            return
         if self.paused:
             # The transport's buffer is full: what we write now piles up in
             # memory. Past the bound this client is not reading: drop it.
@@ -2044,7 +2049,17 @@ class IRCProtocol(Protocol):
     def message(self, message: Message, offline: bool = False) -> None:
         if self.session is None:
             return
-        m = message
+        if message.room is not None and not offline and self._held is None:
+            # The common case, a room message in a fan-out: every recipient
+            # with the same tag capabilities gets the same bytes, encoded once.
+            self.write_data(self.factory.room_message_data(message, self))
+            return
+        for line, tags in self.message_lines(message, offline):
+            self.event(line, tags)
+
+    def message_lines(self, m: Message, offline: bool = False) -> list[tuple[str, dict[str, str]]]:
+        """The PRIVMSG/NOTICE lines (with their tags) that show *m* to this client."""
+        assert self.session is not None
         command = "NOTICE" if m.kind == "notice" else "PRIVMSG"
         text = m.text if m.ciphertext is None else ENCRYPTED
         text = clean_text(text or "")
@@ -2062,9 +2077,11 @@ class IRCProtocol(Protocol):
             # A DM this account sent from another of its sessions.
             source, target = self.session.hostmask, m.to or ""
         tags = self.message_tags(m.ts, m.id, m.sender_account)
-        for i, line in enumerate(self.text_lines(source, command, target, text)):
-            self.event(line, tags if i == 0 else {k: v for k, v in tags.items()
-                                                  if k != "msgid"})
+        rest = {k: v for k, v in tags.items() if k != "msgid"}
+        return [
+            (line, tags if i == 0 else rest)
+            for i, line in enumerate(self.text_lines(source, command, target, text))
+        ]
 
     def joined(self, room: str, user: str) -> None:
         r = self._routed("JOIN")

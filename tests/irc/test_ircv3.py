@@ -31,6 +31,24 @@ class TagTests(IRCTestCase):
         plain = self.plain.read()[0]
         self.assertEqual(dict(plain.tags), {})
 
+    def test_each_capability_set_gets_its_own_tags_whatever_the_delivery_order(self) -> None:
+        # The room's fan-out encodes a message once per tag set: a plain client
+        # served first must not strip the tags of a tagged one, nor the reverse.
+        dave = self.connect("dave")
+        dave.send("JOIN #plainfirst")
+        self.bob.send("JOIN #plainfirst")
+        eve = self.connect("eve", caps=("server-time",))
+        eve.send("JOIN #plainfirst")
+        for c in (dave, self.bob, eve):
+            c.read()
+        self.alice.send("JOIN #plainfirst", "PRIVMSG #plainfirst :order")
+        self.alice.read()
+        got = {name: c.read()[-1] for name, c in (("dave", dave), ("bob", self.bob), ("eve", eve))}
+        self.assertEqual(dict(got["dave"].tags), {})
+        self.assertEqual(set(got["bob"].tags), {"time", "msgid", "account"})
+        self.assertEqual(set(got["eve"].tags), {"time"})
+        self.assertEqual({m.params for m in got.values()}, {("#plainfirst", "order")})
+
     def test_without_echo_message_the_sender_sees_nothing(self) -> None:
         self.bob.send("PRIVMSG #lobby :hi")
         self.assertEqual(self.bob.read(), [])
