@@ -167,6 +167,19 @@ def _verb(line: str) -> list[str]:
     return words[1:3] if words and words[0].startswith(":") else words[:2]
 
 
+PIPELINED = frozenset({b"PRIVMSG", b"NOTICE"})
+
+
+def _command_of(item: bytes | wire.LineTooLong) -> bytes:
+    """The command of a raw line (skipping tags and source), upper-cased."""
+    if not isinstance(item, bytes):
+        return b""
+    words = item.lstrip().split(b" ", 3)
+    while words and words[0][:1] in (b"@", b":"):
+        words.pop(0)
+    return words[0].upper() if words else b""
+
+
 NO_ID = 1 << 62  # beyond every message id
 
 
@@ -216,6 +229,7 @@ class IRCProtocol(Protocol):
         self._sasl_buffer = ""
         self._inbox: deque[bytes | wire.LineTooLong] = deque()
         self._busy = False
+        self._messages_in_flight = 0
         self._draining = False
         self._drain_call: IDelayedCall | None = None
         self._inflight: tuple[str, Reply] | None = None
@@ -436,21 +450,38 @@ class IRCProtocol(Protocol):
         self._drain()
 
     def _drain(self) -> None:
+        """Run queued commands in order, one at a time, except messages.
+
+        A command that waits on the store holds back the ones after it, so
+        replies keep the client's order. Consecutive PRIVMSG/NOTICE lines are
+        the exception: the store commits in order, so their echoes and
+        errors stay in order too, and letting them overlap lets a busy
+        sender's messages share commits and fan-out writes.
+        """
         if self._draining:
             return
         self._draining = True
         try:
             while self._inbox and not self._busy and not self.closed:
+                item = self._inbox[0]
+                pipelined = _command_of(item) in PIPELINED
+                if self._messages_in_flight and not pipelined:
+                    return
                 wait = self.bucket.take(self.clock_seconds())
                 if wait > 0:
                     # Fake lag: take the next line when the bucket has refilled.
                     if self._drain_call is None or not self._drain_call.active():
                         self._drain_call = self.factory.clock.callLater(wait, self._drain)
                     return
-                d = self._process(self._inbox.popleft())
+                self._inbox.popleft()
+                d = self._process(item)
                 if d is not None and not d.called:
-                    self._busy = True
-                    d.addBoth(self._command_done)
+                    if pipelined:
+                        self._messages_in_flight += 1
+                        d.addBoth(self._message_done)
+                    else:
+                        self._busy = True
+                        d.addBoth(self._command_done)
         finally:
             self._draining = False
 
@@ -459,6 +490,13 @@ class IRCProtocol(Protocol):
         self._inflight = None
         if not self.closed:
             self._drain()
+
+    def _message_done(self, _: object) -> None:
+        self._messages_in_flight -= 1
+        if not self._messages_in_flight:
+            self._inflight = None
+            if not self.closed:
+                self._drain()
 
     def _process(self, item: bytes | wire.LineTooLong) -> Deferred[Any] | None:
         if isinstance(item, wire.LineTooLong):

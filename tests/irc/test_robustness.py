@@ -92,3 +92,32 @@ class SlowReaderTests(IRCTestCase):
             self.server.chat.broadcast("x" * 100)
             c.protocol.resumeProducing()
         self.assertFalse(c.protocol.closed)
+
+
+class PipeliningTests(IRCTestCase):
+    """Messages overlap while the store commits; other commands keep their turn."""
+
+    def test_messages_overlap_in_the_store_and_the_next_command_waits_for_them(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        alice = self.connect("alice", caps=("echo-message",))
+        alice.send("JOIN #pipe")
+        alice.read()
+        held: list[tuple[Deferred[object], Deferred[object]]] = []
+        original = self.server.store.add_room_message
+
+        def slow(*args: object, **kw: object) -> Deferred[object]:
+            outer: Deferred[object] = Deferred()
+            held.append((outer, original(*args, **kw)))  # type: ignore[arg-type]
+            return outer
+
+        self.patch(self.server.store, "add_room_message", slow)
+        alice.send("PRIVMSG #pipe :one", "PRIVMSG #pipe :two", "NOTICE #pipe :three",
+                   "PART #pipe")
+        self.assertEqual(len(held), 3)  # all three are in the store at once
+        self.assertEqual(alice.read(), [])  # PART waits its turn
+        for outer, stored in held:
+            stored.chainDeferred(outer)
+        lines = alice.read()
+        self.assertEqual([m.command for m in lines], ["PRIVMSG", "PRIVMSG", "NOTICE", "PART"])
+        self.assertEqual([m.params[1] for m in lines[:3]], ["one", "two", "three"])
