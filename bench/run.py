@@ -263,6 +263,7 @@ def chart(summary: dict[str, dict[str, dict[str, Any]]], targets: list[str], pat
     fig, axes = plt.subplots(3, 2, figsize=(13, 12))
     for ax, (panel_title, bars) in zip(axes.flat, panels, strict=True):
         width = 0.8 / len(targets)
+        plotted = False
         for i, t in enumerate(targets):
             xs, ys = [], []
             for j, (_label, case, metric) in enumerate(bars):
@@ -272,8 +273,9 @@ def chart(summary: dict[str, dict[str, dict[str, Any]]], targets: list[str], pat
                     ys.append(value)
             rects = ax.bar(xs, ys, width, label=t, color=colours.get(t))
             ax.bar_label(rects, labels=[fmt(y) for y in ys], fontsize=7)
+            plotted = plotted or any(y > 0 for y in ys)
         ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
-        if "ms" in panel_title:
+        if "ms" in panel_title and plotted:  # a partial run may leave a panel empty
             ax.set_yscale("log")
         ax.set_title(panel_title, fontsize=10)
         ax.legend(fontsize=7)
