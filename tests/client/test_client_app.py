@@ -159,6 +159,38 @@ class AccountFlowTests(ClientTestCase):
         self.assertIsNone(client.user)
         self.assertEqual(len(frontend.questions), 1)
 
+    def test_recover_resets_the_password_with_a_code_then_logs_in(self) -> None:
+        self.fake.on("recover", lambda a: {"user": "alice", "recovery_codes_left": 9})
+        self.fake.on("login", lambda a: logged_in(a["user"]))
+        client, frontend = self.client("recover", "alice", "abcd-efgh-jkmn-pqrs",
+                                       "new password", "new password")
+        self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
+        self.assertEqual(self.fake.sent("recover")[0],
+                         {"op": "recover", "user": "alice", "code": "abcd-efgh-jkmn-pqrs",
+                          "new_password": "new password"})
+        self.assertEqual(self.fake.sent("login")[0]["password"], "new password")
+        self.assertIn("Recovery codes left: 9", frontend.text())
+        self.assertEqual(client.user, "alice")
+
+    def test_passwd_checks_the_new_password_twice(self) -> None:
+        client, frontend = self.login("old pw", "new pw 1", "new pw 2", "new pw 1", "new pw 1")
+        client.input("/passwd")
+        self.assertEqual(self.fake.sent("passwd"), [{"op": "passwd", "old": "old pw",
+                                                     "new": "new pw 1"}])
+        self.assertIn("differ", frontend.text())
+        self.assertIn("password changed", frontend.text())
+
+    def test_secret_questions_are_asked_as_secrets(self) -> None:
+        self.fake.on("login", lambda a: logged_in(a["user"]))
+        client, frontend = self.client()
+        d = client.session_started(self.fake)  # type: ignore[arg-type]
+        frontend.answer("login")
+        self.assertFalse(frontend.questions[0][1])  # the user name is not secret
+        frontend.answer("alice")
+        self.assertTrue(frontend.questions[0][1])  # the password is
+        frontend.answer("pw")
+        self.successResultOf(d)
+
     def test_enabling_totp_shows_a_qr_code_and_confirms_with_a_code(self) -> None:
         uri = "otpauth://totp/pingchat:alice?secret=ABCDEFGH&issuer=pingchat"
         self.fake.on("otp.setup", lambda a: {"secret": "ABCDEFGH", "uri": uri})
