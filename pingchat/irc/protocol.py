@@ -1403,11 +1403,14 @@ class IRCProtocol(Protocol):
     def irc_LIST(self, msg: wire.Message, r: Reply) -> None:
         masks = [m for m in msg.param(0).split(",") if m] if msg.params else []
         r.num(n.RPL_LISTSTART, "Channel", "Users  Name")
-        for info in self.service.room_list():
-            if masks and not any(fnmatch.fnmatchcase(fold(info["name"]), fold(m))
-                                 for m in masks):
+        me = self.my_session.folded
+        # Secret (+s) rooms are listed to their members only.
+        for room in sorted(self.service.rooms.values(), key=lambda room: fold(room.name)):
+            if "s" in room.flags and me not in room.members:
                 continue
-            r.num(n.RPL_LIST, info["name"], str(info["members"]), info["topic"])
+            if masks and not any(fnmatch.fnmatchcase(fold(room.name), fold(m)) for m in masks):
+                continue
+            r.num(n.RPL_LIST, room.name, str(len(room.members)), room.topic or "")
         r.num(n.RPL_LISTEND, "End of /LIST")
 
     def irc_KICK(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
@@ -2217,7 +2220,8 @@ class IRCProtocol(Protocol):
             send(wire.format_line("MODE", [room, letters, *args], source))
 
     def invited(self, room: str, by: str) -> None:
-        self.event(wire.format_line("INVITE", [self.me, room], self.mask_of(by)))
+        self.event(wire.format_line("INVITE", [self.me, room], self.mask_of(by)),
+                   self.message_tags(account=self.account_of(by)))
 
     def contact_event(self, user: str, status: str) -> None:
         texts = {

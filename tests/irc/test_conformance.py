@@ -176,6 +176,15 @@ class ChannelConformanceTests(IRCTestCase):
         lines = self.bob.read()
         self.assertEqual([m.params[1] for m in lines if m.command == "322"], ["#open"])
         self.assertEqual(self.find(lines, "319").params[-1], "@#open")
+        self.alice.send("LIST")
+        self.assertEqual([m.params[1] for m in self.alice.read() if m.command == "322"],
+                         ["#hide", "#open"])
+
+    def test_an_invite_carries_the_inviters_account(self) -> None:
+        dave = self.connect("dave", caps=("account-tag",))
+        self.alice.send("JOIN #inv", "INVITE dave #inv")
+        invite = self.find(dave.read(), "INVITE")
+        self.assertEqual((invite.params, invite.tags.get("account")), (("dave", "#inv"), "alice"))
 
     def test_kick_pairs_rooms_with_users(self) -> None:
         for c in (self.alice, self.bob, self.carol):
