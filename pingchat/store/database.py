@@ -19,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ Txn = Callable[..., Any]
 
 _STOP = object()
 MAX_BATCH = 512
+# Committed transactions whose callbacks run in one reactor turn.
+DELIVER_SLICE = 32
 
 log = Logger()
 
@@ -74,6 +77,8 @@ class Database:
         self._conn = connect(path, synchronous)
         self.version = migrations.migrate(self._conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._results: deque[tuple[Deferred[Any], bool, Any]] = deque()
+        self._delivering = False
         self._thread: threading.Thread | None = None
         self._stopped: Deferred[None] | None = None
         self.transactions = 0
@@ -193,11 +198,32 @@ class Database:
         return results
 
     def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
-        for d, ok, value in results:
-            if ok:
-                d.callback(value)
+        """Fire the Deferreds of a committed batch, in order, a slice per turn.
+
+        A batch can hold hundreds of messages, each fanning out to every
+        member of a room; firing them all in one reactor turn would stall
+        every other connection for as long. The rest waits for the next turn
+        (after I/O), and later batches queue behind it so order is kept.
+        """
+        self._results.extend(results)
+        if not self._delivering:
+            self._deliver_slice()
+
+    def _deliver_slice(self) -> None:
+        self._delivering = True
+        try:
+            for _ in range(min(DELIVER_SLICE, len(self._results))):
+                d, ok, value = self._results.popleft()
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+        finally:
+            if self._results:
+                assert self._reactor is not None
+                self._reactor.callLater(0, self._deliver_slice)  # type: ignore[attr-defined]
             else:
-                d.errback(value)
+                self._delivering = False
 
     def _closed(self) -> None:
         self._thread = None

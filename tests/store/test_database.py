@@ -109,3 +109,37 @@ class WriterThreadTests(TestCase):
 
         name = yield self.db.run("thread", lambda conn: threading.current_thread().name)
         self.assertEqual(name, "pingchat-db-writer")
+
+
+class DeliverySliceTests(SynchronousTestCase):
+    """Committed batches fire their Deferreds a slice per reactor turn, in order."""
+
+    def test_a_large_batch_is_spread_over_turns_and_later_batches_queue_behind(self) -> None:
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+
+        from pingchat.store import database
+
+        clock = Clock()
+        db = Database(temp_dir(self) / "db.sqlite3", clock)  # type: ignore[arg-type]
+        self.addCleanup(db.stop)
+        fired: list[int] = []
+
+        def batch(start: int, n: int) -> list[tuple[Deferred[object], bool, object]]:
+            out = []
+            for i in range(start, start + n):
+                d: Deferred[object] = Deferred()
+                d.addCallback(fired.append)
+                out.append((d, True, i))
+            return out
+
+        slice_ = database.DELIVER_SLICE
+        db._deliver(batch(0, slice_ * 2 + 5))
+        self.assertEqual(fired, list(range(slice_)))
+        db._deliver(batch(1000, 3))  # a later commit must not jump the queue
+        self.assertEqual(len(fired), slice_)
+        clock.advance(0)
+        clock.advance(0)
+        clock.advance(0)
+        self.assertEqual(fired, [*range(slice_ * 2 + 5), 1000, 1001, 1002])
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,37 @@
+"""Pure rules of the chat world: names, text cleaning, timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from pingchat.chat.model import check_room_name, clean_text, fold, iso_ms, parse_iso_ms
+from pingchat.errors import InvalidName
+
+
+class TimestampTests(SynchronousTestCase):
+    @given(st.integers(min_value=0, max_value=253402300799999))
+    def test_iso_ms_matches_datetime_and_round_trips(self, ms: int) -> None:
+        expected = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        self.assertEqual(iso_ms(ms), f"{expected}.{ms % 1000:03d}Z")
+        self.assertEqual(parse_iso_ms(iso_ms(ms)), ms)
+
+    def test_example(self) -> None:
+        self.assertEqual(iso_ms(1795308703992), "2026-11-22T00:51:43.992Z")
+
+
+class TextTests(SynchronousTestCase):
+    @given(st.text())
+    def test_clean_text_never_leaves_cr_lf_or_nul(self, text: str) -> None:
+        cleaned = clean_text(text)
+        for bad in "\r\n\x00":
+            self.assertNotIn(bad, cleaned)
+
+    def test_names(self) -> None:
+        self.assertEqual(fold("Alice[]"), "alice[]")
+        self.assertEqual(check_room_name("#Lobby"), "#Lobby")
+        for bad in ["#a b", "#a,b", "#a:b", "#\x07", "lobby"]:
+            self.assertRaises(InvalidName, check_room_name, bad)
