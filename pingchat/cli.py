@@ -132,6 +132,17 @@ def cmd_user(args: argparse.Namespace) -> int:
     raise CommandError(f"unknown action: {action}")
 
 
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    """Print the SHA-256 fingerprint of the data dir's TLS certificate."""
+    from pingchat.tls import CERT_FILE, certificate_fingerprint
+
+    path = Path(args.data_dir) / CERT_FILE
+    if not path.exists():
+        raise CommandError(f"no certificate at {path} (it is made when the server first starts)")
+    print(certificate_fingerprint(path))
+    return 0
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     from pingchat.client.main import run
 
@@ -169,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     )
     user.add_argument("--admin", action="store_true", help="with add: create an admin")
     user.set_defaults(func=cmd_user)
+    fingerprint = sub.add_parser(
+        "fingerprint",
+        help="print the SHA-256 fingerprint of the server's TLS certificate,"
+        " for users to compare when their client first connects",
+    )
+    fingerprint.set_defaults(func=cmd_fingerprint)
     client = sub.add_parser("client", help="the terminal chat client")
     client.add_argument("server", help="HOST[:PORT] (default port 7464)")
     try:

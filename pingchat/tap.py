@@ -17,6 +17,7 @@ from twisted.application import internet, service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
@@ -36,7 +37,12 @@ from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
 from pingchat.store import Database, SQLiteStore
 from pingchat.store.rooms import _load_rooms
-from pingchat.tls import ensure_certificate, server_endpoint, server_options
+from pingchat.tls import (
+    certificate_fingerprint,
+    ensure_certificate,
+    server_endpoint,
+    server_options,
+)
 
 
 def _listeners(value: Any) -> tuple[str, ...]:
@@ -236,8 +242,6 @@ class ReadyService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        from twisted.logger import Logger
-
         Logger().info(
             "pingchat ready: data dir {data_dir}, server name {name}",
             data_dir=str(self.server.settings.data_dir.resolve()),
@@ -341,11 +345,20 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
     )
     server = Server(settings, db, store, chat, portal, accounts, audit, hasher, native, top)
     tls = None
+    cert_path = None
     if settings.tls_cert and settings.tls_key:
         tls = server_options(settings.tls_key, settings.tls_cert)
+        cert_path = settings.tls_cert
     elif any(d.startswith("ssl:") for d in settings.chat + settings.ircs):
-        key, cert = ensure_certificate(data_dir, settings.server_name)
-        tls = server_options(key, cert)
+        key, cert_path = ensure_certificate(data_dir, settings.server_name)
+        tls = server_options(key, cert_path)
+    if cert_path is not None:
+        # What clients that trust on first use should compare with.
+        Logger().info(
+            "TLS certificate {path}, SHA-256 fingerprint {fingerprint}",
+            path=str(cert_path),
+            fingerprint=certificate_fingerprint(cert_path),
+        )
     server.tls = tls
     for description in settings.chat:
         if not description.startswith("ssl:"):

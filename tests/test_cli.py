@@ -96,3 +96,14 @@ class CLITests(SynchronousTestCase):
             code, out, _ = self.run_cli(*argv)
             self.assertEqual(code, 0)
             self.assertIn("usage:", out)
+
+    def test_fingerprint_of_the_data_dirs_certificate(self) -> None:
+        code, _, err = self.run_cli("fingerprint")
+        self.assertEqual(code, 1)
+        self.assertIn("no certificate", err)
+        from pingchat.tls import certificate_fingerprint, ensure_certificate
+
+        self.dir.mkdir(parents=True)
+        _, cert = ensure_certificate(self.dir, "localhost")
+        code, out, _ = self.run_cli("fingerprint")
+        self.assertEqual((code, out.strip()), (0, certificate_fingerprint(cert)))

@@ -352,11 +352,20 @@ class NativeProtocol(Protocol):
         room = _field(req, "room", required=False)
         with_ = _field(req, "with", required=False)
         before = _field(req, "before", int, required=False)
+        after = _field(req, "after", int, required=False)
         limit = _field(req, "limit", int, required=False) or 50
         if limit < 1 or limit > 200:
             raise BadRequest("limit must be between 1 and 200")
+        # Paging back (before, or nothing) takes the newest of the range;
+        # catching up (after alone) takes the oldest, so it can go on from there.
         d = self.factory.service.history(
-            self.me, room=room, with_=with_, before=before, limit=limit
+            self.me,
+            room=room,
+            with_=with_,
+            before=before,
+            after=after,
+            limit=limit,
+            newest_first=after is None or before is not None,
         )
         return d.addCallback(lambda ms: {"messages": [m.to_event() for m in ms]})
 

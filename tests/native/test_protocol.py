@@ -333,3 +333,15 @@ class DirectMessageTests(ServerTestCase):
         self.assertError(self.alice.request("whois", user="nobody"), "no_such_user")
         users = [u["user"] for u in self.alice.request("who")["users"]]
         self.assertEqual(users, ["alice"])
+
+
+class HistoryCatchUpTests(ServerTestCase):
+    def test_after_pages_forward_from_a_message(self) -> None:
+        alice = self.account("alice")
+        alice.request("join", room="#log")
+        ids = [alice.request("say", room="#log", text=f"m{i}")["msg_id"] for i in range(10)]
+        page = alice.request("history", room="#log", after=ids[2], limit=3)["messages"]
+        self.assertEqual([m["text"] for m in page], ["m3", "m4", "m5"])
+        between = alice.request("history", room="#log", after=ids[2], before=ids[8], limit=2)
+        self.assertEqual([m["text"] for m in between["messages"]], ["m6", "m7"])
+        self.assertEqual(alice.request("history", room="#log", after=ids[9])["messages"], [])
