@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -58,6 +58,7 @@ from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
 from pingchat.irc.factory import MAX_TARGETS, WasUser
+from pingchat.output import BoundedOutput
 
 if TYPE_CHECKING:
     from pingchat.irc.factory import IRCFactory
@@ -201,8 +202,8 @@ class NeedMoreParams(Exception):
     """A command came with fewer parameters than it needs (461)."""
 
 
-@implementer(IChatMind, IPushProducer)
-class IRCProtocol(Protocol):
+@implementer(IChatMind)
+class IRCProtocol(BoundedOutput, Protocol):
     """One IRC client connection."""
 
     door = "irc"
@@ -238,8 +239,6 @@ class IRCProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._last_input = 0.0
         self._ping_sent = False
-        self.paused = False
-        self.backlog = 0
         self.invisible = False
 
     # -- connection ------------------------------------------------------------
@@ -249,7 +248,7 @@ class IRCProtocol(Protocol):
         self.address = getattr(peer, "host", None)
         self.bucket = self.factory.new_bucket()
         self.factory.connections.add(self)
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.start_bounded_output()
         self._last_input = self.clock_seconds()
         self._schedule(self.factory.registration_timeout, self._registration_timed_out)
 
@@ -340,22 +339,13 @@ class IRCProtocol(Protocol):
 
     def write_data(self, data: bytes) -> None:
         """Write encoded lines, or drop a client that has stopped reading."""
-        if self.closed or self.transport is None:
-            return
-        if self.paused:
-            # The transport's buffer is full: what we write now piles up in
-            # memory. Past the bound this client is not reading: drop it.
-            self.backlog += len(data)
-            if self.backlog > self.factory.max_backlog:
-                log.warn(
-                    "disconnecting {nick} at {address}: more than {bound} bytes of"
-                    " output pending (the client is not reading)",
-                    nick=self.nick, address=self.address, bound=self.factory.max_backlog,
-                )
-                self.closed = True
-                self.transport.abortConnection()  # type: ignore[attr-defined]
-                return
-        self.transport.write(data)
+        self.write_bounded(data)
+
+    def max_backlog(self) -> int:
+        return self.factory.max_backlog
+
+    def who(self) -> str | None:
+        return self.nick
 
     def event(self, line: str, tags: Mapping[str, str] | None = None) -> None:
         """An unsolicited line; held back until the welcome burst is out."""
@@ -363,17 +353,6 @@ class IRCProtocol(Protocol):
             self._held.append((line, dict(tags or {})))
         else:
             self.write(line, tags)
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self.backlog = 0
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.backlog = 0
-
-    def stopProducing(self) -> None:
-        pass
 
     @property
     def me(self) -> str:

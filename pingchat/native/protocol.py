@@ -30,6 +30,7 @@ from pingchat.chat.service import Room, Session
 from pingchat.errors import BadRequest, ChatError, NotAuthenticated, RateLimited
 from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.native import wire
+from pingchat.output import BoundedOutput
 
 if TYPE_CHECKING:
     from pingchat.native.factory import NativeFactory
@@ -53,7 +54,7 @@ def _field(req: dict[str, Any], name: str, kind: type = str, required: bool = Tr
 
 
 @implementer(IChatMind)
-class NativeProtocol(Protocol):
+class NativeProtocol(BoundedOutput, Protocol):
     door = "native"
 
     def __init__(self, factory: NativeFactory) -> None:
@@ -72,9 +73,7 @@ class NativeProtocol(Protocol):
         self.address = getattr(peer, "host", None)
         self.bucket = self.factory.new_bucket()
         self.factory.connections.add(self)
-        self.paused = False
-        self.backlog = 0
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.start_bounded_output()
         self.send(
             wire.event(
                 "hello",
@@ -101,36 +100,13 @@ class NativeProtocol(Protocol):
 
     def send_line(self, data: bytes) -> None:
         """Write one encoded line, or drop a client that has stopped reading."""
-        if self.closed or self.transport is None:
-            return
-        if self.paused:
-            # The transport's own buffer is full: what we write now piles up
-            # in memory. Past the bound, this client is not reading: drop it.
-            self.backlog += len(data)
-            if self.backlog > self.factory.max_backlog:
-                log.warn(
-                    "disconnecting {user} at {address}: more than {bound} bytes"
-                    " of output pending (the client is not reading)",
-                    user=self.session.name if self.session else None,
-                    address=self.address,
-                    bound=self.factory.max_backlog,
-                )
-                self.closed = True
-                self.transport.abortConnection()  # type: ignore[attr-defined]
-                return
-        self.transport.write(data)
+        self.write_bounded(data)
 
-    # IPushProducer: the transport tells us when its send buffer is full.
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self.backlog = 0
+    def max_backlog(self) -> int:
+        return self.factory.max_backlog
 
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.backlog = 0
-
-    def stopProducing(self) -> None:
-        pass
+    def who(self) -> str | None:
+        return self.session.name if self.session else None
 
     def dataReceived(self, data: bytes) -> None:
         for line in self.framer.feed(data):
