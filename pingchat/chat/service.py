@@ -404,12 +404,14 @@ class ChatService(Service):
             raise NotInRoom(f"you are not in {room.name}")
         return room
 
-    def room_list(self) -> list[dict[str, Any]]:
+    def room_list(self, viewer: str | None = None) -> list[dict[str, Any]]:
+        """Every room, but secret (+s) ones only for their members."""
+        folded = fold(viewer) if viewer else None
         return sorted(
             (
                 {"name": r.name, "topic": r.topic, "members": len(r.members)}
                 for r in self.rooms.values()
-                if "s" not in r.flags
+                if "s" not in r.flags or folded in r.members
             ),
             key=lambda r: fold(r["name"]),
         )

@@ -26,7 +26,7 @@ from pingchat.chat.model import (
     check_room_name,
     iso_ms,
 )
-from pingchat.chat.service import Room, Session
+from pingchat.chat.service import ROOM_FLAGS, Room, Session
 from pingchat.errors import BadRequest, ChatError, NotAuthenticated, RateLimited
 from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.native import wire
@@ -288,7 +288,7 @@ class NativeProtocol(BoundedOutput, Protocol):
         )
 
     def op_rooms(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"rooms": self.factory.service.room_list()}
+        return {"rooms": self.factory.service.room_list(self.me.name)}
 
     def op_members(self, req: dict[str, Any]) -> dict[str, Any]:
         room = self.factory.service.get_room(_field(req, "room"))
@@ -385,10 +385,11 @@ class NativeProtocol(BoundedOutput, Protocol):
         for ch in flags:
             if ch in "+-":
                 sign = ch
-            elif ch in "imnt":
+            elif ch in ROOM_FLAGS:
                 changes.append((sign + ch, None))
             else:
-                raise BadRequest(f"set takes the flags i, m, n, t, not {ch}")
+                flags_list = ", ".join(sorted(ROOM_FLAGS))
+                raise BadRequest(f"set takes the flags {flags_list}, not {ch}")
         for key, change in (
             ("give_op", "+o"),
             ("take_op", "-o"),

@@ -252,6 +252,13 @@ class RoomTests(ServerTestCase):
         self.alice.request("mode", room="#talk", give_voice="bob")
         self.assertTrue(self.bob.request("say", room="#talk", text="x")["ok"])
 
+    def test_secret_rooms_are_listed_only_for_members(self) -> None:
+        self.alice.request("join", room="#hidden")
+        self.assertTrue(self.alice.request("mode", room="#hidden", set="+s")["ok"])
+        self.assertEqual([r["name"] for r in self.bob.request("rooms")["rooms"]], [])
+        self.assertEqual([r["name"] for r in self.alice.request("rooms")["rooms"]], ["#hidden"])
+        self.assertError(self.alice.request("mode", room="#hidden", set="+x"), "bad_request")
+
     def test_bad_mode_change_changes_nothing(self) -> None:
         self.alice.request("join", room="#talk")
         reply = self.alice.request("mode", room="#talk", set="+m", give_op="nobody")
