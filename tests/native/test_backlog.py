@@ -6,26 +6,17 @@ A real server in-process (writer thread, bcrypt pool) listens with TLS on
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
 
-from pingchat.config import Settings
 from pingchat.native.protocol import NativeProtocol
-from pingchat.tap import build
-from pingchat.tls import ensure_certificate, server_endpoint, server_options
 from tests.client import LineClient
+from tests.live import LiveServer
 
-PASSWORD = "pass word 1"
 TEXT = "x" * 4000  # near the 4 KiB limit, so the backlog fills in a few hundred messages
 
 
@@ -45,57 +36,6 @@ class NonReadingClient(LineClient):
         self.events: list[dict[str, Any]] = []
         self.next_id = 0
         self.hello = self.read()
-
-
-class LiveServer(TestCase):
-    """A real server (threads and all) listening with TLS on 127.0.0.1:0."""
-
-    max_backlog = 1024 * 1024  # the default bound
-
-    @inlineCallbacks
-    def setUp(self) -> Any:
-        self.dir = Path(tempfile.mkdtemp(prefix="pingchat-backlog-"))
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        settings = Settings(
-            data_dir=self.dir, chat=(), irc=(), ircs=(), manhole=(),
-            server_name="localhost", sqlite_synchronous="NORMAL",
-            rate=0, max_backlog=self.max_backlog,
-        )
-        self.server = build(settings, reactor)
-        self.server.top.startService()
-        self.addCleanup(self.server.top.stopService)
-        key, cert = ensure_certificate(self.dir, "localhost")
-        endpoint = server_endpoint(reactor, "ssl:0:interface=127.0.0.1", server_options(key, cert))
-        self.port = yield endpoint.listen(self.server.native)
-        self.addCleanup(self._drain)
-        self.addCleanup(self.port.stopListening)
-
-    def _drain(self) -> Deferred[None]:
-        """Close what is left and wait until the server has seen every connection go."""
-        for conn in list(self.server.native.connections):
-            conn.transport.loseConnection()
-        return self.until(lambda: not self.server.native.connections)
-
-    def until(self, predicate: Any, tries: int = 500) -> Deferred[None]:
-        def check(left: int) -> Any:
-            if predicate() or left <= 0:
-                return None
-            return task.deferLater(reactor, 0.01, check, left - 1)
-
-        return check(tries)  # type: ignore[no-any-return]
-
-    def connect(self) -> LineClient:
-        return LineClient("127.0.0.1", self.port.getHost().port)
-
-    def account(self, client: LineClient, name: str, room: str | None = None) -> LineClient:
-        assert client.request("register", user=name, password=PASSWORD)["ok"]
-        assert client.request("login", user=name, password=PASSWORD)["ok"]
-        if room is not None:
-            assert client.request("join", room=room)["ok"]
-        return client
-
-    def on_reactor(self, fn: Any, *args: Any) -> Any:
-        return blockingCallFromThread(reactor, fn, *args)
 
 
 class BacklogTests(LiveServer):

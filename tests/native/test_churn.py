@@ -14,7 +14,7 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.threads import deferToThread
 
 from tests.client import LineClient
-from tests.native.test_backlog import PASSWORD, LiveServer
+from tests.live import PASSWORD, LiveServer
 
 CONNECTIONS = 500
 THREADS = 5  # clients churn in parallel; each has its own token
