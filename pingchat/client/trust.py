@@ -184,8 +184,8 @@ class TrustOnFirstUse(TrustPolicy):
         question = (
             f"The server {server} is new to this client. Its certificate's SHA-256"
             f" fingerprint is\n    {fingerprint}\nCompare it with the one your server's"
-            " administrator gave you (they can show it with: openssl x509 -noout"
-            " -fingerprint -sha256 -in DATA_DIR/tls-cert.pem).\nTrust this server?"
+            " administrator gave you (the server logs it at start-up, and"
+            " `pingchat fingerprint` prints it).\nTrust this server?"
             " (yes/no)"
         )
 
