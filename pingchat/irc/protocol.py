@@ -58,6 +58,7 @@ from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
 from pingchat.irc.factory import MAX_TARGETS, WasUser
+from pingchat.irc.nickserv import NICKSERV, NICKSERV_MASK, NickServ
 from pingchat.output import BoundedOutput
 
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-NICKSERV = "NickServ"
-NICKSERV_MASK = "NickServ!NickServ@services"
 # A session token from the native door (secrets.token_urlsafe(32)).
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40,64}")
 SASL_CHUNK = 400
@@ -91,14 +90,6 @@ HELP_TOPICS = {
     ],
 }
 
-NICKSERV_HELP = [
-    "NickServ manages pingchat accounts (the same accounts as the native clients).",
-    "IDENTIFY [account] <password>      log in (the password may be a session token)",
-    "IDENTIFY <account> <password> <code>   log in with a second-factor code",
-    "REGISTER <password>                create an account named after your nick",
-    "SET PASSWORD <current> <new>       change your password (no spaces in either)",
-    "INFO [account]                     show what is known about an account",
-]
 
 
 class Reply:
@@ -240,6 +231,7 @@ class IRCProtocol(BoundedOutput, Protocol):
         self._last_input = 0.0
         self._ping_sent = False
         self.invisible = False
+        self.nickserv = NickServ(self)
 
     # -- connection ------------------------------------------------------------
 
@@ -729,7 +721,7 @@ class IRCProtocol(BoundedOutput, Protocol):
             def bad(f: Failure) -> None:
                 self._registering = False
                 f.trap(UnauthorizedLogin, ChatError)
-                self.write(self.numeric(n.ERR_PASSWDMISMATCH, self._auth_failure_text(f)))
+                self.write(self.numeric(n.ERR_PASSWDMISMATCH, self.auth_failure_text(f)))
                 self.close("Bad password")
 
             return d.addCallbacks(ok, bad)
@@ -841,7 +833,7 @@ class IRCProtocol(BoundedOutput, Protocol):
     def _mask_for(self, nick: str | None) -> str:
         return f"{nick or '*'}!{self.user or nick or '*'}@unregistered"
 
-    def _auth_failure_text(self, failure: Failure) -> str:
+    def auth_failure_text(self, failure: Failure) -> str:
         e = failure.value
         code = getattr(e, "code", "auth_failed")
         if code == "otp_required":
@@ -1009,7 +1001,7 @@ class IRCProtocol(BoundedOutput, Protocol):
 
         def bad(f: Failure) -> Deferred[Any] | None:
             f.trap(UnauthorizedLogin, ChatError)
-            r.num(n.ERR_SASLFAIL, f"SASL authentication failed: {self._auth_failure_text(f)}")
+            r.num(n.ERR_SASLFAIL, f"SASL authentication failed: {self.auth_failure_text(f)}")
             return self._maybe_register()
 
         return d.addCallbacks(ok, bad)
@@ -1017,133 +1009,9 @@ class IRCProtocol(BoundedOutput, Protocol):
     # -- NickServ ------------------------------------------------------------------
 
     def irc_NICKSERV(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
-        return self.nickserv(r, " ".join(msg.params))
+        return self.nickserv.handle(r, " ".join(msg.params))
 
     irc_NS = irc_NICKSERV
-
-    def ns_notice(self, r: Reply, text: str) -> None:
-        r.send(wire.format_line("NOTICE", [self.me, text], NICKSERV_MASK))
-
-    def nickserv(self, r: Reply, text: str) -> Deferred[Any] | None:
-        words = text.split()
-        command = words[0].upper() if words else "HELP"
-        args = words[1:]
-        if command == "HELP":
-            for line in NICKSERV_HELP:
-                self.ns_notice(r, line)
-            return None
-        if command in ("IDENTIFY", "LOGIN"):
-            return self._ns_identify(r, args)
-        if command == "REGISTER":
-            return self._ns_register(r, args)
-        if command == "SET" and args and args[0].upper() == "PASSWORD":
-            return self._ns_set_password(r, args[1:])
-        if command == "INFO":
-            return self._ns_info(r, args)
-        self.ns_notice(r, f"Unknown command {command}. /msg NickServ HELP lists the commands.")
-        return None
-
-    def _ns_identify(self, r: Reply, args: list[str]) -> Deferred[Any] | None:
-        if self.session is not None and not self.session.guest:
-            self.ns_notice(r, f"You are already logged in as {self.session.name}.")
-            return None
-        otp = None
-        if len(args) == 1:
-            account, secret = self.nick or "", args[0]
-        elif len(args) >= 2:
-            account, rest = args[0], args[1:]
-            if len(rest) > 1 and rest[-1].isdigit() and 6 <= len(rest[-1]) <= 8:
-                rest, otp = rest[:-1], rest[-1]
-            secret = " ".join(rest)
-        else:
-            self.ns_notice(r, "Syntax: IDENTIFY [account] <password>")
-            return None
-        d = self.authenticate(account, secret, otp)
-
-        def ok(session: Session) -> None:
-            self.ns_notice(r, f"You are now identified as {session.name}.")
-
-        def bad(f: Failure) -> None:
-            f.trap(UnauthorizedLogin, ChatError)
-            self.ns_notice(r, f"Login failed: {self._auth_failure_text(f)}")
-
-        return d.addCallbacks(ok, bad)
-
-    def _ns_register(self, r: Reply, args: list[str]) -> Deferred[Any] | None:
-        if self.session is not None and not self.session.guest:
-            self.ns_notice(r, f"You are already logged in as {self.session.name}.")
-            return None
-        if len(args) > 1 and "@" in args[-1]:
-            args = args[:-1]  # "REGISTER <password> <email>": pingchat keeps no e-mail
-        if not args or not self.nick:
-            self.ns_notice(r, "Syntax: REGISTER <password>  (the account takes your current nick)")
-            return None
-        name, password = self.nick, " ".join(args)
-        d = self.factory.accounts.register(name, password, self.address)
-
-        def registered(result: dict[str, Any]) -> Deferred[Any]:
-            account = result["account"].name
-            self.ns_notice(r, f"Account {account} created.")
-            self.ns_notice(
-                r,
-                "Your recovery codes (each resets the password once; they are"
-                " shown only now, so keep them somewhere safe):",
-            )
-            for code in result["recovery_codes"]:
-                self.ns_notice(r, f"  {code}")
-            return self.authenticate(account, password).addCallback(
-                lambda s: self.ns_notice(r, f"You are now identified as {s.name}.")
-            )
-
-        def bad(f: Failure) -> None:
-            f.trap(ChatError, UnauthorizedLogin)
-            self.ns_notice(r, f"Registration failed: {self._auth_failure_text(f)}")
-
-        return d.addCallback(registered).addErrback(bad)
-
-    def _ns_set_password(self, r: Reply, args: list[str]) -> Deferred[Any] | None:
-        if self.session is None or self.session.guest:
-            self.ns_notice(r, "Log in first: /msg NickServ IDENTIFY <account> <password>")
-            return None
-        if len(args) != 2:
-            self.ns_notice(r, "Syntax: SET PASSWORD <current password> <new password>")
-            return None
-        d = self.factory.accounts.change_password(self.session, args[0], args[1])
-
-        def ok(_: Any) -> None:
-            self.ns_notice(r, "Password changed. Other sessions' tokens were revoked.")
-
-        def bad(f: Failure) -> None:
-            f.trap(ChatError)
-            self.ns_notice(r, f"Password not changed: {f.value.message}")  # type: ignore[union-attr]
-
-        return d.addCallbacks(ok, bad)
-
-    def _ns_info(self, r: Reply, args: list[str]) -> Deferred[Any] | None:
-        name = args[0] if args else (self.me if self.me != "*" else "")
-        if not name or not ACCOUNT_NAME_RE.fullmatch(name):
-            self.ns_notice(r, "Syntax: INFO [account]")
-            return None
-
-        def show(info: dict[str, Any]) -> None:
-            if info["guest"]:
-                self.ns_notice(r, f"{info['user']} is a guest, not a registered account.")
-                return
-            self.ns_notice(r, f"Account: {info['user']}")
-            state = info["presence"]
-            if info.get("away"):
-                state += f" ({info['away']})"
-            self.ns_notice(r, f"Status: {state}")
-            if info.get("last_seen"):
-                self.ns_notice(r, f"Last seen: {iso_ms(info['last_seen'])}")
-            if fold(info["user"]) == fold(self.me):
-                self.ns_notice(r, f"Rooms: {' '.join(info['rooms']) or '(none)'}")
-
-        def missing(f: Failure) -> None:
-            f.trap(NoSuchUser, InvalidName)
-            self.ns_notice(r, f"{name} is not registered.")
-
-        return self.service.whois(name).addCallbacks(show, missing)
 
     # -- simple commands --------------------------------------------------------------
 
@@ -1737,7 +1605,7 @@ class IRCProtocol(BoundedOutput, Protocol):
                 continue
             if fold(target) == fold(NICKSERV):
                 if not quiet:
-                    d = self.nickserv(r, text)
+                    d = self.nickserv.handle(r, text)
                     if d is not None:
                         ds.append(d)
                 continue
