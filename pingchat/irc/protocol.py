@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -40,9 +39,8 @@ from pingchat.chat.model import (
     clean_text,
     fold,
     iso_ms,
-    parse_iso_ms,
 )
-from pingchat.chat.service import HISTORY_MAX, Room, Session, hostmask
+from pingchat.chat.service import Room, Session, hostmask
 from pingchat.errors import (
     BadRequest,
     ChatError,
@@ -56,6 +54,7 @@ from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.irc import caps as capabilities
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
+from pingchat.irc.chathistory import ENCRYPTED, ChatHistory
 from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
 from pingchat.irc.factory import MAX_TARGETS, WasUser
 from pingchat.irc.nickserv import NICKSERV, NICKSERV_MASK, NickServ
@@ -70,7 +69,6 @@ log = Logger()
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40,64}")
 SASL_CHUNK = 400
 SASL_MAX = 4096
-ENCRYPTED = "[end-to-end encrypted message: open it in the pingchat client]"
 
 # Commands a connection may use before it has registered (NICK/USER)...
 PRE_REGISTRATION = frozenset(
@@ -172,23 +170,6 @@ def _command_of(item: bytes | wire.LineTooLong) -> bytes:
     return words[0].upper() if words else b""
 
 
-NO_ID = 1 << 62  # beyond every message id
-
-
-@attrs.frozen
-class Ref:
-    """A CHATHISTORY message reference as ids.
-
-    ``start``: the first message at or after the reference (messages before it
-    have smaller ids); ``last_before``: messages after the reference have
-    larger ids. For ``msgid=N`` both are N; for a timestamp they differ when
-    messages share that millisecond.
-    """
-
-    start: int
-    last_before: int
-
-
 class NeedMoreParams(Exception):
     """A command came with fewer parameters than it needs (461)."""
 
@@ -232,6 +213,7 @@ class IRCProtocol(BoundedOutput, Protocol):
         self._ping_sent = False
         self.invisible = False
         self.nickserv = NickServ(self)
+        self.chathistory = ChatHistory(self)
 
     # -- connection ------------------------------------------------------------
 
@@ -1734,203 +1716,7 @@ class IRCProtocol(BoundedOutput, Protocol):
     # -- chathistory -------------------------------------------------------------------------
 
     def irc_CHATHISTORY(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
-        self.need(msg, 1)
-        sub = msg.params[0].upper()
-
-        def fail_(code: str, *params: str) -> None:
-            r.send(wire.format_line("FAIL", ["CHATHISTORY", code, *params], self.server))
-
-        if sub not in ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS"):
-            fail_("INVALID_PARAMS", sub, "Unknown subcommand")
-            return None
-        need = 5 if sub in ("BETWEEN",) else 4
-        if sub == "TARGETS":
-            need = 4
-        if len(msg.params) < need:
-            fail_("INVALID_PARAMS", sub, "Not enough parameters")
-            return None
-        try:
-            limit = int(msg.params[need - 1])
-        except ValueError:
-            fail_("INVALID_PARAMS", sub, "The limit must be a number")
-            return None
-        if limit < 1:
-            fail_("INVALID_PARAMS", sub, "The limit must be positive")
-            return None
-        limit = min(limit, HISTORY_MAX)
-        if sub == "TARGETS":
-            return self._history_targets(r, msg.params[1], msg.params[2], limit, fail_)
-        target = msg.params[1]
-        where: dict[str, str] = {}
-        if target.startswith("#"):
-            room = self.service.rooms.get(fold(target))
-            if room is None or self.my_session.folded not in room.members:
-                fail_("INVALID_TARGET", sub, target, "No such channel, or you are not in it")
-                return None
-            where["room"] = room.name
-            shown = room.name
-        else:
-            if self.my_session.guest or not ACCOUNT_NAME_RE.fullmatch(target):
-                fail_("INVALID_TARGET", sub, target, "No such conversation")
-                return None
-            where["with_"] = target
-            shown = target
-        selectors = msg.params[2 : need - 1]
-        parsed: list[tuple[str, int] | None] = []
-        for sel in selectors:
-            if sel == "*" and sub == "LATEST":
-                parsed.append(None)
-                continue
-            kind, _, value = sel.partition("=")
-            try:
-                if kind == "msgid":
-                    parsed.append(("msgid", int(value)))
-                elif kind == "timestamp":
-                    parsed.append(("timestamp", parse_iso_ms(value)))
-                else:
-                    raise ValueError(sel)
-            except (ValueError, ChatError):
-                fail_("INVALID_PARAMS", sub, sel, "Bad message reference")
-                return None
-        d = self._resolve(where, parsed)
-
-        def query(refs: list[Ref | None]) -> Deferred[list[Message]]:
-            return self._history_query(sub, where, refs, limit)
-
-        def show(messages: list[Message]) -> None:
-            self._history_batch(r, shown, messages)
-
-        def failed(f: Failure) -> None:
-            f.trap(ChatError)
-            fail_("INVALID_TARGET", sub, target, f.value.message)  # type: ignore[union-attr]
-
-        return d.addCallback(query).addCallbacks(show, failed)
-
-    def _resolve(
-        self, where: dict[str, str], parsed: list[tuple[str, int] | None]
-    ) -> Deferred[list[Ref | None]]:
-        """Message references as id bounds (timestamps are looked up in the store)."""
-        out: list[Ref | None] = []
-        d: Deferred[Any] = succeed(None)
-        session = self.my_session
-
-        def lookup(_: object, ts: int) -> Deferred[None]:
-            at = self.service.history_id_at(session, ts, **where)  # type: ignore[arg-type]
-            after = self.service.history_id_at(session, ts + 1, **where)  # type: ignore[arg-type]
-
-            def both(first: int | None) -> Deferred[None]:
-                def done(later: int | None) -> None:
-                    start = first if first is not None else NO_ID
-                    out.append(Ref(start, later - 1 if later is not None else NO_ID))
-
-                return after.addCallback(done)
-
-            return at.addCallback(both)
-
-        def known(_: object, ident: int | None) -> None:
-            out.append(None if ident is None else Ref(ident, ident))
-
-        for ref in parsed:
-            if ref is None or ref[0] == "msgid":
-                d.addCallback(known, ref[1] if ref is not None else None)
-            else:
-                d.addCallback(lookup, ref[1])
-        return d.addCallback(lambda _: out)
-
-    def _history_query(
-        self, sub: str, where: dict[str, str], refs: list[Ref | None], limit: int
-    ) -> Deferred[list[Message]]:
-        session = self.my_session
-
-        def history(**kw: Any) -> Deferred[list[Message]]:
-            return self.service.history(session, **where, **kw)  # type: ignore[arg-type]
-
-        first = refs[0]
-        if first is None:  # LATEST *
-            return history(limit=limit, newest_first=True)
-        if sub == "LATEST":
-            return history(after=first.last_before, limit=limit, newest_first=True)
-        if sub == "BEFORE":
-            return history(before=first.start, limit=limit, newest_first=True)
-        if sub == "AFTER":
-            return history(after=first.last_before, limit=limit, newest_first=False)
-        if sub == "BETWEEN":
-            second = refs[1]
-            assert second is not None
-            if first.last_before < second.start:
-                return history(after=first.last_before, before=second.start, limit=limit,
-                               newest_first=False)
-            return history(after=second.last_before, before=first.start, limit=limit,
-                           newest_first=True)
-        # AROUND: up to half the limit before the reference, the rest from it on.
-        earlier_count = limit // 2
-
-        def later(earlier: list[Message]) -> Deferred[list[Message]]:
-            return history(after=first.start - 1, limit=limit - len(earlier),
-                           newest_first=False).addCallback(lambda rest: earlier + rest)
-
-        if earlier_count == 0:
-            return later([])
-        return history(before=first.start, limit=earlier_count, newest_first=True
-                       ).addCallback(later)
-
-    def history_lines(self, m: Message) -> list[tuple[dict[str, str], str]]:
-        """How a stored message looks on IRC, as ``(tags, line)`` pieces."""
-        command = "NOTICE" if m.kind == "notice" else "PRIVMSG"
-        text = m.text if m.ciphertext is None else ENCRYPTED
-        if m.room is not None:
-            source, target = self.mask_of(m.sender), m.room
-        elif fold(m.sender) == fold(self.me):
-            source, target = self.mask_of(self.me), m.to or self.me
-        else:
-            source, target = self.mask_of(m.sender), self.me
-        tags = self.message_tags(m.ts, m.id, m.sender_account)
-        out = []
-        for i, line in enumerate(self.text_lines(source, command, target, text or "")):
-            out.append((tags if i == 0 else {k: v for k, v in tags.items() if k != "msgid"},
-                        line))
-        return out
-
-    def _history_batch(self, r: Reply, target: str, messages: list[Message]) -> None:
-        batch = "batch" in self.caps
-        ref = self.new_batch_id() if batch else ""
-        if batch:
-            r.send(f":{self.server} BATCH +{ref} chathistory {target}")
-        for m in messages:
-            for tags, line in self.history_lines(m):
-                r.send(line, {"batch": ref, **tags} if batch else tags)
-        if batch:
-            r.send(f":{self.server} BATCH -{ref}")
-
-    def _history_targets(
-        self, r: Reply, first: str, second: str, limit: int, fail_: Callable[..., None]
-    ) -> Deferred[Any] | None:
-        try:
-            times = sorted(
-                parse_iso_ms(s.partition("=")[2]) for s in (first, second)
-                if s.startswith("timestamp=")
-            )
-        except ChatError:
-            times = []
-        if len(times) != 2:
-            fail_("INVALID_PARAMS", "TARGETS", "TARGETS takes two timestamp= references")
-            return None
-
-        def show(found: list[tuple[str, int]]) -> None:
-            batch = "batch" in self.caps
-            ref = self.new_batch_id() if batch else ""
-            if batch:
-                r.send(f":{self.server} BATCH +{ref} draft/chathistory-targets")
-            for name, ts in found:
-                r.send(f":{self.server} CHATHISTORY TARGETS {name} {iso_ms(ts)}",
-                       {"batch": ref} if batch else None)
-            if batch:
-                r.send(f":{self.server} BATCH -{ref}")
-
-        # Both bounds are exclusive, as for BETWEEN.
-        return self.service.history_targets(
-            self.my_session, times[0], times[1], limit
-        ).addCallback(show)
+        return self.chathistory.handle(msg, r)
 
     # -- IChatMind -------------------------------------------------------------------------
 
