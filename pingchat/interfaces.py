@@ -88,5 +88,5 @@ class IStore(Interface):
     def add_dm(sender_id: int, sender: str, recipient: str, now: int) -> object:
         """Store a direct message (optionally queueing it for an offline recipient)."""
 
-    def take_offline(account_id: int) -> object:
-        """Remove and return an account's queued DMs, oldest first."""
+    def take_queued(account_id: int) -> object:
+        """Remove and return an account's queued DMs (oldest first) and contact events."""

@@ -302,17 +302,6 @@ class AccountManager:
             return succeed(None)
         return self.store.add_pending_event(to_id, self.now(), payload)
 
-    def deliver_pending_events(self, session: Session) -> Deferred[None]:
-        if session.account is None:
-            return succeed(None)
-
-        def deliver(events: list[dict[str, Any]]) -> None:
-            for e in events:
-                if e.get("event") == "contact":
-                    session.mind.contact_event(e["user"], e["status"])  # type: ignore[attr-defined]
-
-        return self.store.take_pending_events(session.account.id).addCallback(deliver)
-
     def contacts(self, session: Session) -> Deferred[dict[str, list[str]]]:
         assert session.account is not None
         return self.store.contacts(session.account.id)

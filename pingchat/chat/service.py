@@ -305,16 +305,24 @@ class ChatService(Service):
         log.info("guest {old} is now {new}", old=old, new=name)
 
     def deliver_offline(self, session: Session) -> Deferred[list[Message]]:
-        """Hand a new session the DMs queued while its account was offline."""
+        """Hand a new session what waited while its account was offline.
+
+        The queued DMs (oldest first, flagged offline) and the contact
+        events, taken from the store in one transaction.
+        """
         if session.account is None:
             return succeed([])
 
-        def deliver(messages: list[Message]) -> list[Message]:
+        def deliver(queued: tuple[list[Message], list[dict[str, Any]]]) -> list[Message]:
+            messages, events = queued
             for m in messages:
                 session.mind.message(m, offline=True)
+            for e in events:
+                if e.get("event") == "contact":
+                    session.mind.contact_event(e["user"], e["status"])
             return messages
 
-        return self.store.take_offline(session.account.id).addCallback(deliver)
+        return self.store.take_queued(session.account.id).addCallback(deliver)
 
     def sessions_of(self, name: str) -> list[Session]:
         return list(self.sessions.get(fold(name), ()))

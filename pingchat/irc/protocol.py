@@ -889,9 +889,6 @@ class IRCProtocol(BoundedOutput, Protocol):
         self.service.deliver_offline(session).addErrback(
             lambda f: log.failure("could not deliver offline messages", f)
         )
-        self.factory.accounts.deliver_pending_events(session).addErrback(
-            lambda f: log.failure("could not deliver pending events", f)
-        )
 
     def _isupport(self, send: Callable[[str], None]) -> None:
         tokens = self.factory.isupport()

@@ -219,9 +219,6 @@ class NativeProtocol(BoundedOutput, Protocol):
             self.factory.service.deliver_offline(session).addErrback(
                 lambda f: log.failure("could not deliver offline messages", f)
             )
-            self.factory.accounts.deliver_pending_events(session).addErrback(
-                lambda f: log.failure("could not deliver pending events", f)
-            )
 
     def op_login(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         name = _field(req, "user")

@@ -125,9 +125,6 @@ class ContactStore:
     ) -> Deferred[None]:
         return self.db.run("add_pending_event", _add_pending_event, account_id, now, payload)
 
-    def take_pending_events(self, account_id: int) -> Deferred[list[dict[str, Any]]]:
-        return self.db.run("take_pending_events", _take_pending_events, account_id)
-
     def publish_key(self, account_id: int, key: str) -> Deferred[None]:
         return self.db.run("publish_key", _publish_key, account_id, key)
 

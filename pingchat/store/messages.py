@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
 from pingchat.chat.model import Message
 from pingchat.errors import Forbidden
 from pingchat.store.accounts import require_account
-from pingchat.store.contacts import is_contact
+from pingchat.store.contacts import _take_pending_events, is_contact
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
@@ -141,6 +141,13 @@ def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
     ).fetchall()
     conn.execute("DELETE FROM offline_queue WHERE account_id = ?", (account_id,))
     return [_row_to_message(r) for r in rows]
+
+
+def _take_queued(
+    conn: sqlite3.Connection, account_id: int
+) -> tuple[list[Message], list[dict[str, Any]]]:
+    """Everything waiting for an account at login: DMs and contact events."""
+    return _take_offline(conn, account_id), _take_pending_events(conn, account_id)
 
 
 def _history(
@@ -300,9 +307,9 @@ class MessageStore:
         """Hold an already stored DM for its recipient's next login."""
         return self.db.run("queue_offline", _queue_offline, message_id)
 
-    def take_offline(self, account_id: int) -> Deferred[list[Message]]:
-        """Remove and return the DMs queued for an account, oldest first."""
-        return self.db.run("take_offline", _take_offline, account_id)
+    def take_queued(self, account_id: int) -> Deferred[tuple[list[Message], list[dict[str, Any]]]]:
+        """Remove and return the queued DMs and contact events of an account."""
+        return self.db.run("take_queued", _take_queued, account_id)
 
     def room_history(
         self,
