@@ -1,4 +1,4 @@
-"""One SQLite connection, one writer thread, group commit.
+"""One SQLite writer thread with group commit, and one reader thread.
 
 Every store method is a named *transaction function* ``fn(conn, *args)``
 submitted with :meth:`Database.run`. The writer thread takes whatever work is
@@ -7,6 +7,9 @@ not undo the others) and commits the batch once. Each caller's Deferred fires
 on the reactor thread only after that commit, so an acknowledged write is on
 disk. Batching is what lets SQLite sustain tens of thousands of durable writes
 per second while every single write still waits for its commit.
+
+History queries go through :meth:`Database.read` instead: a second
+connection on a reader thread, which WAL lets read while the writer commits.
 
 :class:`Database` with ``threaded=False`` runs each function immediately on the
 calling thread; the command-line tool and the unit tests use it.
@@ -80,6 +83,8 @@ class Database:
         self._results: deque[tuple[Deferred[Any], bool, Any]] = deque()
         self._delivering = False
         self._thread: threading.Thread | None = None
+        self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reader: threading.Thread | None = None
         self._stopped: Deferred[None] | None = None
         self.transactions = 0
         self.commits = 0
@@ -96,6 +101,23 @@ class Database:
             self.start()
         d: Deferred[T] = Deferred()
         self._queue.put((name, fn, args, d))
+        return d
+
+    def read(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run a read-only ``fn(conn, *args)`` on the reader thread.
+
+        WAL lets a second connection read while the writer commits, so a
+        history query never waits behind a batch of writes. The reader sees
+        every write acknowledged before the read was asked for.
+        """
+        if self._stopped is not None:
+            return fail(RuntimeError(f"{name}: the database is closed"))
+        if not self._threaded:
+            return self._run_inline(name, fn, args)
+        if self._thread is None:
+            self.start()
+        d: Deferred[T] = Deferred()
+        self._read_queue.put((name, fn, args, d))
         return d
 
     def _run_inline(self, name: str, fn: Callable[..., T], args: tuple[Any, ...]) -> Deferred[T]:
@@ -133,6 +155,13 @@ class Database:
             self._reactor = reactor  # type: ignore[assignment]
         self._thread = threading.Thread(target=self._writer, name="pingchat-db-writer", daemon=True)
         self._thread.start()
+        self._reader = threading.Thread(
+            target=self._read_loop,
+            args=(connect(self.path, "NORMAL"),),
+            name="pingchat-db-reader",
+            daemon=True,
+        )
+        self._reader.start()
 
     def stop(self) -> Deferred[None]:
         """Finish queued work, close the connection; fires when done."""
@@ -142,8 +171,31 @@ class Database:
                 self._conn.close()
                 self._stopped.callback(None)
             else:
+                self._read_queue.put(_STOP)
                 self._queue.put(_STOP)
         return self._stopped
+
+    def _read_loop(self, conn: sqlite3.Connection) -> None:
+        """The reader thread: one read transaction at a time, on its own connection."""
+        reactor = self._reactor
+        assert reactor is not None
+        conn.execute("PRAGMA query_only = ON")
+        while True:
+            job = self._read_queue.get()
+            if job is _STOP:
+                break
+            _name, fn, args, d = job
+            try:
+                conn.execute("BEGIN")
+                try:
+                    value = fn(conn, *args)
+                finally:
+                    conn.execute("COMMIT")
+            except BaseException:
+                reactor.callFromThread(d.errback, Failure())
+            else:
+                reactor.callFromThread(d.callback, value)
+        conn.close()
 
     def _writer(self) -> None:
         conn = self._conn
@@ -163,6 +215,8 @@ class Database:
             if jobs:
                 reactor.callFromThread(self._deliver, self._run_batch(conn, jobs))
         conn.close()
+        if self._reader is not None:
+            self._reader.join()
         reactor.callFromThread(self._closed)
 
     def _run_batch(

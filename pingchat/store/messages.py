@@ -320,7 +320,7 @@ class MessageStore:
         limit: int = 50,
         newest_first: bool = True,
     ) -> Deferred[list[Message]]:
-        return self.db.run(
+        return self.db.read(
             "room_history", _history, f"r:{room_id}", before, after, limit, newest_first
         )
 
@@ -334,7 +334,7 @@ class MessageStore:
         limit: int = 50,
         newest_first: bool = True,
     ) -> Deferred[list[Message]]:
-        return self.db.run(
+        return self.db.read(
             "dm_history", _dm_history, me_id, other, before, after, limit, newest_first
         )
 
@@ -347,13 +347,13 @@ class MessageStore:
         other: str | None = None,
     ) -> Deferred[int | None]:
         """Id of the first message at or after *ts* in a room or a DM conversation."""
-        return self.db.run("first_id_at", _first_id_at, room_id, me_id, other, ts)
+        return self.db.read("first_id_at", _first_id_at, room_id, me_id, other, ts)
 
     def conversation_targets(
         self, me_id: int | None, room_ids: list[int], after_ts: int, before_ts: int, limit: int
     ) -> Deferred[list[tuple[str, int]]]:
         """``(room or peer, latest ts)`` with messages between two times, oldest first."""
-        return self.db.run(
+        return self.db.read(
             "conversation_targets",
             _conversation_targets,
             me_id,

@@ -104,6 +104,24 @@ class WriterThreadTests(TestCase):
         self.assertEqual([a.name for a in accounts], ["alice", "bob"])
 
     @inlineCallbacks
+    def test_history_reads_do_not_wait_behind_the_writer(self) -> Any:
+        import threading
+
+        account = yield self.store.create_account("alice", b"h", 0)
+        room = yield self.store.create_room("#r", 0)
+        yield self.store.add_room_message(room.id, "#r", "alice", account.id, "hello", 1)
+        release = threading.Event()
+        self.addCleanup(release.set)
+        blocked = self.db.run("blocked", lambda conn: release.wait(10))
+        messages = yield self.store.room_history(room.id)
+        self.assertFalse(blocked.called)  # the writer is still busy...
+        self.assertEqual([m.text for m in messages], ["hello"])  # ...yet history came back
+        release.set()
+        yield blocked
+        name = yield self.db.read("thread", lambda conn: threading.current_thread().name)
+        self.assertEqual(name, "pingchat-db-reader")
+
+    @inlineCallbacks
     def test_work_runs_off_the_reactor_thread(self) -> Any:
         import threading
 
