@@ -93,15 +93,7 @@ class Database:
 
     def run(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``fn(conn, *args)`` in a transaction; fire with its result after commit."""
-        if self._stopped is not None:
-            return fail(RuntimeError(f"{name}: the database is closed"))
-        if not self._threaded:
-            return self._run_inline(name, fn, args)
-        if self._thread is None:
-            self.start()
-        d: Deferred[T] = Deferred()
-        self._queue.put((name, fn, args, d))
-        return d
+        return self._submit(self._queue, name, fn, args)
 
     def read(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run a read-only ``fn(conn, *args)`` on the reader thread.
@@ -110,6 +102,11 @@ class Database:
         history query never waits behind a batch of writes. The reader sees
         every write acknowledged before the read was asked for.
         """
+        return self._submit(self._read_queue, name, fn, args)
+
+    def _submit(
+        self, jobs: queue.SimpleQueue[Any], name: str, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> Deferred[T]:
         if self._stopped is not None:
             return fail(RuntimeError(f"{name}: the database is closed"))
         if not self._threaded:
@@ -117,7 +114,7 @@ class Database:
         if self._thread is None:
             self.start()
         d: Deferred[T] = Deferred()
-        self._read_queue.put((name, fn, args, d))
+        jobs.put((name, fn, args, d))
         return d
 
     def _run_inline(self, name: str, fn: Callable[..., T], args: tuple[Any, ...]) -> Deferred[T]:
