@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -62,10 +61,6 @@ def check_password_blocking(password: bytes, hashed: bytes) -> bool:
         return bcrypt.checkpw(_prehash(password), hashed)
     except ValueError:
         return False
-
-
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
 
 
 Runner = Callable[..., "Deferred[Any]"]

@@ -136,10 +136,6 @@ def _revoke_token(conn: sqlite3.Connection, token_hash: bytes) -> bool:
     return conn.execute("DELETE FROM tokens WHERE token_hash = ?", (token_hash,)).rowcount > 0
 
 
-def _revoke_tokens(conn: sqlite3.Connection, account_id: int) -> int:
-    return conn.execute("DELETE FROM tokens WHERE account_id = ?", (account_id,)).rowcount
-
-
 def _purge_expired_tokens(conn: sqlite3.Connection, now: int) -> int:
     return conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,)).rowcount
 
@@ -192,9 +188,6 @@ class AccountStore:
 
     def revoke_token(self, token_hash: bytes) -> Deferred[bool]:
         return self.db.run("revoke_token", _revoke_token, token_hash)
-
-    def revoke_tokens(self, account_id: int) -> Deferred[int]:
-        return self.db.run("revoke_tokens", _revoke_tokens, account_id)
 
     def purge_expired_tokens(self, now: int) -> Deferred[int]:
         return self.db.run("purge_expired_tokens", _purge_expired_tokens, now)

@@ -244,10 +244,6 @@ def _conversation_targets(
     return found[:limit]
 
 
-def _message_count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
-
-
 class MessageStore:
     """Message transactions."""
 
@@ -362,6 +358,3 @@ class MessageStore:
             before_ts,
             limit,
         )
-
-    def message_count(self) -> Deferred[int]:
-        return self.db.run("message_count", _message_count)

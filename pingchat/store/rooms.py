@@ -159,9 +159,6 @@ class RoomStore:
 
     db: Database
 
-    def load_rooms(self) -> Deferred[list[RoomSnapshot]]:
-        return self.db.run("load_rooms", _load_rooms)
-
     def create_room(self, name: str, now: int) -> Deferred[RoomInfo]:
         return self.db.run("create_room", _create_room, name, now)
 
