@@ -114,6 +114,7 @@ class Client(asyncio.Protocol):
         self.errors = 0
         self.samples: list[int] | None = None  # latencies (ns), observers only
         self.on_count: Callable[[int], None] | None = None
+        self.progress: asyncio.Future[None] | None = None  # woken when `received` grows
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.line_waiters: list[tuple[Callable[[bytes], bool], asyncio.Future[bytes]]] = []
         self.ids = itertools.count(1)
@@ -165,6 +166,8 @@ class Client(asyncio.Protocol):
             self.received += n
             if self.on_count is not None:
                 self.on_count(n)
+            if self.progress is not None and not self.progress.done():
+                self.progress.set_result(None)
 
     def _line(self, line: bytes) -> None:
         if self.kind == "native":
@@ -527,10 +530,15 @@ async def dm_once(target: Target, clients: list[Client], p: dict[str, Any]) -> d
     per_client, window = p["messages"], p["window"]
     phase = Phase(target.pid)
 
+    loop = asyncio.get_running_loop()
+
     async def send(c: Client, other: Client) -> None:
         for i in range(per_client):
             while i - other.received >= window:
-                await asyncio.sleep(0.001)
+                # woken by the partner's next delivery, not by polling: 200 polling
+                # coroutines made the generator the bottleneck of this case
+                other.progress = loop.create_future()
+                await other.progress
             c.write(c.dm_line(other.name, stamped()))
 
     await asyncio.gather(*(send(c, clients[i ^ 1]) for i, c in enumerate(clients)))
