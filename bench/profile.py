@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--native", action="store_true",
+                        help="also sample C frames (OpenSSL, SQLite, the interpreter)")
     args = parser.parse_args()
     raise_fd_limit()
     pin(GENERATOR_CORE)
@@ -72,7 +74,9 @@ def main() -> int:
         subprocess.run(
             [str(VENV_BIN / "py-spy"), "record", "--pid", str(server.proc.pid),
              "--duration", str(int(args.seconds)), "--rate", str(args.rate),
-             "--format", "raw", "--output", str(out), "--nonblocking"],
+             "--format", "raw", "--output", str(out),
+             # py-spy cannot unwind C stacks without pausing the process
+             *(["--native"] if args.native else ["--nonblocking"])],
             check=True, capture_output=True,
         )
         print(summarise(out, args.top))
