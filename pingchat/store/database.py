@@ -1,9 +1,11 @@
 """One SQLite writer thread with group commit, and one reader thread.
 
 Every store method is a named *transaction function* ``fn(conn, *args)``
-submitted with :meth:`Database.run`. The writer thread takes whatever work is
-queued, runs each function inside its own ``SAVEPOINT`` (so one failure does
-not undo the others) and commits the batch once. Each caller's Deferred fires
+submitted with :meth:`Database.run`. Work asked for during one reactor turn
+is handed to the writer thread together, at the end of the turn; the writer
+takes whatever work is queued, runs each function inside its own
+``SAVEPOINT`` (so one failure does not undo the others) and commits the
+batch once. Each caller's Deferred fires
 on the reactor thread only after that commit, so an acknowledged write is on
 disk. Batching is what lets SQLite sustain tens of thousands of durable writes
 per second while every single write still waits for its commit.
@@ -22,6 +24,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +42,11 @@ Txn = Callable[..., Any]
 
 _STOP = object()
 MAX_BATCH = 512
-# Committed transactions whose callbacks run in one reactor turn.
+# Committed transactions whose callbacks run in one reactor turn: at most
+# this many, and no more once this much time has gone (a login's callbacks
+# cost far more than a message's).
 DELIVER_SLICE = 32
+DELIVER_BUDGET = 0.004
 
 log = Logger()
 
@@ -80,8 +86,11 @@ class Database:
         self._conn = connect(path, synchronous)
         self.version = migrations.migrate(self._conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Jobs of the current reactor turn, handed over as one list (see run).
+        self._pending: list[Any] = []
         self._results: deque[tuple[Deferred[Any], bool, Any]] = deque()
         self._delivering = False
+        self._timer: Callable[[], float] = time.perf_counter
         self._thread: threading.Thread | None = None
         self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._reader: threading.Thread | None = None
@@ -92,8 +101,30 @@ class Database:
     # -- running transactions -------------------------------------------------
 
     def run(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        """Run ``fn(conn, *args)`` in a transaction; fire with its result after commit."""
-        return self._submit(self._queue, name, fn, args)
+        """Run ``fn(conn, *args)`` in a transaction; fire with its result after commit.
+
+        The job is not given to the writer at once but at the end of the
+        reactor turn, with every other job of that turn. Handing jobs over one
+        at a time woke the writer thread for each: on a busy one-core server
+        it preempted the reactor, committed (and fsynced) batches of one or
+        two jobs, and a direct message cost ~150 µs of CPU instead of ~30.
+        """
+        if self._stopped is not None:
+            return fail(RuntimeError(f"{name}: the database is closed"))
+        if not self._threaded:
+            return self._run_inline(name, fn, args)
+        if self._thread is None:
+            self.start()
+        d: Deferred[T] = Deferred()
+        if not self._pending:
+            self._reactor.callLater(0, self._hand_over)  # type: ignore[union-attr]
+        self._pending.append((name, fn, args, d))
+        return d
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            self._queue.put(self._pending)
+            self._pending = []
 
     def read(self, name: str, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run a read-only ``fn(conn, *args)`` on the reader thread.
@@ -168,6 +199,7 @@ class Database:
                 self._conn.close()
                 self._stopped.callback(None)
             else:
+                self._hand_over()
                 self._read_queue.put(_STOP)
                 self._queue.put(_STOP)
         return self._stopped
@@ -200,15 +232,19 @@ class Database:
         assert reactor is not None
         running = True
         while running:
-            jobs = [self._queue.get()]
-            while len(jobs) < MAX_BATCH:
+            jobs: list[Any] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    running = False
+                    break
+                jobs.extend(item)
+                if len(jobs) >= MAX_BATCH:
+                    break
                 try:
-                    jobs.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if _STOP in jobs:
-                running = False
-                jobs = [j for j in jobs if j is not _STOP]
             if jobs:
                 reactor.callFromThread(self._deliver, self._run_batch(conn, jobs))
         conn.close()
@@ -262,6 +298,7 @@ class Database:
 
     def _deliver_slice(self) -> None:
         self._delivering = True
+        deadline = self._timer() + DELIVER_BUDGET
         try:
             for _ in range(min(DELIVER_SLICE, len(self._results))):
                 d, ok, value = self._results.popleft()
@@ -269,6 +306,8 @@ class Database:
                     d.callback(value)
                 else:
                     d.errback(value)
+                if self._timer() > deadline:
+                    break
         finally:
             if self._results:
                 assert self._reactor is not None

@@ -141,6 +141,7 @@ class DeliverySliceTests(SynchronousTestCase):
         clock = Clock()
         db = Database(temp_dir(self) / "db.sqlite3", clock)  # type: ignore[arg-type]
         self.addCleanup(db.stop)
+        db._timer = lambda: 0.0  # callbacks take no time: only the count limits a turn
         fired: list[int] = []
 
         def batch(start: int, n: int) -> list[tuple[Deferred[object], bool, object]]:
@@ -161,3 +162,38 @@ class DeliverySliceTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(fired, [*range(slice_ * 2 + 5), 1000, 1001, 1002])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+    def test_a_turn_stops_when_its_time_budget_is_spent(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from pingchat.store import database
+
+        turns: list[Any] = []  # what the reactor would run on its next turns
+
+        class Reactor:
+            def callLater(self, delay: float, f: Any) -> None:  # noqa: N802
+                turns.append(f)
+
+        db = Database(temp_dir(self) / "db.sqlite3", Reactor())  # type: ignore[arg-type]
+        self.addCleanup(db.stop)
+        now = [0.0]
+        db._timer = lambda: now[0]
+        fired: list[int] = []
+
+        def slow(i: int) -> None:
+            fired.append(i)
+            now[0] += database.DELIVER_BUDGET * 0.45  # each costs 45 % of a turn
+
+        batch: list[tuple[Deferred[Any], bool, Any]] = []
+        for i in range(7):
+            d: Deferred[int] = Deferred()
+            d.addCallback(slow)
+            batch.append((d, True, i))
+        db._deliver(batch)
+        self.assertEqual(fired, [0, 1, 2])
+        turns.pop(0)()
+        self.assertEqual(fired, [0, 1, 2, 3, 4, 5])
+        turns.pop(0)()
+        self.assertEqual(fired, list(range(7)))
+        self.assertEqual(turns, [])
