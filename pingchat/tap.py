@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from pingchat import config
+from pingchat import config, runtime
 from pingchat.admin.manhole import attach_manhole
 from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
 from pingchat.auth.otp import OTPVerifier
-from pingchat.auth.passwords import PasswordHasher
+from pingchat.auth.passwords import PasswordHasher, in_background
 from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
@@ -293,7 +292,12 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
     store = SQLiteStore(db)
     chat = ChatService(store, reactor, settings.server_name, db.run_sync(_load_rooms))
     pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
-    hasher = PasswordHasher(_run_inline if inline else partial(deferToThreadPool, reactor, pool))
+
+    def run_hash(fn: Callable[..., Any], *args: Any) -> Any:
+        # bcrypt runs in the pool's threads, at a lower priority than the reactor's
+        return deferToThreadPool(reactor, pool, in_background, fn, *args)
+
+    hasher = PasswordHasher(_run_inline if inline else run_hash)
     sealer = Sealer.from_data_dir(data_dir)
     audit = Auditor(store, reactor)
     throttle = LoginThrottle(
@@ -379,4 +383,10 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
 
 
 def makeService(options: Options) -> service.MultiService:
-    return build(options.settings).top
+    from twisted.internet import reactor
+
+    top = build(options.settings).top
+    # Only for the real server: tests build on their own reactor and clock.
+    runtime.bound_reactor_turns(reactor)
+    runtime.tune_gc()
+    return top

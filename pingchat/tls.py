@@ -26,6 +26,8 @@ from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from pingchat.runtime import bounded_accepts
+
 KEY_FILE = "tls-key.pem"
 CERT_FILE = "tls-cert.pem"
 TLS_ARGUMENTS = frozenset({"privateKey", "certKey", "extraCertChain", "sslmethod", "dhParameters"})
@@ -153,7 +155,12 @@ def _unescape(value: str) -> str:
 def server_endpoint(
     reactor: Any, description: str, default_tls: CertificateOptions | None
 ) -> IStreamServerEndpoint:
-    """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context."""
+    """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context.
+
+    TCP listeners accept a bounded number of connections per reactor turn
+    (:func:`pingchat.runtime.bounded_accepts`).
+    """
+    reactor = bounded_accepts(reactor)
     parts = _split(description)
     if parts[0] != "ssl":
         return endpoints.serverFromString(reactor, description)

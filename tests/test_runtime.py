@@ -1,0 +1,161 @@
+"""Bounded reactor turns, bounded accept loops, the collector's settings."""
+
+from __future__ import annotations
+
+import gc
+import socket
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pingchat import runtime
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakePoller:
+    """What epoll would return: the events queued, at most *maxevents*."""
+
+    def __init__(self, events: list[tuple[int, int]]) -> None:
+        self.events = events
+        self.calls: list[tuple[float, int]] = []
+
+    def poll(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        self.calls.append((timeout, maxevents))
+        out, self.events = self.events[:maxevents], self.events[maxevents:]
+        return out
+
+
+class Readable:
+    def __init__(self, fd: int, clock: FakeClock, cost: float, seen: list[int]) -> None:
+        self.fd, self.clock, self.cost, self.seen = fd, clock, cost, seen
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:  # noqa: N802
+        return "readable"
+
+    def doRead(self) -> None:  # noqa: N802
+        self.seen.append(self.fd)
+        self.clock.now += self.cost
+
+
+class BoundedTurnTests(SynchronousTestCase):
+    def reactor(self, n: int, cost: float) -> tuple[Any, FakePoller, list[int], FakeClock]:
+        # An epoll reactor object without its file descriptors: only the
+        # attributes the poll loop uses.
+        reactor: Any = EPollReactor.__new__(EPollReactor)
+        clock, seen = FakeClock(), list[int]()
+        reactor._selectables = {fd: Readable(fd, clock, cost, seen) for fd in range(10, 10 + n)}
+        reactor._poller = FakePoller([(fd, EPollReactor._POLL_IN) for fd in range(10, 10 + n)])
+        return reactor, reactor._poller, seen, clock
+
+    def test_asks_epoll_for_a_bounded_number_of_events(self) -> None:
+        reactor, poller, seen, _ = self.reactor(100, cost=0.0)
+        self.assertTrue(runtime.bound_reactor_turns(reactor, max_events=64, clock=FakeClock()))
+        reactor.doIteration(0.5)
+        self.assertEqual(poller.calls, [(0.5, 64)])
+        self.assertEqual(seen, list(range(10, 74)))
+        reactor.doIteration(None)
+        self.assertEqual(poller.calls[-1], (-1, 64))
+        self.assertEqual(seen, list(range(10, 110)))
+
+    def test_a_turn_that_spends_its_budget_keeps_the_rest_for_the_next(self) -> None:
+        reactor, poller, seen, clock = self.reactor(7, cost=0.004)
+        runtime.bound_reactor_turns(reactor, max_events=64, budget=0.01, clock=clock)
+        reactor.doIteration(1.0)
+        self.assertEqual(seen, [10, 11, 12])  # the third one went over the budget
+        reactor.doIteration(1.0)  # the held events first, without waiting on epoll
+        self.assertEqual(len(poller.calls), 1)
+        self.assertEqual(seen, [10, 11, 12, 13, 14, 15])
+        reactor.doIteration(1.0)
+        self.assertEqual(seen, list(range(10, 17)))
+        self.assertEqual(len(poller.calls), 1)
+
+    def test_an_event_for_a_descriptor_gone_since_is_skipped(self) -> None:
+        reactor, _, seen, clock = self.reactor(3, cost=0.0)
+        del reactor._selectables[11]
+        runtime.bound_reactor_turns(reactor, clock=clock)
+        reactor.doIteration(0)
+        self.assertEqual(seen, [10, 12])
+
+    def test_other_reactors_are_left_alone(self) -> None:
+        clock = Clock()
+        self.assertFalse(runtime.bound_reactor_turns(clock))
+        self.assertFalse(hasattr(clock, "doIteration"))
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold(self) -> None:
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        runtime.tune_gc(gen0=12_345)
+        self.assertEqual(gc.get_threshold(), (12_345, before[1], before[2]))
+        self.assertGreater(gc.get_freeze_count(), 0)
+
+
+class Counting(protocol.Factory):
+    def __init__(self) -> None:
+        self.built: list[Recorder] = []
+
+    def buildProtocol(self, addr: Any) -> Recorder:  # noqa: N802
+        p = Recorder()
+        self.built.append(p)
+        return p
+
+
+class Recorder(protocol.Protocol):
+    def __init__(self) -> None:
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.lost.callback(None)
+
+
+class BoundedAcceptTests(TestCase):
+    def test_the_setting_is_capped(self) -> None:
+        port = runtime.BoundedAcceptPort(0, Counting(), 50, "127.0.0.1", None)
+        port.numberAccepts = 100
+        self.assertEqual(port.numberAccepts, runtime.MAX_ACCEPTS_PER_TURN)
+        port.numberAccepts = 0
+        self.assertEqual(port.numberAccepts, 1)
+
+    def test_one_readable_event_accepts_at_most_the_bound(self) -> Deferred[Any]:
+        from twisted.internet import reactor
+
+        factory = Counting()
+        port = runtime.bounded_accepts(reactor).listenTCP(0, factory, 64, "127.0.0.1")
+        self.assertIsInstance(port, runtime.BoundedAcceptPort)
+        self.addCleanup(port.stopListening)
+        address = port.getHost()
+        clients = []
+        for _ in range(40):
+            s = socket.create_connection((address.host, address.port))
+            clients.append(s)
+            self.addCleanup(s.close)
+        port.doRead()  # what the reactor does when the listening socket is readable
+        self.assertEqual(len(factory.built), runtime.MAX_ACCEPTS_PER_TURN)
+        port.doRead()
+        self.assertEqual(len(factory.built), 2 * runtime.MAX_ACCEPTS_PER_TURN)
+        for s in clients:
+            s.close()
+        for p in factory.built:
+            assert p.transport is not None
+            p.transport.loseConnection()
+        return DeferredList([p.lost for p in factory.built])
+
+    def test_fake_reactors_pass_through(self) -> None:
+        clock = Clock()
+        self.assertIs(runtime.bounded_accepts(clock), clock)
