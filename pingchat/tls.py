@@ -26,7 +26,7 @@ from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from pingchat.runtime import bounded_accepts
+from pingchat.runtime import ServerReactor, server_reactor, turn_flusher
 
 KEY_FILE = "tls-key.pem"
 CERT_FILE = "tls-cert.pem"
@@ -112,12 +112,20 @@ def server_options(key_path: Path, cert_path: Path) -> CertificateOptions:
 class TLSServerEndpoint:
     """Any stream endpoint, with TLS on top."""
 
-    def __init__(self, wrapped: IStreamServerEndpoint, options: CertificateOptions) -> None:
+    def __init__(
+        self, wrapped: IStreamServerEndpoint, options: CertificateOptions, reactor: Any = None
+    ) -> None:
         self.wrapped = wrapped
         self.options = options
+        self.reactor = reactor
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, protocolFactory))
+        # The TLS layer's per-connection write batching runs at the end of the
+        # turn with everything else pingchat sends (pingchat.runtime.TurnFlusher).
+        clock: Any = turn_flusher(self.reactor) if self.reactor is not None else None
+        return self.wrapped.listen(
+            TLSMemoryBIOFactory(self.options, False, protocolFactory, clock=clock)
+        )
 
 
 def _split(description: str) -> list[str]:
@@ -157,10 +165,11 @@ def server_endpoint(
 ) -> IStreamServerEndpoint:
     """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context.
 
-    TCP listeners accept a bounded number of connections per reactor turn
-    (:func:`pingchat.runtime.bounded_accepts`).
+    TCP listeners are pingchat.runtime.ServerPort: bounded accepts per turn,
+    one send() per connection per turn
+    (:func:`pingchat.runtime.server_reactor`).
     """
-    reactor = bounded_accepts(reactor)
+    reactor = server_reactor(reactor)
     parts = _split(description)
     if parts[0] != "ssl":
         return endpoints.serverFromString(reactor, description)
@@ -178,4 +187,8 @@ def server_endpoint(
         options = default_tls
     else:
         raise ValueError(f"{description}: no TLS certificate available")
-    return TLSServerEndpoint(endpoints.serverFromString(reactor, ":".join(kept)), options)
+    return TLSServerEndpoint(
+        endpoints.serverFromString(reactor, ":".join(kept)),
+        options,
+        reactor.reactor if isinstance(reactor, ServerReactor) else None,
+    )

@@ -126,7 +126,7 @@ class Recorder(protocol.Protocol):
 
 class BoundedAcceptTests(TestCase):
     def test_the_setting_is_capped(self) -> None:
-        port = runtime.BoundedAcceptPort(0, Counting(), 50, "127.0.0.1", None)
+        port = runtime.ServerPort(0, Counting(), 50, "127.0.0.1", None)
         port.numberAccepts = 100
         self.assertEqual(port.numberAccepts, runtime.MAX_ACCEPTS_PER_TURN)
         port.numberAccepts = 0
@@ -136,8 +136,8 @@ class BoundedAcceptTests(TestCase):
         from twisted.internet import reactor
 
         factory = Counting()
-        port = runtime.bounded_accepts(reactor).listenTCP(0, factory, 64, "127.0.0.1")
-        self.assertIsInstance(port, runtime.BoundedAcceptPort)
+        port = runtime.server_reactor(reactor).listenTCP(0, factory, 64, "127.0.0.1")
+        self.assertIsInstance(port, runtime.ServerPort)
         self.addCleanup(port.stopListening)
         address = port.getHost()
         clients = []
@@ -158,4 +158,104 @@ class BoundedAcceptTests(TestCase):
 
     def test_fake_reactors_pass_through(self) -> None:
         clock = Clock()
-        self.assertIs(runtime.bounded_accepts(clock), clock)
+        self.assertIs(runtime.server_reactor(clock), clock)
+
+
+class TurnFlusherTests(SynchronousTestCase):
+    def test_zero_delay_calls_run_together_at_the_end_of_the_turn(self) -> None:
+        clock = Clock()
+        flusher = runtime.TurnFlusher(clock)
+        ran: list[str] = []
+        flusher.callLater(0, ran.append, "a")
+        cancelled = flusher.callLater(0, ran.append, "b")
+        flusher.callLater(0, ran.append, "c")
+        cancelled.cancel()
+        self.assertFalse(cancelled.active())
+        self.assertEqual(len(clock.getDelayedCalls()), 1)  # one timed call for all of them
+        self.assertEqual(ran, [])
+        clock.advance(0)
+        self.assertEqual(ran, ["a", "c"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_later_calls_are_the_reactors(self) -> None:
+        clock = Clock()
+        flusher = runtime.TurnFlusher(clock)
+        ran: list[int] = []
+        call = flusher.callLater(2.0, ran.append, 1)
+        self.assertEqual(clock.getDelayedCalls(), [call])
+        clock.advance(2)
+        self.assertEqual(ran, [1])
+
+    def test_one_flusher_per_reactor(self) -> None:
+        a, b = Clock(), Clock()
+        self.assertIs(runtime.turn_flusher(a), runtime.turn_flusher(a))
+        self.assertIsNot(runtime.turn_flusher(a), runtime.turn_flusher(b))
+
+
+class Writer(protocol.Protocol):
+    """Writes what it is told to as soon as it is connected, then maybe closes."""
+
+    def __init__(self, chunks: list[bytes], close: bool) -> None:
+        self.chunks, self.close = chunks, close
+        self.writers_after_write: bool | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802
+        assert self.transport is not None
+        for chunk in self.chunks:
+            self.transport.write(chunk)
+        from twisted.internet import reactor
+
+        writers: list[Any] = reactor.getWriters()  # type: ignore[attr-defined]
+        self.writers_after_write = self.transport in writers
+        if self.close:
+            self.transport.loseConnection()
+
+
+class Collect(protocol.Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.data += data
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.done.callback(self.data)
+
+
+class TurnFlushServerTests(TestCase):
+    """Over real loopback sockets: order, large writes, close after writing."""
+
+    def serve(self, chunks: list[bytes]) -> tuple[Deferred[bytes], list[Writer]]:
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        made: list[Writer] = []
+
+        class Factory(protocol.Factory):
+            def buildProtocol(self, addr: Any) -> Writer:  # noqa: N802
+                w = Writer(chunks, close=True)
+                made.append(w)
+                return w
+
+        port = runtime.server_reactor(reactor).listenTCP(0, Factory(), 50, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = Collect()
+        connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
+        return client.done, made
+
+    def test_a_turns_writes_arrive_in_order_without_waiting_on_epoll(self) -> Deferred[None]:
+        chunks = [b"one ", b"two ", b"three"]
+        done, made = self.serve(chunks)
+
+        def check(data: bytes) -> None:
+            self.assertEqual(data, b"one two three")
+            # the writes were held for the end of the turn, not handed to epoll
+            self.assertIs(made[0].writers_after_write, False)
+
+        return done.addCallback(check)
+
+    def test_what_the_kernel_does_not_take_waits_for_the_socket(self) -> Deferred[None]:
+        big = bytes(range(256)) * 32 * 1024  # 8 MiB: far more than a socket buffer
+        done, _ = self.serve([big[: len(big) // 2], big[len(big) // 2 :]])
+        return done.addCallback(lambda data: self.assertTrue(data == big, len(data)))
