@@ -100,6 +100,9 @@ class IRCFactory(Factory):
         self.created = iso_ms(service.now())
         self.version = f"pingchat-{__version__}"
         self.connections: set[IRCProtocol] = set()
+        # Connections with a session: LUSERS counts the others without a scan
+        # (a scan per login made logging in O(connections)).
+        self.logged_in = 0
         self.max_users = 0
         self.whowas: deque[WasUser] = deque(maxlen=WHOWAS_MAX)
         # A guest's mask and reason while its session ends (others show a QUIT).

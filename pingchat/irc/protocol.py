@@ -249,6 +249,8 @@ class IRCProtocol(BoundedOutput, Protocol):
         )
 
     def _end_session(self) -> None:
+        if self.session is not None:
+            self.factory.logged_in -= 1
         logout, self._logout, self.session = self._logout, None, None
         if logout is not None:
             logout()
@@ -743,6 +745,7 @@ class IRCProtocol(BoundedOutput, Protocol):
             session = self.service.attach(None, self, self.address, name=nick)
             session.user = self.user
             self.session = session
+            self.factory.logged_in += 1
             self._logout = lambda: self.service.detach(session)
             self._welcome()
 
@@ -790,6 +793,7 @@ class IRCProtocol(BoundedOutput, Protocol):
             for room in rooms:
                 self.event(f":{mask} PART {room.name} :Logged in")
         self.session, self._logout = session, logout
+        self.factory.logged_in += 1
         if not self.registered and self._held is None:
             self._held = []  # the account's traffic waits for the welcome burst
         self.write(
@@ -899,7 +903,7 @@ class IRCProtocol(BoundedOutput, Protocol):
     def _lusers(self, send: Callable[[str], None]) -> None:
         users = len(self.service.sessions)
         self.factory.max_users = max(self.factory.max_users, users)
-        unknown = sum(1 for c in self.factory.connections if c.session is None)
+        unknown = len(self.factory.connections) - self.factory.logged_in
         top = self.factory.max_users
         send(self.numeric(n.RPL_LUSERCLIENT,
                           f"There are {users} users and 0 invisible on 1 servers"))

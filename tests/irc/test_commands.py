@@ -246,6 +246,24 @@ class UserCommandTests(IRCTestCase):
                      "391", "704", "706"):
             self.assertIn(code, commands)
 
+    def test_lusers_counts_connections_that_have_not_logged_in(self) -> None:
+        def unknown() -> list[str]:
+            self.alice.send("LUSERS")
+            return [m.params[1] for m in self.alice.read() if m.command == "253"]
+
+        self.assertEqual(unknown(), [])
+        waiting = [self.irc(), self.irc()]
+        self.assertEqual(unknown(), ["2"])
+        waiting[0].disconnect()
+        self.assertEqual(unknown(), ["1"])
+        self.bob.disconnect()  # a logged-in connection leaving changes nothing here
+        self.assertEqual(unknown(), ["1"])
+        carol = self.connect("carol")
+        self.assertEqual(unknown(), ["1"])
+        carol.disconnect()
+        waiting[1].disconnect()
+        self.assertEqual(unknown(), [])
+
     def test_empty_motd_is_422(self) -> None:
         self.factory.motd = []
         self.alice.send("MOTD")
