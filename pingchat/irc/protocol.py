@@ -1602,6 +1602,8 @@ class IRCProtocol(BoundedOutput, Protocol):
                 d = self._dm(r, target, text, kind, quiet)
             if d is not None:
                 ds.append(d)
+        if len(ds) == 1:
+            return ds[0]  # the usual single target: no DeferredList on the hot path
         return DeferredList(ds, consumeErrors=True) if ds else None
 
     def _say(self, r: Reply, target: str, text: str, kind: str, quiet: bool
