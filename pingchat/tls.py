@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -23,7 +24,7 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, TLSVersion
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from pingchat.runtime import ServerReactor, server_reactor, turn_flusher
@@ -108,6 +109,79 @@ def server_options(key_path: Path, cert_path: Path) -> CertificateOptions:
     return CertificateOptions(**kwargs)
 
 
+# A TLS connection's memory BIOs keep the capacity of the largest chunk that
+# ever went through them; past this many bytes in one go they are replaced.
+COMPACT_AFTER = 4096
+
+
+def compact_bios(connection: Any) -> bool:
+    """Give a memory-BIO ``OpenSSL.SSL.Connection`` two new, empty BIOs.
+
+    pyOpenSSL's memory BIOs (OpenSSL ``BIO_s_mem``) never give back what
+    they grew to: after the handshake they hold ~1.7 KiB (~4.5 KiB with a
+    post-quantum key share), and the largest record or read ever seen (up to
+    ~22 KiB out, a whole socket read in) stays allocated for as long as the
+    connection lives. Only when both BIOs are empty are they swapped (the
+    old ones are freed by ``SSL_set_bio``); returns whether they were. The
+    TLS state itself is untouched. pyOpenSSL keeps the BIOs in private
+    attributes: if they are not there, nothing is done.
+    """
+    ssl, into, out = (
+        getattr(connection, name, None) for name in ("_ssl", "_into_ssl", "_from_ssl")
+    )
+    if ssl is None or into is None or out is None:
+        return False
+    lib, null = Binding.lib, Binding.ffi.NULL
+    # BIO_get_mem_data: the number of bytes not yet read
+    if lib.BIO_get_mem_data(into, null) != 0 or lib.BIO_get_mem_data(out, null) != 0:
+        return False
+    new_into = lib.BIO_new(lib.BIO_s_mem())
+    new_out = lib.BIO_new(lib.BIO_s_mem())
+    if new_into == null or new_out == null:
+        for bio in (new_into, new_out):
+            if bio != null:
+                lib.BIO_free(bio)
+        return False
+    lib.SSL_set_bio(ssl, new_into, new_out)
+    connection._into_ssl, connection._from_ssl = new_into, new_out
+    return True
+
+
+class CompactTLSTransport(BufferingTLSTransport):
+    """Twisted's TLS transport, with its BIOs compacted when that frees memory.
+
+    Once after the handshake, and after any read or write of
+    :data:`COMPACT_AFTER` bytes or more: an idle connection then costs its
+    TLS state and not its largest burst (``bench`` connect case, 10,000
+    connections: 26.6 -> 25.9 KiB per connection with an x25519 client;
+    ~4.5 KB saved per connection with X25519MLKEM768 clients).
+    """
+
+    _compacted = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
+        super().dataReceived(data)
+        if self._handshakeDone and (not self._compacted or len(data) >= COMPACT_AFTER):
+            self._compact()
+
+    def _write(self, data: bytes) -> None:
+        super()._write(data)  # type: ignore[misc]
+        if len(data) >= COMPACT_AFTER and self._handshakeDone:
+            self._compact()
+
+    def _compact(self) -> None:
+        if self._lostTLSConnection or self._aborted or self.disconnecting:
+            return
+        if compact_bios(self._tlsConnection):
+            self._compacted = True
+
+
+class CompactTLSFactory(TLSMemoryBIOFactory):
+    """``TLSMemoryBIOFactory`` building :class:`CompactTLSTransport`."""
+
+    protocol = CompactTLSTransport
+
+
 @implementer(IStreamServerEndpoint)
 class TLSServerEndpoint:
     """Any stream endpoint, with TLS on top."""
@@ -124,7 +198,7 @@ class TLSServerEndpoint:
         # turn with everything else pingchat sends (pingchat.runtime.TurnFlusher).
         clock: Any = turn_flusher(self.reactor) if self.reactor is not None else None
         return self.wrapped.listen(
-            TLSMemoryBIOFactory(self.options, False, protocolFactory, clock=clock)
+            CompactTLSFactory(self.options, False, protocolFactory, clock=clock)
         )
 
 

@@ -1,0 +1,166 @@
+"""The native door's TLS transport gives back what its memory BIOs grew to."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import TestCase
+
+from pingchat import tls
+from pingchat.tls import COMPACT_AFTER, CompactTLSFactory, compact_bios
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+class Collect(Protocol):
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+def bios(connection: Any) -> tuple[Any, Any]:
+    return connection._into_ssl, connection._from_ssl
+
+
+class TLSTestCase(TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        key, cert = tls.ensure_certificate(self.dir, "localhost")
+        self.cert = cert
+        self.server_options = tls.server_options(key, cert)
+        self.client_options = optionsForClientTLS(
+            "localhost", trustRoot=Certificate.loadPEM(cert.read_bytes())
+        )
+
+
+class CompactBIOTests(TLSTestCase):
+    """``compact_bios`` on pyOpenSSL connections driven by hand."""
+
+    def handshake(self) -> tuple[SSL.Connection, SSL.Connection]:
+        server = SSL.Connection(self.server_options.getContext(), None)
+        server.set_accept_state()
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.load_verify_locations(str(self.cert))
+        context.set_verify(SSL.VERIFY_PEER)
+        client = SSL.Connection(context, None)
+        client.set_tlsext_host_name(b"localhost")
+        client.set_connect_state()
+        for _ in range(10):
+            for side in (client, server):
+                with contextlib.suppress(SSL.WantReadError):
+                    side.do_handshake()
+            self.move(client, server)
+            self.move(server, client)
+        # The server reads what the client sent after its Finished, if anything.
+        with contextlib.suppress(SSL.WantReadError):
+            server.recv(1)
+        return server, client
+
+    def move(self, source: SSL.Connection, sink: SSL.Connection) -> None:
+        with contextlib.suppress(SSL.WantReadError):
+            sink.bio_write(source.bio_read(2**20))
+
+    def exchange(self, server: SSL.Connection, client: SSL.Connection, size: int) -> None:
+        """*size* bytes each way, record by record."""
+        data = bytes(range(256)) * (size // 256)
+        for sender, receiver in ((client, server), (server, client)):
+            received = b""
+            for i in range(0, len(data), 2**14):
+                sender.send(data[i : i + 2**14])
+                self.move(sender, receiver)
+                while len(received) < i + len(data[i : i + 2**14]):
+                    received += receiver.recv(2**15)
+            self.assertEqual(received, data)
+
+    def test_swaps_empty_bios_and_the_connection_goes_on(self) -> None:
+        server, client = self.handshake()
+        before = bios(server)
+        self.assertTrue(compact_bios(server))
+        after = bios(server)
+        self.assertNotEqual(after[0], before[0])
+        self.assertNotEqual(after[1], before[1])
+        self.exchange(server, client, 40_000)
+        self.assertTrue(compact_bios(server))
+        self.exchange(server, client, 1_000)
+
+    def test_leaves_bios_holding_data(self) -> None:
+        server, client = self.handshake()
+        client.send(b"still in the server's incoming BIO")
+        self.move(client, server)
+        before = bios(server)
+        self.assertFalse(compact_bios(server))
+        self.assertEqual(bios(server), before)
+        self.assertEqual(server.recv(100), b"still in the server's incoming BIO")
+
+        server.send(b"still in the server's outgoing BIO")
+        self.assertFalse(compact_bios(server))
+        self.assertEqual(bios(server), before)
+        self.move(server, client)
+        self.assertEqual(client.recv(100), b"still in the server's outgoing BIO")
+
+    def test_does_nothing_without_memory_bios(self) -> None:
+        class NotAConnection:
+            pass
+
+        self.assertFalse(compact_bios(NotAConnection()))
+
+
+class CompactTLSTransportTests(TLSTestCase):
+    """The transport of ``ssl:`` listeners compacts after the handshake and big bursts."""
+
+    def test_compacts_after_handshake_and_large_chunks(self) -> None:
+        compacted: list[Any] = []
+
+        def counting(connection: Any) -> bool:
+            done = compact_bios(connection)
+            if done:
+                compacted.append(connection)
+            return done
+
+        self.patch(tls, "compact_bios", counting)
+        clock = Clock()
+        server_factory = CompactTLSFactory(
+            self.server_options, False, Factory.forProtocol(Echo), clock=clock
+        )
+        client_factory = TLSMemoryBIOFactory(
+            self.client_options, True, Factory.forProtocol(Collect), clock=clock
+        )
+        collect, server, pump = connectedServerAndClient(
+            lambda: server_factory.buildProtocol(None),
+            lambda: client_factory.buildProtocol(None),
+            clock=clock,
+        )
+        collect.write(b"hello\n")
+        pump.flush()
+        self.assertEqual(collect.wrappedProtocol.received, b"hello\n")  # type: ignore[attr-defined]
+        self.assertEqual(len(compacted), 1)  # once the handshake is done
+
+        collect.write(b"small\n")
+        pump.flush()
+        self.assertEqual(len(compacted), 1)  # small chunks leave the BIOs alone
+
+        big = b"x" * (COMPACT_AFTER * 5)
+        collect.write(big)
+        pump.flush()
+        self.assertEqual(
+            collect.wrappedProtocol.received,  # type: ignore[attr-defined]
+            b"hello\nsmall\n" + big,
+        )
+        self.assertGreater(len(compacted), 1)
+        self.assertTrue(all(c is server._tlsConnection for c in compacted))
