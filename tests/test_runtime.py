@@ -198,6 +198,7 @@ class Writer(protocol.Protocol):
     def __init__(self, chunks: list[bytes], close: bool) -> None:
         self.chunks, self.close = chunks, close
         self.writers_after_write: bool | None = None
+        self.nodelay: bool | None = None
 
     def connectionMade(self) -> None:  # noqa: N802
         assert self.transport is not None
@@ -207,6 +208,7 @@ class Writer(protocol.Protocol):
 
         writers: list[Any] = reactor.getWriters()  # type: ignore[attr-defined]
         self.writers_after_write = self.transport in writers
+        self.nodelay = self.transport.getTcpNoDelay()  # type: ignore[attr-defined]
         if self.close:
             self.transport.loseConnection()
 
@@ -252,6 +254,8 @@ class TurnFlushServerTests(TestCase):
             self.assertEqual(data, b"one two three")
             # the writes were held for the end of the turn, not handed to epoll
             self.assertIs(made[0].writers_after_write, False)
+            # and no Nagle delay on top of that
+            self.assertTrue(made[0].nodelay)
 
         return done.addCallback(check)
 
