@@ -197,3 +197,44 @@ class DeliverySliceTests(SynchronousTestCase):
         turns.pop(0)()
         self.assertEqual(fired, list(range(7)))
         self.assertEqual(turns, [])
+
+
+class TurnHandOverTests(SynchronousTestCase):
+    """Jobs asked for in one reactor turn reach the writer together: one commit."""
+
+    def test_a_turns_jobs_share_one_commit(self) -> None:
+        import threading
+
+        later: list[Any] = []
+        from_thread: list[tuple[Any, tuple[Any, ...]]] = []
+        delivered = threading.Event()
+
+        class Reactor:
+            def callLater(self, delay: float, f: Any, *args: Any) -> None:  # noqa: N802
+                later.append(f)
+
+            def callFromThread(self, f: Any, *args: Any) -> None:  # noqa: N802
+                from_thread.append((f, args))
+                delivered.set()
+
+        db = Database(temp_dir(self) / "db.sqlite3", Reactor())  # type: ignore[arg-type]
+        results: list[int] = []
+
+        def select(conn: sqlite3.Connection, i: int) -> int:
+            return int(conn.execute("SELECT ?", (i,)).fetchone()[0])
+
+        for i in range(3):
+            db.run("job", select, i).addCallback(results.append)
+        self.assertEqual(len(later), 1)  # one hand-over scheduled for the whole turn
+        self.assertEqual(db.commits, 0)
+        later.pop()()  # the end of the turn
+        self.assertTrue(delivered.wait(10))
+        f, args = from_thread.pop(0)
+        f(*args)  # what the reactor thread would run: fire the committed jobs
+        self.assertEqual(results, [0, 1, 2])
+        self.assertEqual((db.commits, db.transactions), (1, 3))
+        writer = db._thread
+        assert writer is not None
+        db.stop()
+        writer.join(10)
+        self.assertFalse(writer.is_alive())
