@@ -478,19 +478,23 @@ class NativeProtocol(BoundedOutput, Protocol):
             self.send_line(self.factory.message_line(message))
 
     def joined(self, room: str, user: str) -> None:
-        self.send(wire.event("joined", room=room, user=user))
+        self.send_line(self.factory.event_line("joined", room=room, user=user))
 
     def parted(self, room: str, user: str, reason: str | None) -> None:
-        self.send(wire.event("parted", room=room, user=user, reason=reason))
+        self.send_line(self.factory.event_line("parted", room=room, user=user, reason=reason))
 
     def kicked(self, room: str, user: str, by: str, reason: str | None) -> None:
-        self.send(wire.event("kicked", room=room, user=user, by=by, reason=reason))
+        self.send_line(
+            self.factory.event_line("kicked", room=room, user=user, by=by, reason=reason)
+        )
 
     def topic_changed(self, room: str, topic: str, by: str) -> None:
-        self.send(wire.event("topic", room=room, topic=topic, by=by))
+        self.send_line(self.factory.event_line("topic", room=room, topic=topic, by=by))
 
     def presence_changed(self, user: str, presence: str, away: str | None) -> None:
-        self.send(wire.event("presence", user=user, presence=presence, away=away))
+        self.send_line(
+            self.factory.event_line("presence", user=user, presence=presence, away=away)
+        )
 
     def modes_changed(self, room: str, by: str, changes: list[tuple[str, str | None]]) -> None:
         self.send(wire.event("mode", room=room, by=by, changes=[[c, a] for c, a in changes]))

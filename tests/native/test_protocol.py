@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from pingchat.auth.tokens import token_hash
 from tests.helpers import PASSWORD, ServerTestCase
@@ -167,6 +168,29 @@ class RoomTests(ServerTestCase):
         bob = next(m for m in reply["members"] if m["user"] == "bob")
         self.assertFalse(bob["op"])
         self.assertEqual(self.alice.take_events("joined")[-1]["user"], "bob")
+
+    def test_a_join_is_encoded_once_for_all_members(self) -> None:
+        from pingchat.native import wire
+
+        carol = self.account("carol")
+        for c in (self.alice, self.bob):
+            c.request("join", room="#lobby")
+        encoded: list[dict[str, Any]] = []
+        real = wire.encode
+
+        def counting(obj: dict[str, Any]) -> bytes:
+            encoded.append(obj)
+            return real(obj)
+
+        self.patch(wire, "encode", counting)
+        carol.request("join", room="#lobby")
+        joins = [o for o in encoded if o.get("event") == "joined"]
+        self.assertEqual(joins, [{"event": "joined", "room": "#lobby", "user": "carol"}])
+        for c in (self.alice, self.bob):
+            self.assertEqual(c.take_events("joined")[-1]["user"], "carol")
+        # a different event is encoded again, not served from the last one
+        self.alice.request("part", room="#lobby")
+        self.assertEqual(self.bob.take_events("parted")[-1]["user"], "alice")
 
     def test_invalid_room_names(self) -> None:
         for name in ["lobby", "#", "#a b", "#" + "x" * 50, "#a,b"]:
