@@ -17,6 +17,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat.chat.model import (
@@ -195,7 +196,7 @@ class ChatService(Service):
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, list[Session]] = {}
         self.presence: dict[str, PresenceState] = {}
-        self._creating: dict[str, Deferred[Room]] = {}
+        self._creating: dict[str, list[Deferred[Room]]] = {}  # room -> who waits for it
         self.messages_delivered = 0
         self.messages_stored = 0
         self.load(rooms)
@@ -444,12 +445,14 @@ class ChatService(Service):
 
     def _create_room(self, name: str) -> Deferred[Room]:
         folded = fold(name)
-        pending = self._creating.get(folded)
-        if pending is not None:
+        waiting = self._creating.get(folded)
+        if waiting is not None:
             # Someone is creating this room right now: wait for that instead of
-            # racing it into a unique-constraint failure.
+            # racing it into a unique-constraint failure. Each waiter has a
+            # Deferred of its own: chained onto the creator's, the first
+            # waiter's callback took the room from the ones after it.
             waiter: Deferred[Room] = Deferred()
-            pending.chainDeferred(waiter)
+            waiting.append(waiter)
             return waiter
 
         def created(info: RoomInfo) -> Room:
@@ -459,12 +462,15 @@ class ChatService(Service):
             return room
 
         def done(result: Any) -> Any:
-            self._creating.pop(folded, None)
+            for waiter in self._creating.pop(folded, []):
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
             return result
 
-        d = self.store.create_room(name, self.now()).addCallback(created).addBoth(done)
-        self._creating[folded] = d
-        return d
+        self._creating[folded] = []
+        return self.store.create_room(name, self.now()).addCallback(created).addBoth(done)
 
     def join(self, session: Session, name: str, key: str | None = None) -> Deferred[Room]:
         """Join (creating it if need be) a room; the first member becomes operator."""

@@ -19,6 +19,31 @@ class ServiceTests(ServerTestCase):
         mind = RecordingMind()
         return self.server.chat.attach(account, mind, "127.0.0.1"), mind
 
+    def test_three_first_joins_while_the_store_is_slow_all_succeed(self) -> None:
+        chat = self.server.chat
+        sessions = [self.session(n)[0] for n in ("alice", "bob", "carol")]
+        # Both the room's creation and each membership wait for a commit, as
+        # with the real (threaded) database.
+        held: list[tuple[Deferred[object], Deferred[object]]] = []
+
+        def later(original: object) -> object:
+            def call(*args: object) -> Deferred[object]:
+                d: Deferred[object] = Deferred()
+                held.append((original(*args), d))  # type: ignore[operator]
+                return d
+
+            return call
+
+        self.patch(chat.store, "create_room", later(chat.store.create_room))
+        self.patch(chat.store, "add_member", later(chat.store.add_member))
+        joins = [chat.join(s, "#new") for s in sessions]
+        while held:  # the commits, in order
+            done, d = held.pop(0)
+            done.chainDeferred(d)
+        rooms = [self.successResultOf(j) for j in joins]
+        self.assertEqual({id(r) for r in rooms}, {id(chat.get_room("#new"))})
+        self.assertEqual(sorted(rooms[0].members), ["alice", "bob", "carol"])
+
     def test_concurrent_first_joins_create_the_room_once(self) -> None:
         chat = self.server.chat
         (a, _), (b, _) = self.session("alice"), self.session("bob")
