@@ -9,7 +9,7 @@ and acknowledged only after the store has committed it.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -197,6 +197,11 @@ class ChatService(Service):
         self.sessions: dict[str, list[Session]] = {}
         self.presence: dict[str, PresenceState] = {}
         self._creating: dict[str, list[Deferred[Room]]] = {}  # room -> who waits for it
+        # Each room's sessions and their ``message`` methods, made at its
+        # first message and forgotten whenever a membership or a session
+        # changes (see _changed): a fan-out walks one dict instead of every
+        # member's session list.
+        self._receivers: dict[Room, dict[Session, Callable[[Message], object]]] = {}
         self.messages_delivered = 0
         self.messages_stored = 0
         self.load(rooms)
@@ -210,6 +215,7 @@ class ChatService(Service):
             room.bans = list(snap.bans)
             room.invites = {fold(n) for n in snap.invites}
             self.rooms[fold(room.name)] = room
+        self._changed()
 
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -232,6 +238,7 @@ class ChatService(Service):
         )
         sessions = self.sessions.setdefault(session.folded, [])
         sessions.append(session)
+        self._changed()
         state = self.presence.setdefault(session.folded, PresenceState())
         if len(sessions) == 1:
             state.presence = Presence.AWAY if state.away else Presence.ONLINE
@@ -252,6 +259,7 @@ class ChatService(Service):
         sessions = self.sessions.get(session.folded, [])
         if session in sessions:
             sessions.remove(session)
+        self._changed()
         if sessions:
             return
         self.sessions.pop(session.folded, None)
@@ -294,6 +302,7 @@ class ChatService(Service):
             room.members[folded] = member
         session.name, session.folded = name, folded
         self.sessions[folded] = sessions
+        self._changed()
         self.presence[folded] = state
         for mind in self._minds(self._audience(name)):
             renamed = getattr(mind, "renamed", None)
@@ -497,6 +506,7 @@ class ChatService(Service):
         member = Member(session.name, op=op, guest=session.guest)
         room.members[session.folded] = member
         room.invites.discard(session.folded)
+        self._changed()
 
         def stored(_: None) -> Room:
             for mind in self._minds(room.members):
@@ -505,6 +515,7 @@ class ChatService(Service):
 
         def failed(f: Any) -> Any:
             room.members.pop(session.folded, None)
+            self._changed()
             return f
 
         if session.guest:
@@ -525,6 +536,7 @@ class ChatService(Service):
         member = room.members.pop(folded, None)
         if member is None:
             return succeed(None)
+        self._changed()
         if reason is not None:
             reason = clean_text(reason)[:300]
         for mind in self._minds(audience):
@@ -704,15 +716,22 @@ class ChatService(Service):
 
     def _deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
         self.messages_stored += 1
-        n = 0
-        sessions = self.sessions
-        for folded in room.members:
-            for s in sessions.get(folded, ()):
-                if s is not origin:
-                    s.mind.message(message)
-                    n += 1
-        self.messages_delivered += n
+        receivers = self._receivers.get(room)
+        if receivers is None:
+            sessions = self.sessions
+            receivers = self._receivers[room] = {
+                s: s.mind.message for folded in room.members for s in sessions.get(folded, ())
+            }
+        for session, deliver in receivers.items():
+            if session is not origin:
+                deliver(message)
+        self.messages_delivered += len(receivers) - (origin in receivers)
         return message
+
+    def _changed(self) -> None:
+        """A room's members or an account's sessions changed: forget who receives what."""
+        if self._receivers:
+            self._receivers.clear()
 
     def dm(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 # name -> value advertised to CAP LS 302 clients ("" for none).
 SUPPORTED: dict[str, str] = {
@@ -63,3 +64,12 @@ def parse_request(text: str) -> list[tuple[str, bool]] | None:
             return None
         changes.append((name, enable))
     return changes
+
+
+def tags_wanted(caps: AbstractSet[str]) -> tuple[bool, bool, bool]:
+    """The tags a room message carries for a client with *caps*.
+
+    Clients asking for the same tags get the same bytes; the gateway encodes
+    a room message once per distinct answer (``IRCFactory.room_message_data``).
+    """
+    return ("server-time" in caps, "message-tags" in caps, "account-tag" in caps)

@@ -127,8 +127,7 @@ class IRCFactory(Factory):
         recipients in turn: caching the last message's encodings per tag set
         formats it a handful of times per fan-out instead of once per client.
         """
-        caps = proto.caps
-        key = ("server-time" in caps, "message-tags" in caps, "account-tag" in caps)
+        key = proto.tags_wanted
         if self._last_message is not message:
             self._last_message = message
             self._message_data = {}

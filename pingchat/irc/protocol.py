@@ -196,6 +196,7 @@ class IRCProtocol(BoundedOutput, Protocol):
         self.session: Session | None = None
         self._logout: Callable[[], None] | None = None
         self.caps: set[str] = set()
+        self.tags_wanted = capabilities.tags_wanted(self.caps)
         self.cap_version = 0
         self._cap_negotiating = False
         self._sasl: str | None = None
@@ -312,6 +313,9 @@ class IRCProtocol(BoundedOutput, Protocol):
         if self.closed or self.transport is None:
             return
         self.write_data(wire.encode(line, tags))
+
+    def _caps_changed(self) -> None:
+        self.tags_wanted = capabilities.tags_wanted(self.caps)
 
     def write_data(self, data: bytes) -> None:
         """Write encoded lines, or drop a client that has stopped reading."""
@@ -584,6 +588,7 @@ class IRCProtocol(BoundedOutput, Protocol):
                 return None
             for name, on in changes:
                 (self.caps.add if on else self.caps.discard)(name)
+            self._caps_changed()
             r.send(wire.format_line("CAP", [target, "ACK", text], self.server))
         elif sub == "END":
             if not self.registered:
@@ -1729,7 +1734,7 @@ class IRCProtocol(BoundedOutput, Protocol):
         if message.room is not None and not offline and self._held is None:
             # The common case, a room message in a fan-out: every recipient
             # with the same tag capabilities gets the same bytes, encoded once.
-            self.write_data(self.factory.room_message_data(message, self))
+            self.write_bounded(self.factory.room_message_data(message, self))
             return
         for line, tags in self.message_lines(message, offline):
             self.event(line, tags)

@@ -475,7 +475,7 @@ class NativeProtocol(BoundedOutput, Protocol):
         if offline:
             self.send({"event": "message", **message.to_event(offline)})
         else:
-            self.send_line(self.factory.message_line(message))
+            self.write_bounded(self.factory.message_line(message))
 
     def joined(self, room: str, user: str) -> None:
         self.send_line(self.factory.event_line("joined", room=room, user=user))

@@ -65,6 +65,40 @@ class ServiceTests(ServerTestCase):
         self.assertEqual(sorted(room.members), ["alice", "bob"])
         self.assertTrue(room.is_op("alice"))
 
+    def test_room_messages_follow_membership_and_session_changes(self) -> None:
+        # Who receives a room's messages is remembered between messages; every
+        # change of membership or of sessions must be seen by the next one.
+        chat = self.server.chat
+        a, amind = self.session("alice")
+        b, bmind = self.session("bob")
+        self.successResultOf(chat.join(a, "#x"))
+
+        def texts(mind: RecordingMind) -> list[str]:
+            return [m.text for m, _offline in mind.named("message")]
+
+        def say(text: str) -> None:
+            self.successResultOf(chat.say(a, "#x", text))
+
+        say("one")  # bob is not a member yet
+        self.successResultOf(chat.join(b, "#x"))
+        say("two")
+        b2, b2mind = self.session("bob")  # a second session of a member
+        say("three")
+        chat.detach(b)
+        say("four")
+        self.successResultOf(chat.part(b2, "#x"))
+        say("five")
+        self.successResultOf(chat.join(b2, "#x"))
+        c, cmind = self.session("carol")
+        self.successResultOf(chat.join(c, "#x"))
+        self.successResultOf(chat.kick(a, "#x", "bob"))
+        say("six")
+        self.assertEqual(texts(bmind), ["two", "three"])
+        self.assertEqual(texts(b2mind), ["three", "four"])
+        self.assertEqual(texts(cmind), ["six"])
+        self.assertEqual(texts(amind), [])  # the sender's own session is skipped
+        self.assertEqual(chat.messages_delivered, 1 + 2 + 1 + 1)
+
     def test_presence_goes_to_those_sharing_a_room(self) -> None:
         chat = self.server.chat
         a, amind = self.session("alice")
