@@ -143,16 +143,17 @@ class TurnFlusher:
     """Everything pingchat sends in a reactor turn goes out once, at its end.
 
     Two kinds of work wait here for the end of the turn: the TLS layers'
-    flushes (Twisted's ``BufferingTLSTransport`` joins a turn's small writes
-    into one TLS record with a ``callLater(0)`` of its own per connection;
-    its factory is given this object as its clock, so there is one timed
-    call per turn for all of them), and then the connections written to
-    (:class:`TurnFlushServer`), each sent in one ``send()``.
+    flushes (a turn's writes to a TLS connection become one TLS record:
+    pingchat's ``tls.TurnWrites`` register with :meth:`add_layer`, and
+    Twisted's own ``BufferingTLSTransport``, given this object as its clock,
+    uses :meth:`callLater` with a delay of 0), and then the connections
+    written to (:class:`TurnFlushServer`), each sent in one ``send()``.
     """
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._calls: list[_TurnCall] = []
+        self._layers: list[Any] = []  # TLS layers (pingchat.tls.TurnWrites)
         self._dirty: list[TurnFlushServer] = []
         self._scheduled = False
 
@@ -171,6 +172,11 @@ class TurnFlusher:
         self._dirty.append(connection)
         self._schedule()
 
+    def add_layer(self, layer: Any) -> None:
+        """Call ``layer.flush_turn()`` at the end of this turn, before connections are sent."""
+        self._layers.append(layer)
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -178,7 +184,7 @@ class TurnFlusher:
 
     def _flush(self) -> None:
         try:
-            while self._calls or self._dirty:
+            while self._calls or self._layers or self._dirty:
                 calls, self._calls = self._calls, []
                 for call in calls:
                     if call.active():
@@ -187,6 +193,12 @@ class TurnFlusher:
                             call.f(*call.args)
                         except Exception:
                             log.failure("flushing a connection failed")
+                layers, self._layers = self._layers, []
+                for layer in layers:
+                    try:
+                        layer.flush_turn()
+                    except Exception:
+                        log.failure("flushing a connection failed")
                 dirty, self._dirty = self._dirty, []
                 for connection in dirty:
                     connection.flush_turn()
@@ -255,9 +267,12 @@ class TurnFlushServer(tcp.Server):
         if not self.connected or self._writeDisconnected:
             return
         if not (self.dataBuffer or self._tempDataBuffer):
-            sent = self.writeSomeData(data)
-            if not isinstance(sent, int):  # the connection is gone: let doWrite find out
-                sent = 0
+            # writeSomeData without its two layers of calls (slicing to
+            # SEND_LIMIT, retrying on EINTR, which Python does by itself).
+            try:
+                sent = self.socket.send(data) if len(data) <= self.SEND_LIMIT else 0
+            except OSError:
+                sent = 0  # full, or the connection is gone: doWrite finds out which
             if sent == len(data):
                 return
             data = data[sent:]

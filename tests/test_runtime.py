@@ -213,6 +213,26 @@ class Writer(protocol.Protocol):
             self.transport.loseConnection()
 
 
+class TurnByTurnWriter(Writer):
+    """Writes one chunk per reactor turn, then closes; the reader waits for the last."""
+
+    all_written: Deferred[None]
+
+    def connectionMade(self) -> None:  # noqa: N802
+        from twisted.internet import reactor
+
+        def next_chunk() -> None:
+            assert self.transport is not None
+            if self.chunks:
+                self.transport.write(self.chunks.pop(0))
+                reactor.callLater(0, next_chunk)  # type: ignore[attr-defined]
+            else:
+                self.transport.loseConnection()
+                self.all_written.callback(None)
+
+        next_chunk()
+
+
 class Collect(protocol.Protocol):
     def __init__(self) -> None:
         self.data = b""
@@ -228,7 +248,12 @@ class Collect(protocol.Protocol):
 class TurnFlushServerTests(TestCase):
     """Over real loopback sockets: order, large writes, close after writing."""
 
-    def serve(self, chunks: list[bytes]) -> tuple[Deferred[bytes], list[Writer]]:
+    def serve(
+        self,
+        chunks: list[bytes],
+        writer: type[Writer] = Writer,
+        reader_waits_for: Deferred[None] | None = None,
+    ) -> tuple[Deferred[bytes], list[Writer]]:
         from twisted.internet import reactor
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
@@ -236,14 +261,24 @@ class TurnFlushServerTests(TestCase):
 
         class Factory(protocol.Factory):
             def buildProtocol(self, addr: Any) -> Writer:  # noqa: N802
-                w = Writer(chunks, close=True)
+                w = writer(list(chunks), close=True)
                 made.append(w)
                 return w
 
         port = runtime.server_reactor(reactor).listenTCP(0, Factory(), 50, "127.0.0.1")
         self.addCleanup(port.stopListening)
         client = Collect()
-        connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
+        connected = connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client
+        )
+        if reader_waits_for is not None:
+            # The client reads nothing until the server has written everything.
+            def pause(_: object) -> None:
+                transport: Any = client.transport
+                transport.pauseProducing()
+                reader_waits_for.addCallback(lambda _: transport.resumeProducing())
+
+            connected.addCallback(pause)
         return client.done, made
 
     def test_a_turns_writes_arrive_in_order_without_waiting_on_epoll(self) -> Deferred[None]:
@@ -263,3 +298,16 @@ class TurnFlushServerTests(TestCase):
         big = bytes(range(256)) * 32 * 1024  # 8 MiB: far more than a socket buffer
         done, _ = self.serve([big[: len(big) // 2], big[len(big) // 2 :]])
         return done.addCallback(lambda data: self.assertTrue(data == big, len(data)))
+
+    def test_turns_of_writes_larger_than_the_kernel_takes_keep_their_order(
+        self,
+    ) -> Deferred[None]:
+        # Each turn sends straight away; once the kernel takes only part of
+        # one, the rest and every later turn wait in Twisted's buffer.
+        chunks = [bytes([i]) * 100_000 for i in range(150)]  # 15 MB, 100 KB a turn
+        all_written: Deferred[None] = Deferred()
+        TurnByTurnWriter.all_written = all_written
+        self.addCleanup(delattr, TurnByTurnWriter, "all_written")
+        done, _ = self.serve(chunks, TurnByTurnWriter, reader_waits_for=all_written)
+        expected = b"".join(chunks)
+        return done.addCallback(lambda data: self.assertTrue(data == expected, len(data)))

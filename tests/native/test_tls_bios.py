@@ -17,7 +17,8 @@ from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import TestCase
 
 from pingchat import tls
-from pingchat.tls import COMPACT_AFTER, CompactTLSFactory, compact_bios
+from pingchat.runtime import TurnFlusher
+from pingchat.tls import COMPACT_AFTER, COMPACT_DELAY, CompactTLSFactory, compact_bios
 
 
 class Echo(Protocol):
@@ -162,5 +163,99 @@ class CompactTLSTransportTests(TLSTestCase):
             collect.wrappedProtocol.received,  # type: ignore[attr-defined]
             b"hello\nsmall\n" + big,
         )
-        self.assertGreater(len(compacted), 1)
+        # Not after each burst: once, a while after the first of them.
+        self.assertEqual(len(compacted), 1)
+        collect.write(big)
+        pump.flush()
+        clock.advance(COMPACT_DELAY)
+        self.assertEqual(len(compacted), 2)
+        clock.advance(COMPACT_DELAY)
+        self.assertEqual(len(compacted), 2)
         self.assertTrue(all(c is server._tlsConnection for c in compacted))
+
+        # A compaction still waiting when the connection closes is cancelled.
+        collect.write(big)
+        pump.flush()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        collect.transport.loseConnection()  # type: ignore[union-attr]
+        pump.flush()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class LineEcho(Protocol):
+    """Greets before the handshake is done; echoes each line with a write of its own."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"welcome\n")  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        for line in data.splitlines(keepends=True):
+            self.transport.write(line)  # type: ignore[union-attr]
+
+
+class CountingLib:
+    """OpenSSL's cffi lib, counting the bytes of each ``SSL_write``."""
+
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
+        self.writes: list[int] = []
+
+    def SSL_write(self, ssl: Any, buf: Any, n: int) -> int:  # noqa: N802 - OpenSSL's name
+        self.writes.append(n)
+        return int(self.lib.SSL_write(ssl, buf, n))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lib, name)
+
+
+class TurnWritesTests(TLSTestCase):
+    """With a TurnFlusher as its clock, a turn's writes are one SSL_write, in order."""
+
+    def connect(self) -> tuple[Any, Any, Any, CountingLib]:
+        lib = CountingLib(tls._lib)
+        self.patch(tls, "_lib", lib)
+        clock = Clock()
+        server_factory = CompactTLSFactory(
+            self.server_options, False, Factory.forProtocol(LineEcho), clock=TurnFlusher(clock)
+        )
+        client_factory = TLSMemoryBIOFactory(
+            self.client_options, True, Factory.forProtocol(Collect), clock=clock
+        )
+        collect, server, pump = connectedServerAndClient(
+            lambda: server_factory.buildProtocol(None),
+            lambda: client_factory.buildProtocol(None),
+            clock=clock,
+        )
+        return collect, server, pump, lib
+
+    def test_a_turns_writes_become_one_ssl_write(self) -> None:
+        collect, _server, pump, lib = self.connect()
+        pump.flush()
+        received = collect.wrappedProtocol  # type: ignore[attr-defined]
+        # Written before the handshake was done, and not lost.
+        self.assertEqual(received.received, b"welcome\n")
+        del lib.writes[:]
+        collect.write(b"one\ntwo\nthree\n")
+        pump.flush()
+        self.assertEqual(received.received, b"welcome\none\ntwo\nthree\n")
+        self.assertEqual(lib.writes, [len(b"one\ntwo\nthree\n")])
+
+    def test_large_writes_and_writes_after_the_end(self) -> None:
+        collect, server, pump, lib = self.connect()
+        pump.flush()
+        del lib.writes[:]
+        big = bytes(range(256)) * 300 + b"\n"  # more than a TLS record: Twisted's path
+        collect.write(big)
+        pump.flush()
+        received = collect.wrappedProtocol  # type: ignore[attr-defined]
+        self.assertEqual(received.received, b"welcome\n" + big)
+        self.assertEqual(lib.writes, [])
+        collect.write(b"last\n")
+        pump.flush()
+        self.assertEqual(lib.writes, [5])
+        collect.transport.loseConnection()  # type: ignore[union-attr]
+        pump.flush()
+        server.write(b"too late\n")  # dropped, as Twisted's transport drops it
+        pump.flush()
+        self.assertEqual(received.received, b"welcome\n" + big + b"last\n")
+        self.assertEqual(lib.writes, [5])
