@@ -389,4 +389,5 @@ def makeService(options: Options) -> service.MultiService:
     # Only for the real server: tests build on their own reactor and clock.
     runtime.bound_reactor_turns(reactor)
     runtime.tune_gc()
+    runtime.FullCollector(reactor).setServiceParent(top)
     return top

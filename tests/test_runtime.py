@@ -97,13 +97,67 @@ class BoundedTurnTests(SynchronousTestCase):
 
 
 class GarbageCollectorTests(SynchronousTestCase):
-    def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold(self) -> None:
+    def test_tune_gc_freezes_what_exists_and_sets_the_thresholds(self) -> None:
         before = gc.get_threshold()
         self.addCleanup(gc.set_threshold, *before)
         self.addCleanup(gc.unfreeze)
-        runtime.tune_gc(gen0=12_345)
-        self.assertEqual(gc.get_threshold(), (12_345, before[1], before[2]))
+        runtime.tune_gc(gen0=12_345, gen1=3)
+        self.assertEqual(gc.get_threshold(), (12_345, 3, runtime.GC_GEN2_THRESHOLD))
         self.assertGreater(gc.get_freeze_count(), 0)
+
+
+class FullCollectorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.cpu = 0.0
+        self.pending = 1
+        self.collected: list[float] = []
+        self.collector = runtime.FullCollector(
+            self.clock,
+            interval=1.0,
+            quiet=0.25,
+            quiet_checks=2,
+            max_interval=60.0,
+            cpu=lambda: self.cpu,
+            collect=lambda: self.collected.append(self.clock.seconds()),
+            pending=lambda: self.pending,
+        )
+        self.collector.startService()
+        self.addCleanup(self.collector.stopService)
+
+    def second(self, busy: float) -> None:
+        """One second passes, the process running *busy* of it."""
+        self.cpu += busy
+        self.clock.advance(1.0)
+
+    def test_waits_for_quiet_seconds_in_a_row(self) -> None:
+        for busy in (0.9, 0.9, 0.1, 0.9, 0.9):  # a storm, with a lull
+            self.second(busy)
+        self.assertEqual(self.collected, [])
+        self.second(0.1)
+        self.second(0.2)
+        self.assertEqual(self.collected, [7.0])
+        self.assertEqual(self.collector.collections, 1)
+        self.second(0.0)
+        self.second(0.0)
+        self.assertEqual(self.collected, [7.0, 9.0])
+
+    def test_nothing_new_in_the_oldest_generation_nothing_to_do(self) -> None:
+        self.pending = 0
+        for _ in range(5):
+            self.second(0.0)
+        self.assertEqual(self.collected, [])
+
+    def test_a_server_never_quiet_still_collects_now_and_then(self) -> None:
+        for _ in range(130):
+            self.second(1.0)
+        self.assertEqual(self.collected, [60.0, 120.0])
+
+    def test_stops_with_the_service(self) -> None:
+        self.collector.stopService()
+        self.second(0.0)
+        self.assertEqual(self.collected, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class Counting(protocol.Factory):
