@@ -49,6 +49,25 @@ class TLSTestCase(TestCase):
             "localhost", trustRoot=Certificate.loadPEM(cert.read_bytes())
         )
 
+    def pair(
+        self, server_protocol: type[Protocol], clock: Clock, server_clock: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """A CompactTLSTransport server and a Twisted TLS client, joined in memory."""
+        server_factory = CompactTLSFactory(
+            self.server_options,
+            False,
+            Factory.forProtocol(server_protocol),
+            clock=server_clock or clock,
+        )
+        client_factory = TLSMemoryBIOFactory(
+            self.client_options, True, Factory.forProtocol(Collect), clock=clock
+        )
+        return connectedServerAndClient(
+            lambda: server_factory.buildProtocol(None),
+            lambda: client_factory.buildProtocol(None),
+            clock=clock,
+        )
+
 
 class CompactBIOTests(TLSTestCase):
     """``compact_bios`` on pyOpenSSL connections driven by hand."""
@@ -136,17 +155,7 @@ class CompactTLSTransportTests(TLSTestCase):
 
         self.patch(tls, "compact_bios", counting)
         clock = Clock()
-        server_factory = CompactTLSFactory(
-            self.server_options, False, Factory.forProtocol(Echo), clock=clock
-        )
-        client_factory = TLSMemoryBIOFactory(
-            self.client_options, True, Factory.forProtocol(Collect), clock=clock
-        )
-        collect, server, pump = connectedServerAndClient(
-            lambda: server_factory.buildProtocol(None),
-            lambda: client_factory.buildProtocol(None),
-            clock=clock,
-        )
+        collect, server, pump = self.pair(Echo, clock)
         collect.write(b"hello\n")
         pump.flush()
         self.assertEqual(collect.wrappedProtocol.received, b"hello\n")  # type: ignore[attr-defined]
@@ -215,17 +224,7 @@ class TurnWritesTests(TLSTestCase):
         lib = CountingLib(tls._lib)
         self.patch(tls, "_lib", lib)
         clock = Clock()
-        server_factory = CompactTLSFactory(
-            self.server_options, False, Factory.forProtocol(LineEcho), clock=TurnFlusher(clock)
-        )
-        client_factory = TLSMemoryBIOFactory(
-            self.client_options, True, Factory.forProtocol(Collect), clock=clock
-        )
-        collect, server, pump = connectedServerAndClient(
-            lambda: server_factory.buildProtocol(None),
-            lambda: client_factory.buildProtocol(None),
-            clock=clock,
-        )
+        collect, server, pump = self.pair(LineEcho, clock, TurnFlusher(clock))
         return collect, server, pump, lib
 
     def test_a_turns_writes_become_one_ssl_write(self) -> None:
