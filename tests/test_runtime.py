@@ -76,11 +76,14 @@ class BoundedTurnTests(SynchronousTestCase):
         runtime.bound_reactor_turns(reactor, max_events=64, budget=0.01, clock=clock)
         reactor.doIteration(1.0)
         self.assertEqual(seen, [10, 11, 12])  # the third one went over the budget
+        # What the turn's I/O took, for the timed work after it (Database).
+        self.assertAlmostEqual(reactor.pingchat_turn_io, 0.012)
         reactor.doIteration(1.0)  # the held events first, without waiting on epoll
         self.assertEqual(len(poller.calls), 1)
         self.assertEqual(seen, [10, 11, 12, 13, 14, 15])
         reactor.doIteration(1.0)
         self.assertEqual(seen, list(range(10, 17)))
+        self.assertAlmostEqual(reactor.pingchat_turn_io, 0.004)
         self.assertEqual(len(poller.calls), 1)
 
     def test_an_event_for_a_descriptor_gone_since_is_skipped(self) -> None:

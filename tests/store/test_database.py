@@ -238,3 +238,51 @@ class TurnHandOverTests(SynchronousTestCase):
         db.stop()
         writer.join(10)
         self.assertFalse(writer.is_alive())
+
+    def test_the_turns_io_time_comes_out_of_the_budget(self) -> None:
+        # pingchat.runtime leaves how long a turn's I/O took on the reactor;
+        # the callbacks after it get what is left of TURN_TOTAL, and never
+        # less than DELIVER_MIN.
+        from twisted.internet.defer import Deferred
+
+        from pingchat.store import database
+
+        self.assertEqual(
+            (database.DELIVER_BUDGET, database.TURN_TOTAL, database.DELIVER_MIN),
+            (0.020, 0.020, 0.004),
+        )
+
+        class Reactor:
+            pingchat_turn_io: float | None = None
+
+            def callLater(self, delay: float, f: Any) -> None:  # noqa: N802
+                pass
+
+        reactor = Reactor()
+        db = Database(temp_dir(self) / "db.sqlite3", reactor)  # type: ignore[arg-type]
+        self.addCleanup(db.stop)
+        now = [0.0]
+        db._timer = lambda: now[0]
+
+        def fired_in_one_turn(io: float | None) -> int:
+            reactor.pingchat_turn_io = io
+            fired: list[int] = []
+
+            def costly(i: int) -> None:
+                fired.append(i)
+                now[0] += 0.0045
+
+            batch: list[tuple[Deferred[Any], bool, Any]] = []
+            for i in range(20):
+                d: Deferred[int] = Deferred()
+                d.addCallback(costly)
+                batch.append((d, True, i))
+            db._results.clear()
+            db._delivering = False
+            db._deliver(batch)
+            return len(fired)
+
+        self.assertEqual(fired_in_one_turn(None), 5)  # not a bounded reactor: 20 ms
+        self.assertEqual(fired_in_one_turn(0.0), 5)  # no I/O this turn: 20 ms
+        self.assertEqual(fired_in_one_turn(0.012), 2)  # 8 ms left
+        self.assertEqual(fired_in_one_turn(0.019), 1)  # at least 4 ms
