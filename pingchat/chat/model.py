@@ -162,9 +162,15 @@ class Account:
         return self.role == Role.ADMIN.value
 
 
-@attrs.frozen
+@attrs.define(eq=True)
 class Message:
-    """A stored room message or direct message."""
+    """A stored room message or direct message.
+
+    Never changed once made, but not ``attrs.frozen``: a frozen class's
+    ``__init__`` sets each field through ``object.__setattr__`` and took
+    3.6 us here against 1.1, and one is built for every message stored or
+    sent and for every row of a history page.
+    """
 
     id: int
     ts: int
