@@ -22,6 +22,16 @@ class TimestampTests(SynchronousTestCase):
     def test_example(self) -> None:
         self.assertEqual(iso_ms(1795308703992), "2026-11-22T00:51:43.992Z")
 
+    def test_the_remembered_stamp_and_minute_never_leak_into_the_next(self) -> None:
+        # iso_ms keeps the last value and the last minute: walk across minute,
+        # hour, day and year boundaries, back again, and repeat values.
+        start = 1798761540000  # 2026-12-31T23:59:00Z
+        steps = [0, 0, 1, 59_999, 60_000, 60_001, 59_999, 0, -1, -60_000, 3_600_000, 1]
+        for step in steps:
+            ms = start + step
+            expected = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self.assertEqual(iso_ms(ms), f"{expected}.{ms % 1000:03d}Z", step)
+
 
 class TextTests(SynchronousTestCase):
     @given(st.text())
