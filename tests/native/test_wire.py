@@ -86,6 +86,24 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(line.count(b"\n"), 1)
         self.assertEqual(json.loads(line)["text"], "h\u00e9\nllo")
 
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+            lambda inner: st.lists(inner, max_size=4)
+            | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=20,
+        )
+    )
+    def test_dumps_is_json_dumps_compact_and_unicode(self, value: object) -> None:
+        # wire.dumps keeps CPython's C encoder instead of building it per call.
+        obj = {"id": 1, "value": value}
+        self.assertEqual(
+            wire.dumps(obj), json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        )
+
+    def test_dumps_refuses_what_json_cannot_hold(self) -> None:
+        self.assertRaises(TypeError, wire.dumps, {"when": object()})
+
     def test_error_shape(self) -> None:
         reply = wire.error(7, "rate_limited", "slow down", retry_after=1.5)
         self.assertEqual(reply["ok"], False)
