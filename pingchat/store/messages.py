@@ -15,9 +15,10 @@ from pingchat.store.contacts import _take_pending_events, is_contact
 if TYPE_CHECKING:
     from pingchat.store.database import Database
 
+# The columns in the order of Message's fields, so a row is Message(*row).
 _SELECT = (
-    "SELECT m.id, m.ts, m.sender, m.kind, m.body, m.ciphertext, m.nonce,"
-    " r.name AS room, a.name AS recipient, s.name AS sender_account"
+    "SELECT m.id, m.ts, m.sender, m.body, r.name AS room, a.name AS recipient,"
+    " m.ciphertext, m.nonce, m.kind, s.name AS sender_account"
     " FROM messages m"
     " LEFT JOIN rooms r ON r.id = m.room_id"
     " LEFT JOIN accounts a ON a.id = m.recipient_id"
@@ -31,21 +32,9 @@ def dm_conversation(a: int, b: int) -> str:
 
 
 def _row_to_message(row: sqlite3.Row) -> Message:
-    # By position, in _SELECT's order: a page of history makes a hundred of
-    # these, and a Row looked up by column name costs several times more.
-    id_, ts, sender, kind, body, ciphertext, nonce, room, recipient, sender_account = row
-    return Message(
-        id=id_,
-        ts=ts,
-        sender=sender,
-        text=body,
-        room=room,
-        to=recipient,
-        ciphertext=ciphertext,
-        nonce=nonce,
-        kind=kind,
-        sender_account=sender_account,
-    )
+    # By position: a page of history makes a hundred of these, and looking a
+    # Row's columns up by name cost more than building the Message.
+    return Message(*row)
 
 
 def _add_room_message(

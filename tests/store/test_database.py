@@ -67,6 +67,23 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(len(self.successResultOf(store.list_accounts())), 1)
 
 
+class MessageRowTests(SynchronousTestCase):
+    def test_the_message_query_selects_the_fields_of_message_in_order(self) -> None:
+        # A row becomes Message(*row): a column added, dropped or moved on
+        # either side must fail here, not swap two fields in history.
+        import attrs
+
+        from pingchat.chat.model import Message
+        from pingchat.store.messages import _SELECT
+
+        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(db.stop)
+        cursor = db._conn.execute(_SELECT + " LIMIT 0")
+        columns = [c[0].removeprefix("m.") for c in cursor.description]
+        fields = [f.name for f in attrs.fields(Message)]
+        self.assertEqual(columns, [{"text": "body", "to": "recipient"}.get(f, f) for f in fields])
+
+
 class WriterThreadTests(TestCase):
     """The real writer thread, with the real reactor."""
 
