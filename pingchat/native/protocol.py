@@ -326,8 +326,10 @@ class NativeProtocol(BoundedOutput, Protocol):
         with_ = _field(req, "with", required=False)
         before = _field(req, "before", int, required=False)
         after = _field(req, "after", int, required=False)
-        limit = _field(req, "limit", int, required=False) or 50
-        if limit < 1 or limit > 200:
+        limit = _field(req, "limit", int, required=False)
+        if limit is None:
+            limit = 50
+        elif limit < 1 or limit > 200:
             raise BadRequest("limit must be between 1 and 200")
         # Paging back (before, or nothing) takes the newest of the range;
         # catching up (after alone) takes the oldest, so it can go on from there.

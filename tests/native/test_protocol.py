@@ -61,6 +61,7 @@ class ConnectionTests(ServerTestCase):
         self.assertError(c.request("say", room=5, text="x"), "bad_request")
         self.assertError(c.request("history", room="#a", limit="ten"), "bad_request")
         self.assertError(c.request("history", room="#a", limit=500), "bad_request")
+        self.assertError(c.request("history", room="#a", limit=0), "bad_request")
         self.assertError(c.request("dm", to="bob"), "bad_request")
 
     def test_request_rate_limit_answers_rate_limited_and_recovers(self) -> None:
