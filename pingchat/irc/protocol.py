@@ -170,6 +170,16 @@ def _command_of(item: bytes | wire.LineTooLong) -> bytes:
     return words[0].upper() if words else b""
 
 
+def _pending(d: Deferred[Any]) -> bool:
+    """Whether *d* has no result yet.
+
+    ``called`` is not enough: a Deferred whose callback returned another,
+    unfired Deferred is called and paused until that one fires (CHATHISTORY
+    LATEST resolves its references at once, then waits for the reader).
+    """
+    return not d.called or bool(d.paused)
+
+
 class NeedMoreParams(Exception):
     """A command came with fewer parameters than it needs (461)."""
 
@@ -434,7 +444,7 @@ class IRCProtocol(BoundedOutput, Protocol):
                     return
                 self._inbox.popleft()
                 d = self._process(item)
-                if d is not None and not d.called:
+                if d is not None and _pending(d):
                     if pipelined:
                         self._messages_in_flight += 1
                         d.addBoth(self._message_done)
@@ -514,7 +524,7 @@ class IRCProtocol(BoundedOutput, Protocol):
             log.failure("IRC command {command} failed", command=command)
             r.send(f":{self.server} FAIL {command} INTERNAL_ERROR :Internal server error")
             result = None
-        if isinstance(result, Deferred) and not result.called:
+        if isinstance(result, Deferred) and _pending(result):
             result.addErrback(self._command_failed, r, command)
             result.addBoth(lambda _: r.finish())
             return result

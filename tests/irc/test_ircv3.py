@@ -126,6 +126,30 @@ class ChathistoryTests(IRCTestCase):
         self.assertTrue(all(m.tags["batch"] == ref and "time" in m.tags for m in inner))
         return [m.params[1] for m in inner]
 
+    def test_replies_keep_the_order_of_commands_when_the_store_answers_later(self) -> None:
+        # The real reader thread answers a turn later. LATEST * resolves its
+        # references at once and then waits for the query: the command must
+        # still count as running (PONG after the batch, the label on it).
+        from twisted.internet.defer import Deferred
+
+        read = self.server.db.read
+
+        def later(name: str, fn: object, *args: object) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            self.clock.callLater(0.01, lambda: read(name, fn, *args).chainDeferred(d))  # type: ignore[arg-type]
+            return d
+
+        self.server.db.read = later  # type: ignore[method-assign]
+        self.bob.send("@label=one CHATHISTORY LATEST #h * 2", "PING :after")
+        self.assertEqual(self.bob.read(), [])
+        self.clock.advance(0.01)
+        lines = self.bob.read()
+        self.assertEqual(
+            [m.command for m in lines], ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH", "PONG"]
+        )
+        self.assertEqual(lines[0].tags.get("label"), "one")
+        self.assertEqual(lines[-1].params[-1], "after")
+
     def test_latest(self) -> None:
         self.assertEqual(self.history("CHATHISTORY LATEST #h * 3"), ["m7", "m8", "m9"])
         self.assertEqual(self.history(f"CHATHISTORY LATEST #h msgid={self.ids[7]} 10"),
