@@ -1,0 +1,88 @@
+"""What the IRC command mixins share with :class:`~pingchat.irc.protocol.IRCProtocol`.
+
+:class:`~pingchat.irc.protocol.IRCProtocol` is one class assembled from
+mixins, one per group of commands (:mod:`pingchat.irc.registration`,
+:mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
+:mod:`pingchat.irc.messaging`). :class:`IRCBase` declares, for the type
+checker only, the state and methods they use from the protocol and from each
+other; at run time it is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pingchat.chat.service import ChatService, Room, Session
+    from pingchat.irc import wire
+    from pingchat.irc.chathistory import ChatHistory
+    from pingchat.irc.nickserv import NickServ
+
+
+class NeedMoreParams(Exception):
+    """A command came with fewer parameters than it needs (461)."""
+
+
+class IRCBase:
+    """The base of the command mixins: declarations only (see the module docstring)."""
+
+    if TYPE_CHECKING:
+        # State, set up in IRCProtocol.__init__. (factory stays Any, as Twisted's
+        # Protocol declares it: IRCFactory here would clash with Factory.buildProtocol.)
+        factory: Any
+        service: ChatService
+        server: str
+        address: str | None
+        closed: bool
+        nick: str | None
+        user: str | None
+        realname: str
+        password: str | None
+        registered: bool
+        _registering: bool
+        session: Session | None
+        _logout: Callable[[], None] | None
+        caps: set[str]
+        cap_version: int
+        _cap_negotiating: bool
+        _sasl: str | None
+        _sasl_buffer: str
+        _held: list[tuple[str, dict[str, str]]] | None
+        invisible: bool
+        nickserv: NickServ
+        chathistory: ChatHistory
+
+        # Defined in IRCProtocol (protocol.py).
+        def close(self, reason: str) -> None: ...
+        def _remember(self) -> None: ...
+        def _end_session(self) -> None: ...
+        def _schedule(self, delay: float, fn: Callable[[], None]) -> None: ...
+        def _registration_timed_out(self) -> None: ...
+        def _keepalive(self) -> None: ...
+        def write(self, line: str, tags: Mapping[str, str] | None = None) -> None: ...
+        def _caps_changed(self) -> None: ...
+        def event(self, line: str, tags: Mapping[str, str] | None = None) -> None: ...
+        @property
+        def me(self) -> str: ...
+        @property
+        def my_mask(self) -> str: ...
+        def numeric(self, code: str, *params: str) -> str: ...
+        def mask_of(self, name: str) -> str: ...
+        def account_of(self, name: str) -> str | None: ...
+        def realname_of(self, name: str) -> str: ...
+        def message_tags(
+            self, ts: int | None = None, msgid: int | None = None, account: str | None = None
+        ) -> dict[str, str]: ...
+        def text_lines(self, source: str, command: str, target: str, text: str) -> list[str]: ...
+        @staticmethod
+        def need(msg: wire.Message, count: int) -> None: ...
+
+        # Defined in one mixin, used by another.
+        def _login_hint(self) -> str: ...  # registration.py
+        def _isupport(self, send: Callable[[str], None]) -> None: ...  # registration.py
+        def _lusers(self, send: Callable[[str], None]) -> None: ...  # registration.py
+        def _motd(self, send: Callable[[str], None]) -> None: ...  # registration.py
+        @property
+        def my_session(self) -> Session: ...  # rooms.py
+        def _join_burst(self, send: Callable[[str], None], room: Room) -> None: ...  # rooms.py

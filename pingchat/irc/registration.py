@@ -1,0 +1,492 @@
+"""IRC registration: CAP, PASS, NICK, USER, the welcome burst, SASL and NickServ.
+
+Part of :class:`~pingchat.irc.protocol.IRCProtocol`, which inherits it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
+from pingchat.chat.model import ACCOUNT_NAME_RE, fold
+from pingchat.chat.service import Session
+from pingchat.errors import ChatError, Forbidden, NoSuchUser
+from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.irc import caps as capabilities
+from pingchat.irc import numerics as n
+from pingchat.irc import wire
+from pingchat.irc.base import IRCBase
+from pingchat.irc.nickserv import NICKSERV
+
+if TYPE_CHECKING:
+    from pingchat.irc.protocol import Reply
+
+log = Logger()
+
+# A session token from the native door (secrets.token_urlsafe(32)).
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40,64}")
+SASL_CHUNK = 400
+SASL_MAX = 4096
+
+
+class RegistrationMixin(IRCBase):
+    """Registering a connection and logging it in to an account."""
+
+    # -- registration ------------------------------------------------------------
+
+    def irc_CAP(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        self.need(msg, 1)
+        sub = msg.params[0].upper()
+        target = self.me
+        if sub == "LS":
+            if not self.registered:
+                self._cap_negotiating = True
+            version = msg.param(1)
+            self.cap_version = max(
+                self.cap_version, int(version) if version.isdigit() else 301
+            )
+            if self.cap_version >= 302:
+                self.caps.add("cap-notify")
+            chunks = capabilities.chunk(capabilities.ls_tokens(self.cap_version))
+            for i, text in enumerate(chunks):
+                more = self.cap_version >= 302 and i < len(chunks) - 1
+                params = [target, "LS", *(["*"] if more else []), text]
+                r.send(wire.format_line("CAP", params, self.server))
+        elif sub == "LIST":
+            r.send(wire.format_line("CAP", [target, "LIST", " ".join(sorted(self.caps))],
+                                    self.server))
+        elif sub == "REQ":
+            if not self.registered:
+                self._cap_negotiating = True
+            text = msg.param(1)
+            changes = capabilities.parse_request(text)
+            sticky = capabilities.STICKY_302 if self.cap_version >= 302 else frozenset()
+            if changes is None or any(not on and c in sticky for c, on in changes) or (
+                not text.strip()
+            ):
+                r.send(wire.format_line("CAP", [target, "NAK", text], self.server))
+                return None
+            for name, on in changes:
+                (self.caps.add if on else self.caps.discard)(name)
+            self._caps_changed()
+            r.send(wire.format_line("CAP", [target, "ACK", text], self.server))
+        elif sub == "END":
+            if not self.registered:
+                self._cap_negotiating = False
+                if self._sasl is not None:
+                    # Registration ends an unfinished SASL exchange (sasl-3.1).
+                    self._sasl, self._sasl_buffer = None, ""
+                    r.num(n.ERR_SASLABORTED, "SASL authentication aborted")
+                return self._maybe_register()
+        else:
+            r.num("410", sub, "Invalid CAP command")
+        return None
+
+    def irc_PASS(self, msg: wire.Message, r: Reply) -> None:
+        self.need(msg, 1)
+        if self.registered:
+            r.num(n.ERR_ALREADYREGISTERED, "You may not reregister")
+            return
+        # PASS has one parameter, but many clients send a password with spaces
+        # without the ':' that would make it one: take the rest of the line.
+        self.password = " ".join(msg.params)
+
+    def irc_NICK(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        if not msg.params or not msg.params[0]:
+            r.num(n.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return None
+        nick = msg.params[0]
+        if not ACCOUNT_NAME_RE.fullmatch(nick) or fold(nick) == fold(NICKSERV):
+            r.num(n.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+            return None
+        if self.session is not None and not self.registered:
+            # Logged in with SASL before NICK: the nick will be the account's.
+            self.nick = nick
+            return self._maybe_register()
+        if self.session is not None and self.session.guest:
+            return self._rename_guest(r, self.session, nick)
+        if self.session is not None:
+            if fold(nick) != self.session.folded:
+                r.num(n.ERR_NICKNAMEINUSE, nick,
+                      f"Your nick is your account name ({self.session.name}) and cannot change")
+            return None
+        if self.registered:
+            # Logged out (no --guests): the nick only says which account to log in as.
+            old = self.my_mask
+            self.nick = nick
+            r.send(wire.format_line("NICK", [nick], old))
+            return None
+        self.nick = nick
+        return self._maybe_register()
+
+    def _rename_guest(self, r: Reply, session: Session, nick: str) -> Deferred[Any] | None:
+        """A guest's NICK: any nick that is neither online nor a registered account."""
+        if nick == session.name:
+            return None
+        if fold(nick) != session.folded and self.service.is_online(nick):
+            r.num(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            return None
+
+        def rename(_: object = None) -> None:
+            if self.session is not session or self.closed:
+                return
+            self._remember()
+            try:
+                self.service.rename(session, nick)
+            except Forbidden:
+                r.num(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+                return
+            self.nick = session.name
+
+        def reserved(_: Any) -> None:
+            r.num(n.ERR_NICKNAMEINUSE, nick,
+                  "This nick is a registered account: log in (NickServ IDENTIFY)"
+                  " or choose another nick")
+
+        def free(f: Failure) -> None:
+            f.trap(NoSuchUser)
+            rename()
+
+        if fold(nick) == session.folded:  # a change of case only
+            rename()
+            return None
+        return self.service.whois(nick).addCallbacks(reserved, free)
+
+    def irc_USER(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        if self.registered:
+            r.num(n.ERR_ALREADYREGISTERED, "You may not reregister")
+            return None
+        self.need(msg, 4)
+        user = msg.params[0].lstrip("~")
+        self.user = user[:32] if ACCOUNT_NAME_RE.fullmatch(user[:32]) else "user"
+        self.realname = msg.params[3][:100]
+        return self._maybe_register()
+
+    def _maybe_register(self) -> Deferred[Any] | None:
+        if (
+            self.registered
+            or self._registering
+            or self._cap_negotiating
+            or self._sasl is not None
+            or self.nick is None
+            or self.user is None
+        ):
+            return None
+        if self.session is not None:
+            self._welcome()
+            return None
+        if self.password is not None:
+            account, sep, password = self.password.partition(":")
+            if not sep:
+                account, password = self.nick, self.password
+            self.password = None
+            self._registering = True
+            d = self.authenticate(account, password)
+
+            def ok(_: Session) -> None:
+                self._registering = False
+                self._welcome()
+
+            def bad(f: Failure) -> None:
+                self._registering = False
+                f.trap(UnauthorizedLogin, ChatError)
+                self.write(self.numeric(n.ERR_PASSWDMISMATCH, self.auth_failure_text(f)))
+                self.close("Bad password")
+
+            return d.addCallbacks(ok, bad)
+        if self.factory.guests:
+            return self._register_guest()
+        self._welcome()
+        return None
+
+    def _register_guest(self) -> Deferred[Any]:
+        nick = self.nick
+        assert nick is not None
+        self._registering = True
+        if self.service.is_online(nick):
+            self._registering = False
+            self.write(self.numeric(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use"))
+            return succeed(None)
+
+        def reserved(_: Any) -> None:
+            self._registering = False
+            self.write(
+                self.numeric(
+                    n.ERR_NICKNAMEINUSE,
+                    nick,
+                    "This nick is a registered account: log in (SASL or"
+                    " PASS account:password) or choose another nick",
+                )
+            )
+
+        def free(f: Failure) -> None:
+            f.trap(NoSuchUser)
+            self._registering = False
+            if self.closed or self.nick != nick:
+                return
+            if self.service.is_online(nick):
+                self.write(self.numeric(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use"))
+                return
+            # self is the IRCProtocol, which implements IChatMind.
+            session = self.service.attach(None, cast(IChatMind, self), self.address, name=nick)
+            session.user = self.user
+            self.session = session
+            self.factory.logged_in += 1
+            self._logout = lambda: self.service.detach(session)
+            self._welcome()
+
+        return self.service.whois(nick).addCallbacks(reserved, free)
+
+    def authenticate(
+        self, account: str, secret: str, otp: str | None = None, announce: bool = True
+    ) -> Deferred[Session]:
+        """Log in through the portal; a session token is accepted as the password."""
+        creds = PasswordCredentials(account, secret, otp, self.address)
+        d: Deferred[Any] = self.factory.portal.login(creds, self, IChatAvatar)
+        if TOKEN_RE.fullmatch(secret):
+
+            def try_token(f: Failure) -> Deferred[Any]:
+                f.trap(UnauthorizedLogin)
+                if getattr(f.value, "code", "auth_failed") != "auth_failed":
+                    return fail(f)
+                token_creds = TokenCredentials(secret, self.address)
+                d2: Deferred[Any] = self.factory.portal.login(token_creds, self, IChatAvatar)
+
+                def check(result: tuple[Any, Session, Callable[[], None]]) -> Any:
+                    if fold(result[1].name) != fold(account):
+                        result[2]()
+                        return fail(f)
+                    return result
+
+                return d2.addCallback(check)
+
+            d.addErrback(try_token)
+        return d.addCallback(self._logged_in, announce)
+
+    def _logged_in(
+        self, result: tuple[Any, Session, Callable[[], None]], announce: bool = True
+    ) -> Session:
+        _iface, session, logout = result
+        if self.closed:
+            logout()
+            raise UnauthorizedLogin("connection closed")
+        guest = self.session
+        if guest is not None:
+            # A guest who logs in leaves its guest life (and rooms) behind.
+            rooms = self.service.rooms_of(guest.name)
+            mask = guest.hostmask
+            self._end_session()
+            for room in rooms:
+                self.event(f":{mask} PART {room.name} :Logged in")
+        self.session, self._logout = session, logout
+        self.factory.logged_in += 1
+        if not self.registered and self._held is None:
+            self._held = []  # the account's traffic waits for the welcome burst
+        self.write(
+            self.numeric(
+                n.RPL_LOGGEDIN, session.hostmask, session.name,
+                f"You are now logged in as {session.name}",
+            )
+        )
+        if announce:
+            self._after_login(session)
+        return session
+
+    def _after_login(self, session: Session) -> None:
+        """A registered client that logged in: its nick becomes the account's, then the burst."""
+        if not self.registered:
+            return
+        if self.nick != session.name:
+            self.write(wire.format_line("NICK", [session.name], self._mask_for(self.nick)))
+        self.nick = session.name
+        self._timer_after_welcome()
+        self._account_burst()
+
+    def _mask_for(self, nick: str | None) -> str:
+        return f"{nick or '*'}!{self.user or nick or '*'}@unregistered"
+
+    def auth_failure_text(self, failure: Failure) -> str:
+        e = failure.value
+        code = getattr(e, "code", "auth_failed")
+        if code == "otp_required":
+            return (
+                "This account has a second factor: use a session token from the"
+                " pingchat client as the password, or /msg NickServ IDENTIFY"
+                " <account> <password> <code>"
+            )
+        if code == "rate_limited":
+            return f"Too many attempts; retry after {getattr(e, 'retry_after', 1.0):.0f}s"
+        if code == "account_disabled":
+            return "This account is disabled"
+        if isinstance(e, ChatError):
+            return e.message
+        return "Wrong account name or password"
+
+    def _login_hint(self) -> str:
+        return (
+            "You need an account here. Log in with SASL PLAIN, or"
+            " /msg NickServ IDENTIFY <account> <password>; to create one,"
+            " /msg NickServ REGISTER <password>"
+        )
+
+    def _welcome(self) -> None:
+        self.registered = True
+        if self._held is None:
+            self._held = []
+        if self.session is not None:
+            self.nick = self.session.name
+        nick = self.me
+        f = self.factory
+        self.write(self.numeric(
+            n.RPL_WELCOME, f"Welcome to the {self.server} IRC network, {self.my_mask}"))
+        self.write(self.numeric(
+            n.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}"))
+        self.write(self.numeric(n.RPL_CREATED, f"This server was created {f.created}"))
+        self.write(self.numeric(n.RPL_MYINFO, self.server, f.version, "ir", "biklmnostv",
+                                "bklov"))
+        self._isupport(self.write)
+        self._lusers(self.write)
+        self._motd(self.write)
+        if self.session is not None and not self.session.guest:
+            self.write(wire.format_line("MODE", [nick, "+r"], nick))
+        self._timer_after_welcome()
+        if self.session is None:
+            self.write(wire.format_line("NOTICE", [nick, self._login_hint()], self.server))
+        else:
+            self._account_burst()
+        held, self._held = self._held, None
+        for line, tags in held:
+            self.write(line, tags)
+
+    def _timer_after_welcome(self) -> None:
+        if self.session is None:
+            self._schedule(self.factory.login_timeout, self._registration_timed_out)
+        else:
+            self._schedule(self.factory.ping_interval, self._keepalive)
+
+    def _account_burst(self) -> None:
+        """A bouncer's welcome: the account's rooms, then what it missed."""
+        session = self.session
+        if session is None or session.guest:
+            return
+        for room in sorted(self.service.rooms_of(session.name), key=lambda r: fold(r.name)):
+            self._join_burst(self.write, room)
+        self.factory.clock.callLater(0, self._deliver_offline, session)
+
+    def _deliver_offline(self, session: Session) -> None:
+        if self.session is not session or self.closed:
+            return
+        self.service.deliver_offline(session).addErrback(
+            lambda f: log.failure("could not deliver offline messages", f)
+        )
+
+    def _isupport(self, send: Callable[[str], None]) -> None:
+        tokens = self.factory.isupport()
+        for i in range(0, len(tokens), 12):
+            send(self.numeric(n.RPL_ISUPPORT, *tokens[i : i + 12],
+                              "are supported by this server"))
+
+    def _lusers(self, send: Callable[[str], None]) -> None:
+        users = len(self.service.sessions)
+        self.factory.max_users = max(self.factory.max_users, users)
+        unknown = len(self.factory.connections) - self.factory.logged_in
+        top = self.factory.max_users
+        send(self.numeric(n.RPL_LUSERCLIENT,
+                          f"There are {users} users and 0 invisible on 1 servers"))
+        send(self.numeric(n.RPL_LUSEROP, "0", "operator(s) online"))
+        if unknown:
+            send(self.numeric(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)"))
+        send(self.numeric(n.RPL_LUSERCHANNELS, str(len(self.service.rooms)), "channels formed"))
+        send(self.numeric(n.RPL_LUSERME, f"I have {users} clients and 0 servers"))
+        send(self.numeric(n.RPL_LOCALUSERS, str(users), str(top),
+                          f"Current local users {users}, max {top}"))
+        send(self.numeric(n.RPL_GLOBALUSERS, str(users), str(top),
+                          f"Current global users {users}, max {top}"))
+
+    def _motd(self, send: Callable[[str], None]) -> None:
+        lines = self.factory.motd
+        if not lines:
+            send(self.numeric(n.ERR_NOMOTD, "MOTD File is missing"))
+            return
+        send(self.numeric(n.RPL_MOTDSTART, f"- {self.server} Message of the day - "))
+        for line in lines:
+            send(self.numeric(n.RPL_MOTD, f"- {line}"))
+        send(self.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command."))
+
+    # -- SASL ----------------------------------------------------------------------
+
+    def irc_AUTHENTICATE(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        self.need(msg, 1)
+        arg = msg.params[0]
+        if self.session is not None and not self.session.guest:
+            r.num(n.ERR_SASLALREADY, "You have already authenticated using SASL")
+            return None
+        if "sasl" not in self.caps:
+            r.num(n.ERR_SASLFAIL, "SASL authentication failed: request the sasl capability first")
+            return None
+        if arg == "*":
+            if self._sasl is not None:
+                self._sasl, self._sasl_buffer = None, ""
+                r.num(n.ERR_SASLABORTED, "SASL authentication aborted")
+            else:
+                r.num(n.ERR_SASLFAIL, "SASL authentication failed")
+            return None
+        if self._sasl is None:
+            if arg.upper() != "PLAIN":
+                r.num(n.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+                r.num(n.ERR_SASLFAIL, "SASL authentication failed")
+                return None
+            self._sasl, self._sasl_buffer = "PLAIN", ""
+            r.send("AUTHENTICATE +")
+            return None
+        if len(arg) > SASL_CHUNK:
+            self._sasl, self._sasl_buffer = None, ""
+            r.num(n.ERR_SASLTOOLONG, "SASL message too long")
+            return None
+        if arg != "+":
+            self._sasl_buffer += arg
+        if len(self._sasl_buffer) > SASL_MAX:
+            self._sasl, self._sasl_buffer = None, ""
+            r.num(n.ERR_SASLTOOLONG, "SASL message too long")
+            return None
+        if len(arg) == SASL_CHUNK:
+            return None  # more to come
+        data, self._sasl, self._sasl_buffer = self._sasl_buffer, None, ""
+        try:
+            raw = base64.b64decode(data, validate=True)
+            authzid, authcid, password = wire.decode(raw).split("\x00")
+        except (binascii.Error, ValueError):
+            r.num(n.ERR_SASLFAIL, "SASL authentication failed: malformed PLAIN message")
+            return self._maybe_register()
+        if authzid and fold(authzid) != fold(authcid):
+            r.num(n.ERR_SASLFAIL, "SASL authentication failed: authzid must be the account")
+            return self._maybe_register()
+        d = self.authenticate(authcid, password, announce=False)
+
+        def ok(session: Session) -> Deferred[Any] | None:
+            r.num(n.RPL_SASLSUCCESS, "SASL authentication successful")
+            self._after_login(session)
+            return self._maybe_register()
+
+        def bad(f: Failure) -> Deferred[Any] | None:
+            f.trap(UnauthorizedLogin, ChatError)
+            r.num(n.ERR_SASLFAIL, f"SASL authentication failed: {self.auth_failure_text(f)}")
+            return self._maybe_register()
+
+        return d.addCallbacks(ok, bad)
+
+    # -- NickServ ------------------------------------------------------------------
+
+    def irc_NICKSERV(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
+        return self.nickserv.handle(r, " ".join(msg.params))
+
+    irc_NS = irc_NICKSERV
