@@ -38,8 +38,6 @@ class BoundedOutput:
 
     def start_bounded_output(self) -> None:
         """Call from ``connectionMade``."""
-        self.paused = False
-        self.backlog = 0
         self.transport.registerProducer(self, True)
 
     def write_bounded(self, data: bytes) -> None:
