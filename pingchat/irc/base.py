@@ -31,8 +31,6 @@ class IRCBase:
         # State, set up in IRCProtocol.__init__. (factory stays Any, as Twisted's
         # Protocol declares it: IRCFactory here would clash with Factory.buildProtocol.)
         factory: Any
-        service: ChatService
-        server: str
         address: str | None
         closed: bool
         nick: str | None
@@ -52,6 +50,10 @@ class IRCBase:
         invisible: bool
 
         # Defined in IRCProtocol (protocol.py).
+        @property
+        def service(self) -> ChatService: ...
+        @property
+        def server(self) -> str: ...
         @property
         def nickserv(self) -> NickServ: ...
         @property

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat.chat.model import Message, clean_text, fold, iso_ms
-from pingchat.chat.service import Session, hostmask
+from pingchat.chat.service import ChatService, Session, hostmask
 from pingchat.errors import ChatError
 from pingchat.interfaces import IChatMind
 from pingchat.irc import caps as capabilities
@@ -169,6 +169,7 @@ class IRCProtocol(
     # CPython shares one key table among instances of up to 29 attributes;
     # at 39 every connection's __dict__ was a table of its own, 1,584 bytes
     # instead of ~300.
+    closed = False
     password: str | None = None
     _registering = False
     _logout: Callable[[], None] | None = None
@@ -187,11 +188,8 @@ class IRCProtocol(
 
     def __init__(self, factory: IRCFactory) -> None:
         self.factory = factory
-        self.service = factory.service
-        self.server = factory.server_name
         self.framer = wire.LineFramer()
         self.address: str | None = None
-        self.closed = False
         self.nick: str | None = None
         self.user: str | None = None
         self.realname = ""
@@ -203,6 +201,15 @@ class IRCProtocol(
         self._timer: IDelayedCall | None = None
         self._last_input = 0.0
         self._ping_sent = False
+
+    # The factory's, read through it rather than copied into every connection.
+    @property
+    def service(self) -> ChatService:
+        return self.factory.service  # type: ignore[no-any-return]
+
+    @property
+    def server(self) -> str:
+        return self.factory.server_name  # type: ignore[no-any-return]
 
     # NickServ and CHATHISTORY keep nothing but the connection: made when used,
     # not held by every connection. (Each held one cost an object and its

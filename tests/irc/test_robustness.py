@@ -121,3 +121,18 @@ class PipeliningTests(IRCTestCase):
         lines = alice.read()
         self.assertEqual([m.command for m in lines], ["PRIVMSG", "PRIVMSG", "NOTICE", "PART"])
         self.assertEqual([m.params[1] for m in lines[:3]], ["one", "two", "three"])
+
+
+class ConnectionMemoryTests(IRCTestCase):
+    def test_connections_attributes_fit_one_shared_key_table(self) -> None:
+        # CPython shares one key table among a class's instances for up to
+        # 29 attributes; past that every connection's __dict__ is a table of
+        # its own (1,584 bytes instead of ~300 on 3.11). What a PASS client
+        # and a CAP+SASL client set, together, must stay within it.
+        pass_client = self.connect("alice", how="pass")
+        sasl_client = self.connect("bob", caps=("server-time", "message-tags", "batch"))
+        for c in (pass_client, sasl_client):
+            c.send("JOIN #x", "PRIVMSG #x :hi", "WHO #x", "PING :x")
+        self.clock.advance(0)
+        keys = set(vars(pass_client.protocol)) | set(vars(sasl_client.protocol))
+        self.assertLessEqual(len(keys), 29, sorted(keys))
