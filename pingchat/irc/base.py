@@ -28,7 +28,8 @@ class IRCBase:
     """The base of the command mixins: declarations only (see the module docstring)."""
 
     if TYPE_CHECKING:
-        # State, set up in IRCProtocol.__init__. (factory stays Any, as Twisted's
+        # IRCProtocol's state: set in __init__, or a class default there until a
+        # connection sets it. (factory stays Any, as Twisted's
         # Protocol declares it: IRCFactory here would clash with Factory.buildProtocol.)
         factory: Any
         address: str | None
