@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -128,6 +129,8 @@ COMPACT_DELAY = 1.0  # seconds after such a burst; see CompactTLSTransport
 FAST_WRITE_MAX = 2**14
 _lib, _ffi = Binding.lib, Binding.ffi
 _RECORDS = _ffi.new("char[]", 2**16)
+# CompactTLSTransport._fast_read decrypts into this (as Twisted, 32 KiB a read).
+_PLAIN = _ffi.new("char[]", 2**15)
 
 
 def compact_bios(connection: Any) -> bool:
@@ -201,7 +204,7 @@ class TurnWrites:
 
 
 class CompactTLSTransport(BufferingTLSTransport):
-    """Twisted's TLS transport, leaner per write and with compacted BIOs.
+    """Twisted's TLS transport, leaner per read and write, with compacted BIOs.
 
     *Per write.* With a :class:`~pingchat.runtime.TurnFlusher` as the
     factory's clock, a turn's writes are joined by :class:`TurnWrites`, and
@@ -212,6 +215,10 @@ class CompactTLSTransport(BufferingTLSTransport):
     200 members writes to 200 connections each turn). Anything unusual (the
     handshake not done, data held back by TLS, an error, more than one
     record's worth) takes Twisted's own path.
+
+    *Per read.* Once the handshake is done, what arrives is decrypted by
+    :meth:`_fast_read`, which calls ``SSL_read`` until OpenSSL wants more
+    instead of calling pyOpenSSL's ``recv`` until it raises.
 
     *Compaction.* Once after the handshake, and :data:`COMPACT_DELAY`
     seconds after any read or write of :data:`COMPACT_AFTER` bytes or more:
@@ -237,13 +244,50 @@ class CompactTLSTransport(BufferingTLSTransport):
             self.write = self._aggregator.write  # type: ignore[method-assign]
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
-        super().dataReceived(data)
+        if not self._fast_read(data):
+            super().dataReceived(data)
         if not self._handshakeDone:
             return
         if not self._compacted:
             self._compact()
         elif len(data) >= COMPACT_AFTER:
             self._compact_soon()
+
+    def _fast_read(self, data: bytes) -> bool:
+        """Decrypt *data* and hand what it holds to the protocol; False leaves it to Twisted.
+
+        Twisted's ``dataReceived`` asks pyOpenSSL's ``recv`` for 32 KiB until
+        it raises ``WantReadError``: two calls for a one-line request, a
+        fresh buffer and an exception each time (~13 µs against ~6 here for
+        a 60-byte request). This loop stops on ``SSL_ERROR_WANT_READ``
+        itself. Before the handshake is done, with writes held back by TLS,
+        or on any other result (the peer's ``close_notify``, an error) the
+        rest is Twisted's: it reads the same result again and handles it.
+        """
+        connection = self._tlsConnection
+        if not self._handshakeDone or self._lostTLSConnection or self._appSendBuffer:
+            return False
+        ssl = getattr(connection, "_ssl", None)
+        into = getattr(connection, "_into_ssl", None)
+        if ssl is None or into is None:
+            return False
+        # A memory BIO takes all or nothing; on nothing, Twisted's path tries again.
+        if _lib.BIO_write(into, _ffi.from_buffer(data), len(data)) != len(data):
+            return False
+        while not self._lostTLSConnection:
+            n = _lib.SSL_read(ssl, _PLAIN, len(_PLAIN))
+            if n > 0:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, _ffi.buffer(_PLAIN, n)[:])
+            elif _lib.SSL_get_error(ssl, n) == _lib.SSL_ERROR_WANT_READ:
+                break
+            else:
+                self._flushReceiveBIO()
+                return True
+        # Reading can make TLS answer (a TLS 1.3 key update, an alert).
+        if not self._lostTLSConnection and _lib.BIO_get_mem_data(connection._from_ssl, _ffi.NULL):
+            self._send_records(connection)
+        return True
 
     def _write(self, data: bytes) -> None:
         if not self._fast_write(data):

@@ -258,3 +258,91 @@ class TurnWritesTests(TLSTestCase):
         pump.flush()
         self.assertEqual(received.received, b"welcome\n" + big + b"last\n")
         self.assertEqual(lib.writes, [5])
+
+
+class Lines(Protocol):
+    """Keeps what arrives, chunk by chunk, and how the connection ended."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.reason: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.reason = reason
+
+
+class ReadCountingLib(CountingLib):
+    """OpenSSL's cffi lib, also counting ``SSL_read`` calls and their results."""
+
+    def __init__(self, lib: Any) -> None:
+        super().__init__(lib)
+        self.reads: list[int] = []
+
+    def SSL_read(self, ssl: Any, buf: Any, n: int) -> int:  # noqa: N802 - OpenSSL's name
+        result = int(self.lib.SSL_read(ssl, buf, n))
+        self.reads.append(result)
+        return result
+
+
+class FastReadTests(TLSTestCase):
+    """After the handshake, records are decrypted by SSL_read until OpenSSL wants more."""
+
+    def connect(self) -> tuple[Any, Any, Any, Clock, ReadCountingLib]:
+        lib = ReadCountingLib(tls._lib)
+        self.patch(tls, "_lib", lib)
+        clock = Clock()
+        collect, server, pump = self.pair(Lines, clock, TurnFlusher(clock))
+        pump.flush()
+        self.assertTrue(server._handshakeDone)
+        del lib.reads[:]
+        return collect, server, pump, clock, lib
+
+    def records(self, collect: Any, clock: Clock, pump: Any, *writes: bytes) -> bytes:
+        """What the client's TLS puts on the wire for *writes*, one record each."""
+        for data in writes:
+            collect.write(data)
+            clock.advance(0)  # the client's small-write aggregation
+        wire: bytes = pump.clientIO.getOutBuffer()
+        return wire
+
+    def test_records_whole_and_split_arrive_in_order(self) -> None:
+        collect, server, pump, clock, lib = self.connect()
+        wire = self.records(collect, clock, pump, b"one\n", b"two\n", b"three\n")
+        server.dataReceived(wire)
+        lines = server.wrappedProtocol
+        self.assertEqual(b"".join(lines.chunks), b"one\ntwo\nthree\n")
+        # One SSL_read per record, then one that found nothing more.
+        self.assertEqual(lib.reads[-1], -1)
+        self.assertEqual([n for n in lib.reads if n > 0], [4, 4, 6])
+
+        # A record cut anywhere waits for its end, then arrives whole.
+        for cut in (1, 5, 20, -1):
+            lines.chunks.clear()
+            wire = self.records(collect, clock, pump, b"split %d\n" % cut)
+            server.dataReceived(wire[:cut])
+            self.assertEqual(lines.chunks, [])
+            server.dataReceived(wire[cut:])
+            self.assertEqual(lines.chunks, [b"split %d\n" % cut])
+
+    def test_close_notify_and_garbage_are_twisteds_to_handle(self) -> None:
+        collect, server, pump, _clock, lib = self.connect()
+        lines = server.wrappedProtocol
+        collect.write(b"last words\n")
+        collect.loseConnection()  # sends close_notify after the data
+        pump.flush()
+        self.assertEqual(lines.chunks, [b"last words\n"])
+        self.assertIsNotNone(lines.reason)
+        self.assertIn(0, lib.reads)  # SSL_read saw the shutdown; Twisted handled it
+
+        _collect, server, pump, _clock, lib = self.connect()
+        lines = server.wrappedProtocol
+        # An application-data record that does not decrypt.
+        server.dataReceived(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        pump.flush()
+        self.assertIn(-1, lib.reads)
+        self.assertEqual(lines.chunks, [])
+        self.assertIsNotNone(lines.reason)
+        self.assertIn("SSL", str(lines.reason.value))
