@@ -94,7 +94,8 @@ def _take_pending_events(conn: sqlite3.Connection, account_id: int) -> list[dict
     rows = conn.execute(
         "SELECT payload FROM pending_events WHERE account_id = ? ORDER BY id", (account_id,)
     ).fetchall()
-    conn.execute("DELETE FROM pending_events WHERE account_id = ?", (account_id,))
+    if rows:
+        conn.execute("DELETE FROM pending_events WHERE account_id = ?", (account_id,))
     return [json.loads(r[0]) for r in rows]
 
 

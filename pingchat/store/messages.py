@@ -138,7 +138,8 @@ def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
         " WHERE q.account_id = ? ORDER BY m.id",
         (account_id,),
     ).fetchall()
-    conn.execute("DELETE FROM offline_queue WHERE account_id = ?", (account_id,))
+    if rows:  # most logins find nothing waiting; the DELETE would cost as much again
+        conn.execute("DELETE FROM offline_queue WHERE account_id = ?", (account_id,))
     return [_row_to_message(r) for r in rows]
 
 
