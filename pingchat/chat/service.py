@@ -39,6 +39,7 @@ from pingchat.errors import (
     NotInRoom,
 )
 from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.loglines import TurnLines
 from pingchat.store import SQLiteStore
 from pingchat.store.rooms import RoomSnapshot
 
@@ -204,6 +205,18 @@ class ChatService(Service):
         self._receivers: dict[Room, dict[Session, Callable[[Message], object]]] = {}
         self.messages_delivered = 0
         self.messages_stored = 0
+        # A reconnect storm starts and ends thousands of sessions: each
+        # turn's are logged as one line (see pingchat.loglines).
+        self._started_lines = TurnLines(
+            log,
+            clock,
+            "session started: {user} via {door} from {address}",
+            "{count} sessions started: {entries}",
+            "{user} via {door} from {address}",
+        )
+        self._offline_lines = TurnLines(
+            log, clock, "{user} is offline", "{count} are offline: {entries}", "{user}"
+        )
         self.load(rooms)
 
     def load(self, snapshots: Iterable[RoomSnapshot]) -> None:
@@ -226,6 +239,8 @@ class ChatService(Service):
         for sessions in list(self.sessions.values()):
             for session in list(sessions):
                 session.mind.disconnect("the server is shutting down")
+        self._started_lines.flush()
+        self._offline_lines.flush()
 
     # -- sessions and presence -------------------------------------------------
 
@@ -243,12 +258,7 @@ class ChatService(Service):
         if len(sessions) == 1:
             state.presence = Presence.AWAY if state.away else Presence.ONLINE
             self._announce_presence(session.name, state)
-        log.info(
-            "session started: {user} via {door} from {address}",
-            user=session.name,
-            door=getattr(mind, "door", "?"),
-            address=address,
-        )
+        self._started_lines(user=session.name, door=getattr(mind, "door", "?"), address=address)
         return session
 
     def detach(self, session: Session) -> None:
@@ -276,7 +286,7 @@ class ChatService(Service):
                 if session.folded in room.members:
                     self._remove_member(room, session.name, None, "quit")
         self._announce_presence(session.name, state)
-        log.info("{user} is offline", user=session.name)
+        self._offline_lines(user=session.name)
 
     def rename(self, session: Session, name: str) -> None:
         """Give a guest a new name (IRC ``NICK``); an account's name never changes.
