@@ -62,10 +62,12 @@ TURN_TOTAL = 0.020
 # A young collection scans its objects: ~1 us each here, and in a login storm
 # most of them are cyclic garbage (Deferred chains, closures). At 20,000 the
 # storm's young collections paused the reactor 14-21 ms and a middle one 53
-# ms; 5,000 made them a quarter of that; 3,000 with the middle threshold
-# below keeps every collection of the storm under ~10 ms (measured with
-# gc.callbacks), still 4x rarer than the default.
-GC_GEN0_THRESHOLD = 3_000
+# ms; 5,000 made them a quarter of that. At 3,000 the middle collections of
+# a storm (new connections, all alive: nothing collected) took 14-24 ms on
+# a slow hour; at 1,500 at most 4.5-9.7 ms, and in all less time (storm
+# phase, gc.callbacks: middle 101-138 ms a second at 3,000, 52-65 at
+# 1,500; young ones ~40 ms either way). Still 2x rarer than the default.
+GC_GEN0_THRESHOLD = 1_500
 # Young collections between middle ones (default 10). A middle collection
 # walks what the young ones let through since the last: in a login storm
 # most of that is new connections: at 10 one took 30-37 ms, at 4 up to 27.
