@@ -106,6 +106,12 @@ def _add_dm(
         ),
     )
     assert cur.lastrowid is not None
+    conn.execute(
+        "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (low_id, high_id) DO UPDATE SET last_id = excluded.last_id,"
+        " last_ts = excluded.last_ts",
+        (min(sender_id, target_id), max(sender_id, target_id), cur.lastrowid, now),
+    )
     if queue:
         conn.execute(
             "INSERT INTO offline_queue (account_id, message_id) VALUES (?, ?)",
@@ -217,27 +223,34 @@ def _conversation_targets(
     before_ts: int,
     limit: int,
 ) -> list[tuple[str, int]]:
-    """Rooms (among *room_ids*) and DM peers with messages in ``(after_ts, before_ts)``."""
+    """Rooms (among *room_ids*) and DM peers whose latest message is in ``(after_ts, before_ts)``.
+
+    A conversation is listed by its latest message of all, as IRCv3's
+    ``CHATHISTORY TARGETS`` asks ("what changed since I last looked"): one
+    with older messages in the window but a newer one after it is not. Each
+    room costs one index lookup and each DM peer one ``dm_threads`` row, so
+    this never scans the messages.
+    """
     found: list[tuple[str, int]] = []
-    if room_ids:
-        marks = ",".join("?" * len(room_ids))
-        found += [
-            (row[0], row[1])
-            for row in conn.execute(
-                "SELECT r.name, max(m.ts) FROM messages m JOIN rooms r ON r.id = m.room_id"
-                f" WHERE m.room_id IN ({marks}) AND m.ts > ? AND m.ts < ? GROUP BY m.room_id",
-                (*room_ids, after_ts, before_ts),
-            )
-        ]
+    for room_id in room_ids:
+        row = conn.execute(
+            "SELECT r.name, m.ts FROM rooms r JOIN messages m ON m.id = (SELECT id FROM"
+            " messages WHERE conversation = ? ORDER BY id DESC LIMIT 1) WHERE r.id = ?",
+            (f"r:{room_id}", room_id),
+        ).fetchone()
+        if row is not None and after_ts < row[1] < before_ts:
+            found.append((row[0], row[1]))
     if me_id is not None:
         found += [
             (row[0], row[1])
             for row in conn.execute(
-                "SELECT a.name, max(m.ts) FROM messages m JOIN accounts a ON a.id ="
-                " (CASE WHEN m.sender_id = ? THEN m.recipient_id ELSE m.sender_id END)"
-                " WHERE m.recipient_id IS NOT NULL AND (m.sender_id = ? OR m.recipient_id = ?)"
-                " AND m.ts > ? AND m.ts < ? GROUP BY a.id",
-                (me_id, me_id, me_id, after_ts, before_ts),
+                "SELECT a.name, t.last_ts FROM dm_threads t JOIN accounts a ON a.id = t.high_id"
+                " WHERE t.low_id = ? AND t.last_ts > ? AND t.last_ts < ?"
+                " UNION ALL"
+                " SELECT a.name, t.last_ts FROM dm_threads t JOIN accounts a ON a.id = t.low_id"
+                " WHERE t.high_id = ? AND t.low_id != t.high_id"
+                " AND t.last_ts > ? AND t.last_ts < ?",
+                (me_id, after_ts, before_ts, me_id, after_ts, before_ts),
             )
         ]
     found.sort(key=lambda t: t[1])

@@ -84,6 +84,67 @@ class MessageRowTests(SynchronousTestCase):
         self.assertEqual(columns, [{"text": "body", "to": "recipient"}.get(f, f) for f in fields])
 
 
+class ConversationTargetsTests(SynchronousTestCase):
+    """``conversation_targets`` (CHATHISTORY TARGETS) lists by latest message."""
+
+    def setUp(self) -> None:
+        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(self.db.stop)
+        self.store = store = SQLiteStore(self.db)
+        self.ids = {
+            name: self.successResultOf(store.create_account(name, b"h", 0)).id
+            for name in ("alice", "bob", "carol")
+        }
+        self.room = self.successResultOf(store.create_room("#r", 0)).id
+        # ts: #r at 10 and 40; alice-bob at 20 and 50; carol-alice at 30;
+        # alice to herself at 35.
+        self.room_message(10)
+        self.dm("alice", "bob", 20)
+        self.dm("carol", "alice", 30)
+        self.dm("alice", "alice", 35)
+        self.room_message(40)
+        self.dm("bob", "alice", 50)
+
+    def room_message(self, ts: int) -> None:
+        self.successResultOf(
+            self.store.add_room_message(self.room, "#r", "alice", self.ids["alice"], "hi", ts)
+        )
+
+    def dm(self, sender: str, recipient: str, ts: int) -> None:
+        self.successResultOf(
+            self.store.add_dm(self.ids[sender], sender, recipient, ts, text="hi")
+        )
+
+    def targets(self, who: str, after: int, before: int, limit: int = 10) -> list[Any]:
+        return self.successResultOf(
+            self.store.conversation_targets(self.ids[who], [self.room], after, before, limit)
+        )
+
+    def test_each_conversation_once_with_its_latest_message_oldest_first(self) -> None:
+        self.assertEqual(
+            self.targets("alice", 0, 100),
+            [("carol", 30), ("alice", 35), ("#r", 40), ("bob", 50)],
+        )
+        self.assertEqual(self.targets("bob", 0, 100), [("#r", 40), ("alice", 50)])
+        self.assertEqual(self.targets("alice", 0, 100, limit=2), [("carol", 30), ("alice", 35)])
+
+    def test_a_conversation_whose_latest_message_is_past_the_window_is_left_out(self) -> None:
+        # alice-bob has a message at 20, inside (0, 45), but its latest is at 50.
+        self.assertEqual(self.targets("alice", 0, 45), [("carol", 30), ("alice", 35), ("#r", 40)])
+        self.assertEqual(self.targets("alice", 35, 50), [("#r", 40)])  # bounds exclusive
+        self.assertEqual(self.targets("alice", 50, 100), [])
+
+    def test_dms_stored_before_the_table_existed_are_found_after_migrating(self) -> None:
+        self.db._conn.execute("DELETE FROM dm_threads")
+        sql = dict(migrations.available())[3]
+        backfill = sql[sql.index("INSERT INTO dm_threads") :]
+        self.db._conn.execute(backfill)
+        self.assertEqual(
+            self.targets("alice", 0, 100),
+            [("carol", 30), ("alice", 35), ("#r", 40), ("bob", 50)],
+        )
+
+
 class WriterThreadTests(TestCase):
     """The real writer thread, with the real reactor."""
 
