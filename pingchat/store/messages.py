@@ -198,11 +198,40 @@ def _dm_history(
 
 
 def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int | None:
-    row = conn.execute(
-        "SELECT min(id) FROM messages WHERE conversation = ? AND ts >= ?",
-        (conversation, ts),
+    """Id of the conversation's first message stamped at or after *ts*.
+
+    The index is (conversation, id), and a filter on ``ts`` read every row
+    before the answer (270 ms for a recent time in a room of 1,000,000
+    messages, and a ``timestamp=`` reference looks up two). Stamps grow with
+    ids within a conversation, since the one writer stores messages in the
+    order the service stamped them, so this bisects over ids instead: each
+    step is one index seek, ~20 for a million ids. Were the wall clock set
+    back, stamps would not be ordered and the answer would be some message
+    where they cross *ts*, not necessarily the first.
+    """
+    seek = (
+        "SELECT id, ts FROM messages WHERE conversation = ? AND id >= ? ORDER BY id LIMIT 1"
+    )
+    first = conn.execute(seek, (conversation, 0)).fetchone()
+    if first is None or first[1] >= ts:
+        return None if first is None else int(first[0])
+    last = conn.execute(
+        "SELECT id, ts FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT 1",
+        (conversation,),
     ).fetchone()
-    return row[0]
+    if last[1] < ts:
+        return None
+    # The first message at or after id `lo` is stamped before ts; the first at
+    # or after `hi` (message `found`) is not.
+    lo, hi, found = int(first[0]), int(last[0]), int(last[0])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        ident, stamp = conn.execute(seek, (conversation, mid)).fetchone()
+        if stamp >= ts:
+            hi, found = mid, int(ident)
+        else:
+            lo = mid
+    return found
 
 
 def _first_id_at(
