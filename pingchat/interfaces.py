@@ -22,7 +22,12 @@ class IChatMind(Interface):
     door = Attribute("Which door this client came through: 'native' or 'irc'.")
 
     def message(message: Message, offline: bool = False) -> None:
-        """A room message or DM the account should see."""
+        """A room message or DM the account should see.
+
+        ``kind == "tagmsg"``: client-only tags without text (IRC ``TAGMSG``:
+        typing, reactions), live and never stored; a door that cannot show
+        them ignores it. Any message may carry ``client_tags`` likewise.
+        """
 
     def joined(room: str, user: str) -> None:
         """*user* joined *room* (also sent for the account's own joins)."""

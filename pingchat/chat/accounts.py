@@ -310,7 +310,13 @@ class AccountManager:
         if policy not in ("anyone", "contacts"):
             raise BadRequest("dm_policy is 'anyone' or 'contacts'")
         self.audit("dm_policy", account=session.name, address=session.address, policy=policy)
-        return self.store.set_dm_policy(session.name, str(policy))
+        return self.store.set_dm_policy(session.name, str(policy)).addCallback(self._refreshed)
+
+    def _refreshed(self, account: Account) -> Account:
+        """Live sessions hold the account they logged in with: give them the changed one."""
+        for s in self.service.sessions_of(account.name) if self.service else ():
+            s.account = account
+        return account
 
     def publish_key(self, session: Session, key: object) -> Deferred[dict[str, Any]]:
         assert session.account is not None

@@ -191,8 +191,11 @@ class Message:
     to: str | None = None
     ciphertext: str | None = None
     nonce: str | None = None
-    kind: str = "privmsg"  # or "notice"
+    kind: str = "privmsg"  # or "notice"; "tagmsg" for client tags without text, never stored
     sender_account: str | None = None
+    # IRCv3 client-only tags (``+typing``, ``+draft/reply``...) the sender
+    # attached: relayed live to clients that show them, never stored.
+    client_tags: dict[str, str] | None = None
 
     def to_event(self, offline: bool = False) -> dict[str, Any]:
         """The native protocol's ``message`` event (without ``"event"``)."""

@@ -706,10 +706,38 @@ class ChatService(Service):
     # -- messages --------------------------------------------------------------
 
     def say(
-        self, session: Session, name: str, text: str, kind: str = "privmsg"
+        self,
+        session: Session,
+        name: str,
+        text: str,
+        kind: str = "privmsg",
+        client_tags: dict[str, str] | None = None,
     ) -> Deferred[Message]:
-        """Store a room message, then deliver it to every member's sessions."""
+        """Store a room message, then deliver it to every member's sessions.
+
+        *client_tags* (IRCv3 client-only tags) travel with the delivered
+        message and are not stored.
+        """
         text = check_text(text)
+        room = self._room_to_speak_in(session, name)
+        sender_id = session.account.id if session.account else None
+        d = self.store.add_room_message(
+            room.id, room.name, session.name, sender_id, text, self.now(), kind
+        )
+        if client_tags:
+            d.addCallback(attrs.evolve, client_tags=client_tags)
+        return d.addCallback(self._deliver_room, room, session)
+
+    def say_live(self, session: Session, name: str, message: Message) -> None:
+        """Deliver a message that is never stored (an IRC ``TAGMSG``) to a room.
+
+        Checked as :meth:`say` is; the members' doors decide whether they
+        can show it (see ``IChatMind.message``).
+        """
+        room = self._room_to_speak_in(session, name)
+        self._fan_out(message, room, session)
+
+    def _room_to_speak_in(self, session: Session, name: str) -> Room:
         room = self.get_room(name)
         member = room.members.get(session.folded)
         if member is None and "n" in room.flags:
@@ -718,14 +746,13 @@ class ChatService(Service):
             raise Forbidden(f"you are banned from {room.name}")
         if "m" in room.flags and not (member and (member.op or member.voice)):
             raise Forbidden(f"{room.name} is moderated")
-        sender_id = session.account.id if session.account else None
-        d = self.store.add_room_message(
-            room.id, room.name, session.name, sender_id, text, self.now(), kind
-        )
-        return d.addCallback(self._deliver_room, room, session)
+        return room
 
     def _deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
         self.messages_stored += 1
+        return self._fan_out(message, room, origin)
+
+    def _fan_out(self, message: Message, room: Room, origin: Session | None) -> Message:
         receivers = self._receivers.get(room)
         if receivers is None:
             sessions = self.sessions
@@ -752,11 +779,13 @@ class ChatService(Service):
         ciphertext: str | None = None,
         nonce: str | None = None,
         kind: str = "privmsg",
+        client_tags: dict[str, str] | None = None,
     ) -> Deferred[tuple[Message, bool]]:
         """Store a DM; deliver it to the recipient's and the sender's other sessions.
 
         Fires with ``(message, delivered)``; ``delivered`` is false when the
         recipient had no session and the message was queued for its next login.
+        *client_tags* go with the live delivery only, as for :meth:`say`.
         """
         check_account_name(to)
         if session.account is None:
@@ -775,6 +804,8 @@ class ChatService(Service):
             kind=kind,
             queue=not online,
         )
+        if client_tags:
+            d.addCallback(attrs.evolve, client_tags=client_tags)
         return d.addCallback(self._deliver_dm, session, online)
 
     def _deliver_dm(

@@ -30,6 +30,8 @@ from pingchat.irc.nickserv import NICKSERV
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply
 
+GUESTS_CANNOT_DM = "Guests cannot send private messages to accounts; log in first"
+
 
 class MessagingMixin(IRCBase):
     """Sending messages, and reading history."""
@@ -43,7 +45,75 @@ class MessagingMixin(IRCBase):
         return self._message(msg, r, "notice")
 
     def irc_TAGMSG(self, msg: wire.Message, r: Reply) -> None:
-        """Client-only tags (typing...) have nowhere to go in pingchat: accepted, dropped."""
+        """Client-only tags without text (``+typing``, ``+draft/react``...).
+
+        Relayed live, as a room message or DM would be, to the clients that
+        negotiated ``message-tags``; never stored. A TAGMSG without client
+        tags has nothing to relay. Accounts that take DMs only from contacts
+        get none (the contact list is in the store; typing notices do not
+        wait for it).
+        """
+        if not msg.params or not msg.params[0]:
+            r.num(n.ERR_NORECIPIENT, "No recipient given (TAGMSG)")
+            return
+        tags = self._client_tags(msg)
+        if self.session is None or not tags:
+            return
+        for target in msg.params[0].split(",")[: MAX_TARGETS]:
+            if target.startswith("#"):
+                m = self._tag_room(r, target, tags)
+            else:
+                m = self._tag_user(r, target, tags)
+            if m is not None and "echo-message" in self.caps:
+                self._echo(r, "TAGMSG", m.room or m.to or target, m)
+
+    def _tag_room(self, r: Reply, target: str, tags: dict[str, str]) -> Message | None:
+        room = self.service.rooms.get(fold(target))
+        if room is None:
+            r.num(n.ERR_NOSUCHCHANNEL, target, "No such channel")
+            return None
+        m = self._live_message(text=None, kind="tagmsg", client_tags=tags, room=room.name)
+        try:
+            self.service.say_live(self.my_session, room.name, m)
+        except (NotInRoom, Forbidden, NoSuchRoom) as e:
+            r.num(n.ERR_CANNOTSENDTOCHAN, room.name, f"Cannot send to channel: {e.message}")
+            return None
+        return m
+
+    def _tag_user(self, r: Reply, target: str, tags: dict[str, str]) -> Message | None:
+        me = self.my_session
+        found = ACCOUNT_NAME_RE.fullmatch(target)
+        sessions = self.service.sessions_of(target) if found else []
+        if not sessions:
+            r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
+            return None
+        to, account = sessions[0], sessions[0].account
+        if account is not None and to.folded != me.folded:
+            if me.guest:
+                r.num("486", target, GUESTS_CANNOT_DM)
+                return None
+            if account.dm_policy == "contacts":
+                return None
+            sessions += self.service.sessions_of(me.name)  # my other connections
+        m = self._live_message(text=None, kind="tagmsg", client_tags=tags, to=to.name)
+        for s in sessions:
+            if s is not me:
+                s.mind.message(m)
+        return m
+
+    def _client_tags(self, msg: wire.Message) -> dict[str, str] | None:
+        """The client-only (``+``) tags of a line from a client that negotiated message-tags."""
+        if not msg.tags or "message-tags" not in self.caps:
+            return None
+        return {k: v for k, v in msg.tags.items() if k.startswith("+")} or None
+
+    def _live_message(self, **fields: Any) -> Message:
+        """A message from this client that is delivered now and never stored."""
+        me = self.my_session
+        return Message(
+            id=self.factory.new_live_id(), ts=self.service.now(), sender=me.name,
+            sender_account=me.account.name if me.account else None, **fields,
+        )
 
     def _message(self, msg: wire.Message, r: Reply, kind: str) -> Deferred[Any] | None:
         command = msg.command
@@ -57,6 +127,7 @@ class MessagingMixin(IRCBase):
             if not quiet:
                 r.num(n.ERR_NOTEXTTOSEND, "No text to send")
             return None
+        client_tags = self._client_tags(msg)
         ds = []
         for target in msg.params[0].split(",")[: MAX_TARGETS]:
             if not target:
@@ -72,17 +143,17 @@ class MessagingMixin(IRCBase):
                     r.num(n.ERR_NOTREGISTERED, self._login_hint())
                 continue
             if target.startswith("#"):
-                d = self._say(r, target, text, kind, quiet)
+                d = self._say(r, target, text, kind, quiet, client_tags)
             else:
-                d = self._dm(r, target, text, kind, quiet)
+                d = self._dm(r, target, text, kind, quiet, client_tags)
             if d is not None:
                 ds.append(d)
         if len(ds) == 1:
             return ds[0]  # the usual single target: no DeferredList on the hot path
         return DeferredList(ds, consumeErrors=True) if ds else None
 
-    def _say(self, r: Reply, target: str, text: str, kind: str, quiet: bool
-             ) -> Deferred[Any] | None:
+    def _say(self, r: Reply, target: str, text: str, kind: str, quiet: bool,
+             client_tags: dict[str, str] | None = None) -> Deferred[Any] | None:
         room = self.service.rooms.get(fold(target))
         if room is None:
             if not quiet:
@@ -95,7 +166,7 @@ class MessagingMixin(IRCBase):
                 r.num(n.ERR_CANNOTSENDTOCHAN, room.name, f"Cannot send to channel: {e.message}")
 
         try:
-            d = self.service.say(self.my_session, room.name, text, kind)
+            d = self.service.say(self.my_session, room.name, text, kind, client_tags)
         except (NotInRoom, Forbidden, NoSuchRoom, BadRequest) as e:
             cannot(e)
             return None
@@ -112,7 +183,12 @@ class MessagingMixin(IRCBase):
 
     def _echo(self, r: Reply, command: str, target: str, m: Message) -> None:
         me = self.my_session
-        tags = self.message_tags(m.ts, m.id, me.account.name if me.account else None)
+        tags = self.message_tags(
+            m.ts, m.id, me.account.name if me.account else None, m.client_tags
+        )
+        if command == "TAGMSG":
+            r.send(f":{me.hostmask} TAGMSG {target}", tags)
+            return
         for i, line in enumerate(self.text_lines(me.hostmask, command, target, m.text or "")):
             r.send(line, tags if i == 0 else {k: v for k, v in tags.items() if k != "msgid"})
 
@@ -120,7 +196,7 @@ class MessagingMixin(IRCBase):
         """A guest may not DM an account (486); a nick nobody has is 401."""
 
         def refuse(_: object = None) -> None:
-            r.num("486", target, "Guests cannot send private messages to accounts; log in first")
+            r.num("486", target, GUESTS_CANNOT_DM)
 
         def missing(f: Failure) -> None:
             f.trap(NoSuchUser, InvalidName)
@@ -131,8 +207,8 @@ class MessagingMixin(IRCBase):
             return None
         return self.service.whois(target).addCallbacks(refuse, missing)
 
-    def _dm(self, r: Reply, target: str, text: str, kind: str, quiet: bool
-            ) -> Deferred[Any] | None:
+    def _dm(self, r: Reply, target: str, text: str, kind: str, quiet: bool,
+            client_tags: dict[str, str] | None = None) -> Deferred[Any] | None:
         me = self.my_session
         command = "NOTICE" if kind == "notice" else "PRIVMSG"
         if not ACCOUNT_NAME_RE.fullmatch(target):
@@ -144,10 +220,8 @@ class MessagingMixin(IRCBase):
         if sessions and (sessions[0].guest or (ctcp and not me.guest)):
             # Guests have no stored DMs, and CTCP queries are not chat: both
             # are delivered live to the target's connections and not kept.
-            m = Message(
-                id=self.factory.new_live_id(), ts=self.service.now(), sender=me.name,
-                text=text, to=sessions[0].name, kind=kind,
-                sender_account=me.account.name if me.account else None,
+            m = self._live_message(
+                text=text, to=sessions[0].name, kind=kind, client_tags=client_tags
             )
             for s in sessions:
                 s.mind.message(m)
@@ -185,7 +259,7 @@ class MessagingMixin(IRCBase):
                 r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
 
         try:
-            d = self.service.dm(me, target, text=text, kind=kind)
+            d = self.service.dm(me, target, text=text, kind=kind, client_tags=client_tags)
         except ChatError as e:
             failed(Failure(e))
             return None

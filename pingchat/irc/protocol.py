@@ -383,9 +383,15 @@ class IRCProtocol(
         return name
 
     def message_tags(
-        self, ts: int | None = None, msgid: int | None = None, account: str | None = None
+        self,
+        ts: int | None = None,
+        msgid: int | None = None,
+        account: str | None = None,
+        client_tags: dict[str, str] | None = None,
     ) -> dict[str, str]:
         tags: dict[str, str] = {}
+        if client_tags and "message-tags" in self.caps:
+            tags.update(client_tags)
         if ts is not None and "server-time" in self.caps:
             tags["time"] = iso_ms(ts)
         if msgid and "message-tags" in self.caps:
@@ -567,7 +573,9 @@ class IRCProtocol(
         if message.room is not None and not offline and self._held is None:
             # The common case, a room message in a fan-out: every recipient
             # with the same tag capabilities gets the same bytes, encoded once.
-            self.write_bounded(self.factory.room_message_data(message, self))
+            data = self.factory.room_message_data(message, self)
+            if data:  # b"" for a TAGMSG this client does not take
+                self.write_bounded(data)
             return
         for line, tags in self.message_lines(message, offline):
             self.event(line, tags)
@@ -575,7 +583,9 @@ class IRCProtocol(
     def message_lines(self, m: Message, offline: bool = False) -> list[tuple[str, dict[str, str]]]:
         """The PRIVMSG/NOTICE lines (with their tags) that show *m* to this client."""
         assert self.session is not None
-        command = "NOTICE" if m.kind == "notice" else "PRIVMSG"
+        if m.kind == "tagmsg" and "message-tags" not in self.caps:
+            return []
+        command = {"notice": "NOTICE", "tagmsg": "TAGMSG"}.get(m.kind, "PRIVMSG")
         text = m.text if m.ciphertext is None else ENCRYPTED
         text = clean_text(text or "")
         if offline and "server-time" not in self.caps:
@@ -591,7 +601,9 @@ class IRCProtocol(
         else:
             # A DM this account sent from another of its sessions.
             source, target = self.session.hostmask, m.to or ""
-        tags = self.message_tags(m.ts, m.id, m.sender_account)
+        tags = self.message_tags(m.ts, m.id, m.sender_account, m.client_tags)
+        if m.kind == "tagmsg":
+            return [(f":{source} TAGMSG {target}", tags)]
         rest = {k: v for k, v in tags.items() if k != "msgid"}
         return [
             (line, tags if i == 0 else rest)

@@ -474,6 +474,8 @@ class NativeProtocol(BoundedOutput, Protocol):
         self.send(wire.event("contact", user=user, status=status))
 
     def message(self, message: Message, offline: bool = False) -> None:
+        if message.kind == "tagmsg":  # IRC client tags without text: nothing to show here
+            return
         if offline:
             self.send({"event": "message", **message.to_event(offline)})
         else:

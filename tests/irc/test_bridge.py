@@ -41,6 +41,21 @@ class BridgeTests(IRCTestCase):
         self.assertEqual((m.command, m.params, m.source),
                          ("PRIVMSG", ("alice", "hello alice"), "bob!bob@user/bob"))
 
+    def test_native_clients_get_no_tagmsg_and_messages_without_client_tags(self) -> None:
+        self.make_account("bob")
+        bob = self.native("bob")
+        self.assertTrue(bob.request("join", room="#lobby")["ok"])
+        irc = self.connect("alice", caps=("message-tags",))
+        irc.send("JOIN #lobby")
+        irc.read()
+        bob.take_events()
+        irc.send("@+typing=active TAGMSG #lobby", "@+typing=active TAGMSG bob",
+                 "@+draft/reply=1 PRIVMSG #lobby :hello", "@+draft/reply=1 PRIVMSG bob :psst")
+        events = bob.take_events()
+        self.assertEqual([(e["event"], e.get("room"), e["text"]) for e in events],
+                         [("message", "#lobby", "hello"), ("message", None, "psst")])
+        self.assertFalse(any(k.startswith("+") or "tag" in k for e in events for k in e))
+
     def test_offline_dms_arrive_at_irc_login_with_server_time(self) -> None:
         self.make_account("alice")
         self.make_account("bob")

@@ -49,6 +49,60 @@ class TagTests(IRCTestCase):
         self.assertEqual(set(got["eve"].tags), {"time"})
         self.assertEqual({m.params for m in got.values()}, {("#plainfirst", "order")})
 
+    def test_client_only_tags_ride_with_the_message_and_are_not_stored(self) -> None:
+        self.alice.send("@+draft/reply=12;fizz=buzz PRIVMSG #lobby :threaded")
+        echo = self.alice.read()[0]
+        got = self.bob.read()[0]
+        self.assertEqual(echo.tags.get("+draft/reply"), "12")
+        self.assertEqual(got.tags.get("+draft/reply"), "12")
+        self.assertNotIn("fizz", got.tags)  # only client-only (+) tags are relayed
+        self.assertEqual(got.tags["msgid"], echo.tags["msgid"])
+        self.assertEqual(dict(self.plain.read()[0].tags), {})
+        self.alice.send("CHATHISTORY LATEST #lobby * 1")
+        stored = [m for m in self.alice.read() if m.command == "PRIVMSG"]
+        self.assertEqual(stored[0].params, ("#lobby", "threaded"))
+        self.assertNotIn("+draft/reply", stored[0].tags)
+
+    def test_tagmsg_reaches_only_clients_with_message_tags(self) -> None:
+        self.alice.send(r"@label=t;+typing=active;+x=a\:b;cat=dog TAGMSG #lobby")
+        echo = self.alice.read()
+        got = self.bob.read()
+        self.assertEqual([(m.command, m.params) for m in got], [("TAGMSG", ("#lobby",))])
+        self.assertEqual((got[0].tags["+typing"], got[0].tags["+x"]), ("active", "a;b"))
+        self.assertNotIn("cat", got[0].tags)
+        self.assertNotIn("label", got[0].tags)
+        self.assertEqual(got[0].source.split("!")[0], "alice")
+        self.assertEqual([(m.command, m.tags.get("label")) for m in echo], [("TAGMSG", "t")])
+        self.assertEqual(echo[0].tags["msgid"], got[0].tags["msgid"])
+        self.assertEqual(self.plain.read(), [])
+
+    def test_tagmsg_to_a_user_and_who_does_not_get_it(self) -> None:
+        self.alice.send("@+typing=active TAGMSG bob", "@+typing=active TAGMSG carol")
+        self.assertEqual([(m.command, m.params) for m in self.bob.read()],
+                         [("TAGMSG", ("bob",))])
+        self.assertEqual(self.plain.read(), [])  # carol has no message-tags
+        self.alice.send("@+typing=active TAGMSG nobody", "@+typing=active TAGMSG #nowhere")
+        self.assertEqual([m.command for m in self.alice.read() if m.command != "TAGMSG"],
+                         ["401", "403"])
+        # An account that takes DMs only from contacts gets no typing notices.
+        bob = self.server.chat.sessions_of("bob")[0]
+        self.successResultOf(self.server.accounts.set_dm_policy(bob, "contacts"))
+        self.clock.advance(0)
+        self.alice.send("@+typing=active TAGMSG bob")
+        self.assertEqual(self.bob.read(), [])
+
+    def test_tagmsg_is_checked_like_a_message(self) -> None:
+        dave = self.connect("dave", caps=("message-tags",))
+        self.alice.send("MODE #lobby +m")
+        self.alice.read()
+        for c in (self.bob, self.plain):
+            c.read()
+        dave.send("@+typing=active TAGMSG #lobby")  # not a member of a +n room
+        self.assertEqual([m.command for m in dave.read()], ["404"])
+        self.bob.send("@+typing=active TAGMSG #lobby")  # moderated, no voice
+        self.assertEqual([m.command for m in self.bob.read()], ["404"])
+        self.assertEqual([m.command for m in self.alice.read()], [])
+
     def test_without_echo_message_the_sender_sees_nothing(self) -> None:
         self.bob.send("PRIVMSG #lobby :hi")
         self.assertEqual(self.bob.read(), [])
