@@ -88,17 +88,17 @@ class MessagingMixin(IRCBase):
             r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
             return None
         to, account = sessions[0], sessions[0].account
-        if account is not None and to.folded != me.folded:
-            if me.guest:
+        if to.folded != me.folded:
+            if account is not None and me.guest:
                 r.num("486", target, GUESTS_CANNOT_DM)
                 return None
-            if account.dm_policy == "contacts":
+            if account is not None and account.dm_policy == "contacts":
                 return None
-            sessions += self.service.sessions_of(me.name)  # my other connections
+            # and my other connections, as a DM's copy goes to them
+            sessions += [s for s in self.service.sessions_of(me.name) if s is not me]
         m = self._live_message(text=None, kind="tagmsg", client_tags=tags, to=to.name)
-        for s in sessions:
-            if s is not me:
-                s.mind.message(m)
+        for s in sessions:  # to oneself: this connection too, as a DM to oneself
+            s.mind.message(m)
         return m
 
     def _client_tags(self, msg: wire.Message) -> dict[str, str] | None:

@@ -81,6 +81,11 @@ class TagTests(IRCTestCase):
         self.assertEqual([(m.command, m.params) for m in self.bob.read()],
                          [("TAGMSG", ("bob",))])
         self.assertEqual(self.plain.read(), [])  # carol has no message-tags
+        self.assertEqual([m.params for m in self.alice.read()], [("bob",), ("carol",)])  # echoes
+        self.alice.send("@label=s;+typing=active TAGMSG alice")  # to oneself: delivered and echoed
+        mine = self.alice.read()
+        self.assertEqual(sorted((m.command, m.tags.get("label", "")) for m in mine),
+                         [("TAGMSG", ""), ("TAGMSG", "s")])
         self.alice.send("@+typing=active TAGMSG nobody", "@+typing=active TAGMSG #nowhere")
         self.assertEqual([m.command for m in self.alice.read() if m.command != "TAGMSG"],
                          ["401", "403"])
