@@ -255,12 +255,40 @@ class Database:
     def _run_batch(
         self, conn: sqlite3.Connection, jobs: list[Any]
     ) -> list[tuple[Deferred[Any], bool, Any]]:
-        results: list[tuple[Deferred[Any], bool, Any]] = []
+        """Run a batch of jobs in one transaction; each job's result or failure.
+
+        Jobs run back to back first. Should one fail, the whole transaction
+        is rolled back and the batch runs again with a savepoint around each
+        job, so that only the failed job's changes are lost. Jobs are store
+        functions of the connection and their arguments, so running one
+        again after a rollback gives what it would have given. (A savepoint
+        per job on every batch cost ~3.6 us a job, about a sixth of storing
+        a message, for failures that are rare: a DM to no such user, a
+        name already taken.)
+        """
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:
             failure = Failure()
             return [(job[3], False, failure) for job in jobs]
+        try:
+            results = [(d, True, fn(conn, *args)) for _name, fn, args, d in jobs]
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # some errors end it themselves
+                conn.execute("ROLLBACK")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                failure = Failure()
+                return [(job[3], False, failure) for job in jobs]
+            results = self._run_isolated(conn, jobs)
+        return self._commit(conn, jobs, results)
+
+    def _run_isolated(
+        self, conn: sqlite3.Connection, jobs: list[Any]
+    ) -> list[tuple[Deferred[Any], bool, Any]]:
+        """Each job in a savepoint of the open transaction: a failure undoes only its own."""
+        results: list[tuple[Deferred[Any], bool, Any]] = []
         for _name, fn, args, d in jobs:
             try:
                 conn.execute("SAVEPOINT job")
@@ -273,6 +301,14 @@ class Database:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                 results.append((d, False, failure))
+        return results
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        jobs: list[Any],
+        results: list[tuple[Deferred[Any], bool, Any]],
+    ) -> list[tuple[Deferred[Any], bool, Any]]:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:

@@ -205,6 +205,48 @@ class TimestampLookupTests(SynchronousTestCase):
         self.assertLess(steps, 60)
 
 
+class BatchTests(SynchronousTestCase):
+    """One writer batch: one transaction, savepoints only when a job fails."""
+
+    def setUp(self) -> None:
+        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(self.db.stop)
+        self.conn = self.db._conn
+        self.conn.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+        self.conn.execute("CREATE TABLE attempts (x INTEGER)")
+        self.statements: list[str] = []
+        self.conn.set_trace_callback(self.statements.append)
+
+    def run_batch(self, *values: int) -> list[tuple[bool, Any]]:
+        def insert(conn: sqlite3.Connection, x: int) -> int:
+            conn.execute("INSERT INTO attempts (x) VALUES (?)", (x,))  # undone if the next fails
+            conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+            return x
+
+        jobs = [("insert", insert, (v,), None) for v in values]
+        return [(ok, value) for _d, ok, value in self.db._run_batch(self.conn, jobs)]
+
+    def stored(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT x FROM t ORDER BY x")]
+
+    def test_a_batch_that_succeeds_runs_no_savepoint(self) -> None:
+        self.assertEqual(self.run_batch(1, 2, 3), [(True, 1), (True, 2), (True, 3)])
+        self.assertEqual(self.stored(), [1, 2, 3])
+        self.assertFalse([s for s in self.statements if "SAVEPOINT" in s])
+        self.assertEqual(sum("COMMIT" in s for s in self.statements), 1)
+
+    def test_a_failing_job_loses_only_its_own_changes(self) -> None:
+        self.run_batch(5)
+        results = self.run_batch(4, 5, 6)  # 5 is taken: its second insert fails
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        self.assertIsInstance(results[1][1].value, sqlite3.IntegrityError)
+        self.assertEqual(self.stored(), [4, 5, 6])
+        # The failed job's first insert is undone, and the jobs that ran
+        # before it and again after the rollback count once.
+        attempts = [r[0] for r in self.conn.execute("SELECT x FROM attempts ORDER BY x")]
+        self.assertEqual(attempts, [4, 5, 6])  # 5 from the first batch
+
+
 class WriterThreadTests(TestCase):
     """The real writer thread, with the real reactor."""
 
