@@ -581,7 +581,7 @@ class IRCProtocol(
             self.event(line, tags)
 
     def message_lines(self, m: Message, offline: bool = False) -> list[tuple[str, dict[str, str]]]:
-        """The PRIVMSG/NOTICE lines (with their tags) that show *m* to this client."""
+        """The PRIVMSG/NOTICE (or TAGMSG) lines, with their tags, that show *m* to this client."""
         assert self.session is not None
         if m.kind == "tagmsg" and "message-tags" not in self.caps:
             return []
