@@ -122,6 +122,27 @@ class LoopbackTests(TestCase):
         self.assertEqual(dm.params[1], "direct")
 
     @defer.inlineCallbacks
+    def test_client_only_tags_cross_plain_and_tls_sockets(self) -> Any:
+        plain_port = yield self.listen("tcp:0:interface=127.0.0.1")
+        tls_port = yield self.listen("ssl:0:interface=127.0.0.1")
+        alice = yield self.connect(plain_port, tls=False)
+        bob = yield self.connect(tls_port, tls=True)
+        yield self.login(alice, "alice")
+        yield self.login(bob, "bob")
+        for c in (alice, bob):
+            c.send("JOIN #tags")
+            yield c.wait_for(lambda m: m.command == "366")
+        bob.send("@+typing=active TAGMSG #tags", "@+draft/reply=7 PRIVMSG #tags :re",
+                 "@+typing=done TAGMSG alice")
+        typing = yield alice.wait_for(lambda m: m.command == "TAGMSG" and m.params == ("#tags",))
+        self.assertEqual(typing.tags["+typing"], "active")
+        self.assertTrue(typing.tags["msgid"].startswith("live"))
+        reply = yield alice.wait_for(lambda m: m.command == "PRIVMSG")
+        self.assertEqual((reply.params[1], reply.tags["+draft/reply"]), ("re", "7"))
+        direct = yield alice.wait_for(lambda m: m.command == "TAGMSG" and m.params == ("alice",))
+        self.assertEqual(direct.tags["+typing"], "done")
+
+    @defer.inlineCallbacks
     def test_quit_closes_the_socket(self) -> Any:
         port = yield self.listen("tcp:0:interface=127.0.0.1")
         alice = yield self.connect(port, tls=False)
