@@ -134,6 +134,8 @@ def _verb(line: str) -> list[str]:
 
 
 PIPELINED = frozenset({b"PRIVMSG", b"NOTICE"})
+# The command that shows a Message of each kind (anything else is PRIVMSG).
+COMMAND_OF_KIND = {"notice": "NOTICE", "tagmsg": "TAGMSG"}
 
 
 def _command_of(item: bytes | wire.LineTooLong) -> bytes:
@@ -585,7 +587,7 @@ class IRCProtocol(
         assert self.session is not None
         if m.kind == "tagmsg" and "message-tags" not in self.caps:
             return []
-        command = {"notice": "NOTICE", "tagmsg": "TAGMSG"}.get(m.kind, "PRIVMSG")
+        command = COMMAND_OF_KIND.get(m.kind, "PRIVMSG")
         text = m.text if m.ciphertext is None else ENCRYPTED
         text = clean_text(text or "")
         if offline and "server-time" not in self.caps:
