@@ -35,7 +35,8 @@ class Settings:
     # Per-connection request rate (requests/s) and burst; 0 disables.
     rate: float = 20.0
     rate_burst: float = 60.0
-    # Failed logins allowed per account (and per address) before back-off starts.
+    # Failed logins allowed per (account, address) before back-off starts (the
+    # next attempt waits); per address: max(20, this). docs/login-throttling.md
     login_free_attempts: int = 5
     login_backoff_max: float = 300.0
     # Registrations allowed per address per hour.

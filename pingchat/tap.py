@@ -304,6 +304,7 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
         reactor.seconds,
         free=settings.login_free_attempts,
         cap=settings.login_backoff_max,
+        audit=audit,
     )
     ttl_ms = int(settings.token_ttl_days * 24 * 3600 * 1000)
     portal = Portal(

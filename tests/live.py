@@ -66,8 +66,9 @@ class LiveServer(TestCase):
 
         return check(tries)  # type: ignore[no-any-return]
 
-    def connect(self) -> LineClient:
-        return LineClient("127.0.0.1", self.port.getHost().port)
+    def connect(self, source: str | None = None) -> LineClient:
+        """A client of the server, from *source* (another 127.x address) if given."""
+        return LineClient("127.0.0.1", self.port.getHost().port, source=source)
 
     def account(self, client: LineClient, name: str, room: str | None = None) -> LineClient:
         assert client.request("register", user=name, password=PASSWORD)["ok"]

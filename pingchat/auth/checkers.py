@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, implementer
 
 from pingchat.auth.passwords import PasswordHasher
-from pingchat.auth.tokens import DEFAULT_TTL_MS, token_hash
+from pingchat.auth.tokens import DEFAULT_TTL_MS, device_hash, token_hash
 from pingchat.chat.model import Account
 from pingchat.store import SQLiteStore
 
@@ -58,6 +58,7 @@ class IPasswordOTP(IUsernamePassword):
 
     otp = Attribute("The current TOTP code, or None.")
     address = Attribute("The client's address, for throttling and audit.")
+    device = Attribute("The device secret of an earlier login, or None.")
 
 
 @implementer(IPasswordOTP)
@@ -65,12 +66,18 @@ class PasswordCredentials:
     """Username and password (plus optional TOTP code) as the doors collect them."""
 
     def __init__(
-        self, username: str, password: str, otp: str | None = None, address: str | None = None
+        self,
+        username: str,
+        password: str,
+        otp: str | None = None,
+        address: str | None = None,
+        device: str | None = None,
     ) -> None:
         self.username = username
         self.password = password
         self.otp = otp
         self.address = address
+        self.device = device
 
     def checkPassword(self, password: bytes) -> bool:
         raise NotImplementedError("checked by PasswordChecker against the store")
@@ -123,15 +130,34 @@ class PasswordChecker:
         return self._check(credentials)
 
     @inlineCallbacks
+    def _throttled(self, name: str, address: str | None, device: object) -> Any:
+        """Refuse, before any bcrypt work, an attempt the throttle holds back.
+
+        The (account, address) pair and the address always apply; the
+        account-wide ceiling (wide, distributed guessing) does not hold back
+        a device that logged in to this account before.
+        """
+        wait = self.throttle.check(name, address)
+        if wait > 0:
+            self.audit("login_throttled", account=name, address=address, scope="address")
+            raise LoginThrottled(wait)
+        wait = self.throttle.account_wait(name)
+        if wait > 0:
+            known = False
+            if isinstance(device, str) and 0 < len(device) <= 256:
+                known = yield self.store.known_device(name, device_hash(device))
+            if not known:
+                self.audit("login_throttled", account=name, address=address, scope="account")
+                raise LoginThrottled(wait)
+        return None
+
+    @inlineCallbacks
     def _check(self, credentials: IPasswordOTP) -> Any:
         name = _text(credentials.username)
         password = _text(credentials.password)
         address = getattr(credentials, "address", None)
         if self.throttle is not None:
-            wait = self.throttle.check(name, address)
-            if wait > 0:
-                self.audit("login_throttled", account=name, address=address)
-                raise LoginThrottled(wait)
+            yield self._throttled(name, address, getattr(credentials, "device", None))
         found = yield self.store.get_credentials(name)
         account: Account | None = found[0] if found else None
         ok = yield self.hasher.check(password, found[1] if found else None)
@@ -183,7 +209,9 @@ class TokenChecker:
     def _check(self, credentials: ITokenCredentials) -> Any:
         address = getattr(credentials, "address", None)
         if self.throttle is not None:
-            wait = self.throttle.check(None, address)
+            # Bad tokens from this address only: password guessing on the
+            # account (or from this address) never holds a resume back.
+            wait = self.throttle.token_check(address)
             if wait > 0:
                 raise LoginThrottled(wait)
         token = credentials.token
@@ -192,7 +220,7 @@ class TokenChecker:
         found = yield self.store.use_token(token_hash(token), now_ms(self.clock), self.ttl_ms)
         if found is None:
             if self.throttle is not None:
-                self.throttle.failed(None, address)
+                self.throttle.token_failed(address)
             self.audit("resume_failed", address=address)
             raise LoginFailed("invalid or expired token")
         account, _expires = found

@@ -5,7 +5,10 @@ Pure logic: time is passed in (seconds, as ``IReactorTime.seconds()`` gives).
 
 from __future__ import annotations
 
+import ipaddress
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -33,6 +36,41 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate
 
 
+ADDRESS_FREE = 20
+"""Failed logins from one address (across accounts) before its back-off starts."""
+
+ACCOUNT_WIDE_SPREAD = 10
+"""An account is throttled as a whole only once more addresses than this failed on it."""
+
+MAX_ENTRIES = 100_000
+"""Keys kept at most (all kinds together); beyond it the least recently
+failed are forgotten first."""
+
+
+def network_of(address: str | None) -> str:
+    """The unit an address is throttled by: an IPv4 address, or an IPv6 /64.
+
+    One host usually holds a whole IPv6 /64 (Ergo's ``cidr-len-ipv6: 64``
+    default for its per-IP limits says the same), so counting single IPv6
+    addresses would give one attacker 2**64 fresh addresses.
+    """
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+_Key = tuple[str, str, str]
+"""(kind, account, network): ``a`` an address, ``p`` a pair, ``t`` bad tokens."""
+
+
 @attrs.define
 class _Backoff:
     failures: int = 0
@@ -40,12 +78,38 @@ class _Backoff:
     last: float = 0.0
 
 
-class LoginThrottle:
-    """Per-account and per-address exponential back-off on failed logins.
+@attrs.define
+class _AccountWide:
+    """Failures on one account, from however many addresses."""
 
-    After ``free`` failures, each further failure blocks the key for
-    ``base * 2**(n - free)`` seconds, capped at ``cap``. Checked before any
-    bcrypt work, so a brute-force attempt costs the server almost nothing.
+    addresses: set[str] = attrs.field(factory=set)
+    engaged: bool = False
+    doublings: int = 0
+    blocked_until: float = 0.0
+    last: float = 0.0
+
+
+class LoginThrottle:
+    """Exponential back-off on failed logins, keyed so that nobody can lock an
+    account's owner out.
+
+    * the (account, address) pair: after ``free`` failures the next attempt
+      waits ``base`` seconds, doubling with each further failure up to ``cap``;
+    * the address alone (many accounts tried from one place): the same after
+      ``address_free`` failures;
+    * the account as a whole only when its failures came from more than
+      ``spread`` addresses (wide, distributed guessing): then every failure
+      blocks it for ``base * 2**n`` seconds (capped). When that ceiling
+      engages it is audited (``login_throttled_account_wide``, through the
+      *audit* callable) and :meth:`failed` returns true; a caller that
+      recognises the client (a known device) may skip :meth:`account_wait`;
+    * bad session tokens, per address, on keys of their own: a password
+      guesser never delays a resume.
+
+    Every key is forgotten ``forget_after`` seconds after its last failure, a
+    success clears its pair, and at most ``max_entries`` keys are kept. Pure
+    logic: checked before any bcrypt work, so a refused attempt costs the
+    server almost nothing.
     """
 
     def __init__(
@@ -55,29 +119,100 @@ class LoginThrottle:
         base: float = 1.0,
         cap: float = 300.0,
         forget_after: float = 3600.0,
-        address_free: int = 20,
+        address_free: int | None = None,
+        spread: int = ACCOUNT_WIDE_SPREAD,
+        max_entries: int = MAX_ENTRIES,
+        audit: Callable[..., None] | None = None,
     ) -> None:
         self.clock = clock
+        self.audit = audit
         self.free = free
         self.base = base
         self.cap = cap
         self.forget_after = forget_after
-        self.address_free = address_free
-        self._state: dict[str, _Backoff] = {}
+        # An operator who raises the per-account figure expects as many
+        # attempts from their one address.
+        self.address_free = max(ADDRESS_FREE, free) if address_free is None else address_free
+        self.spread = spread
+        self.max_entries = max_entries
+        # Both tables are kept in order of last failure (a key that fails
+        # again moves to the end), so the stale ones are always at the front.
+        self._state: OrderedDict[_Key, _Backoff] = OrderedDict()
+        self._accounts: OrderedDict[str, _AccountWide] = OrderedDict()
 
-    def _keys(self, account: str | None, address: str | None) -> list[tuple[str, int]]:
-        keys = []
+    # -- passwords (and recovery codes) -------------------------------------------
+
+    def _keys(self, account: str | None, address: str | None) -> list[tuple[_Key, int]]:
+        net = network_of(address)
+        keys = [(("a", "", net), self.address_free)]
         if account:
-            keys.append(("u:" + account.lower(), self.free))
-        if address:
-            keys.append(("a:" + address, self.address_free))
+            keys.append((("p", account.lower(), net), self.free))
         return keys
 
     def check(self, account: str | None, address: str | None) -> float:
-        """Seconds to wait before another attempt is allowed (0: go ahead)."""
+        """Seconds before *address* may try *account* again (0: go ahead).
+
+        The pair and the address only; the account-wide ceiling is
+        :meth:`account_wait`.
+        """
+        return self._wait([key for key, _ in self._keys(account, address)])
+
+    def account_wait(self, account: str) -> float:
+        """Seconds the account-wide ceiling holds *account* (0 unless engaged)."""
+        name = account.lower()
+        state = self._accounts.get(name)
+        if state is None:
+            return 0.0
+        now = self.clock()
+        if now - state.last > self.forget_after:
+            del self._accounts[name]
+            return 0.0
+        return max(0.0, state.blocked_until - now) if state.engaged else 0.0
+
+    def failed(self, account: str | None, address: str | None) -> bool:
+        """Count a failure; true when it engaged *account*'s account-wide ceiling."""
+        now = self.clock()
+        for key, free in self._keys(account, address):
+            self._count(key, free, now)
+        engaged = False
+        if account:
+            engaged = self._account_failed(account.lower(), network_of(address), now)
+        self._bound(now)
+        if engaged and self.audit is not None:
+            self.audit(
+                "login_throttled_account_wide",
+                account=account,
+                address=address,
+                failing_addresses=self.spread + 1,
+                window=self.forget_after,
+            )
+        return engaged
+
+    def succeeded(self, account: str | None, address: str | None) -> None:
+        """The right secret: the pair starts over (the address and account do not)."""
+        if account:
+            self._state.pop(("p", account.lower(), network_of(address)), None)
+
+    # -- session tokens ---------------------------------------------------------------
+
+    def token_check(self, address: str | None) -> float:
+        """Seconds before *address* may present another session token."""
+        return self._wait([("t", "", network_of(address))])
+
+    def token_failed(self, address: str | None) -> None:
+        now = self.clock()
+        self._count(("t", "", network_of(address)), self.address_free, now)
+        self._bound(now)
+
+    # -- the mechanism ----------------------------------------------------------------
+
+    def _delay(self, doublings: int) -> float:
+        return float(min(self.cap, self.base * 2 ** min(doublings, 64)))
+
+    def _wait(self, keys: list[_Key]) -> float:
         now = self.clock()
         wait = 0.0
-        for key, _ in self._keys(account, address):
+        for key in keys:
             state = self._state.get(key)
             if state is None:
                 continue
@@ -87,25 +222,53 @@ class LoginThrottle:
             wait = max(wait, state.blocked_until - now)
         return max(0.0, wait)
 
-    def failed(self, account: str | None, address: str | None) -> None:
-        now = self.clock()
-        for key, free in self._keys(account, address):
-            state = self._state.setdefault(key, _Backoff())
-            state.failures += 1
-            state.last = now
-            if state.failures > free:
-                delay = min(self.cap, self.base * 2 ** (state.failures - free - 1))
-                state.blocked_until = now + delay
-        if len(self._state) > 100_000:
-            self._prune(now)
+    def _count(self, key: _Key, free: int, now: float) -> None:
+        state = self._state.get(key)
+        if state is None or now - state.last > self.forget_after:
+            state = self._state[key] = _Backoff()
+        self._state.move_to_end(key)
+        state.failures += 1
+        state.last = now
+        if state.failures >= free:
+            state.blocked_until = now + self._delay(state.failures - free)
 
-    def succeeded(self, account: str | None, address: str | None) -> None:
-        if account:
-            self._state.pop("u:" + account.lower(), None)
+    def _account_failed(self, name: str, net: str, now: float) -> bool:
+        state = self._accounts.get(name)
+        if state is None or now - state.last > self.forget_after:
+            state = self._accounts[name] = _AccountWide()
+        self._accounts.move_to_end(name)
+        state.last = now
+        if state.engaged:
+            state.blocked_until = now + self._delay(state.doublings)
+            state.doublings += 1
+            return False
+        state.addresses.add(net)
+        if len(state.addresses) <= self.spread:
+            return False
+        state.engaged, state.addresses = True, set()
+        state.blocked_until = now + self._delay(0)
+        state.doublings = 1
+        return True
 
-    def _prune(self, now: float) -> None:
-        for key in [k for k, s in self._state.items() if now - s.last > self.forget_after]:
-            del self._state[key]
+    def _bound(self, now: float) -> None:
+        """Forget expired keys, then (under a flood) the least recently failed.
+
+        Amortised O(1): each key is dropped from the front at most once.
+        """
+        quarter = self.max_entries // 4
+        self._trim(self._accounts, quarter, now)
+        self._trim(self._state, self.max_entries - quarter, now)
+
+    def _trim(self, table: OrderedDict[Any, Any], limit: int, now: float) -> None:
+        while table:
+            key = next(iter(table))
+            if len(table) <= limit and now - table[key].last <= self.forget_after:
+                return
+            del table[key]
+
+    def size(self) -> int:
+        """How many keys are held (for tests and metrics)."""
+        return len(self._state) + len(self._accounts)
 
 
 class AddressLimiter:

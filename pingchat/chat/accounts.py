@@ -18,7 +18,13 @@ from pingchat.auth.audit import Auditor
 from pingchat.auth.passwords import PasswordHasher, check_password_policy
 from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
-from pingchat.auth.tokens import DEFAULT_TTL_MS, new_token, token_hash
+from pingchat.auth.tokens import (
+    DEFAULT_TTL_MS,
+    device_hash,
+    new_device_secret,
+    new_token,
+    token_hash,
+)
 from pingchat.chat.model import Account, check_account_name, iso_ms
 from pingchat.chat.service import ChatService, Session
 from pingchat.errors import AuthFailed, BadRequest, InvalidName, RateLimited
@@ -30,6 +36,7 @@ RESERVED_NAMES = frozenset(
     {"nickserv", "chanserv", "server", "pingchat", "root", "operator", "services"}
 )
 RECOVERY_CODES = 10
+DEVICES_KEPT = 20  # per account, the most recently used
 _CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 
 
@@ -137,6 +144,8 @@ class AccountManager:
         if not isinstance(code, str):
             raise BadRequest("code must be a string")
         new_password = check_password_policy(new_password, self.min_password_length)
+        # The (account, address) pair and the address, as for a login; with
+        # ~79-bit codes the account-wide ceiling would only lock the owner out.
         if self.login_throttle is not None:
             wait = self.login_throttle.check(name, address)
             if wait > 0:
@@ -167,6 +176,18 @@ class AccountManager:
         return self.store.add_token(
             session.account.id, digest, self.now(), self.token_ttl_ms
         ).addCallback(issued)
+
+    def remember_device(self, session: Session, presented: str | None) -> Deferred[str]:
+        """The device secret for a password login: *presented* if this account
+        knows it, else a fresh one (only its hash is stored). A known device is
+        let past the account-wide login ceiling."""
+        assert session.account is not None
+        fresh = new_device_secret()
+        known = device_hash(presented) if presented else None
+        d = self.store.remember_device(
+            session.account.id, known, device_hash(fresh), self.now(), DEVICES_KEPT
+        )
+        return d.addCallback(lambda kept: presented if kept and presented else fresh)
 
     def resumed(self, session: Session, token: str) -> dict[str, Any]:
         """A session that came back with *token*: remember it for ``logout``."""

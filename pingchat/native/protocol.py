@@ -226,10 +226,19 @@ class NativeProtocol(BoundedOutput, Protocol):
         otp = req.get("otp")
         if otp is not None and not isinstance(otp, str):
             otp = str(otp)
-        creds = PasswordCredentials(name, password, otp, self.address)
+        device = _field(req, "device", required=False)
+        if device is not None and not 0 < len(device) <= 256:
+            raise BadRequest("device must be 1 to 256 characters")
+        creds = PasswordCredentials(name, password, otp, self.address, device)
+        accounts = self.factory.accounts
 
         def issue(session: Session) -> Deferred[dict[str, Any]]:
-            d = self.factory.accounts.issue_token(session)
+            d = accounts.issue_token(session)
+            d.addCallback(
+                lambda r: accounts.remember_device(session, device).addCallback(
+                    lambda secret: {**r, "device": secret}
+                )
+            )
             return d.addCallback(lambda r: self._after_login(session, r))
 
         return self._login(creds, issue)

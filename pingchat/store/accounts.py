@@ -76,6 +76,9 @@ def _set_password(
         "DELETE FROM tokens WHERE account_id = ? AND token_hash IS NOT ?",
         (account.id, keep_token),
     )
+    # A device known to the old password is no longer let past the
+    # account-wide login ceiling (it logs in again and gets a new one).
+    conn.execute("DELETE FROM devices WHERE account_id = ?", (account.id,))
     return account
 
 
@@ -159,7 +162,7 @@ class AccountStore:
     def set_password(
         self, name: str, password_hash: bytes, keep_token: bytes | None = None
     ) -> Deferred[Account]:
-        """Change the password and revoke every token except *keep_token*."""
+        """Change the password, revoke every token except *keep_token*, forget devices."""
         return self.db.run("set_password", _set_password, name, password_hash, keep_token)
 
     def set_disabled(self, name: str, disabled: bool) -> Deferred[Account]:

@@ -1,4 +1,4 @@
-"""Second factor (TOTP) state and one-time recovery codes."""
+"""Second factor (TOTP) state, one-time recovery codes and known devices."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def _recover(
     conn.execute("UPDATE recovery_codes SET used_at = ? WHERE id = ?", (now, row[0]))
     conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
     conn.execute("DELETE FROM tokens WHERE account_id = ?", (account.id,))
+    conn.execute("DELETE FROM devices WHERE account_id = ?", (account.id,))
     return account.name
 
 
@@ -94,6 +95,49 @@ def _recovery_codes_left(conn: sqlite3.Connection, name: str) -> int:
             (account.id,),
         ).fetchone()[0]
     )
+
+
+def _known_device(conn: sqlite3.Connection, name: str, device_hash: bytes) -> bool:
+    account = find_account(conn, name)
+    if account is None:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM devices WHERE account_id = ? AND device_hash = ?",
+        (account.id, device_hash),
+    ).fetchone()
+    return row is not None
+
+
+def _remember_device(
+    conn: sqlite3.Connection,
+    account_id: int,
+    presented: bytes | None,
+    fresh: bytes,
+    now: int,
+    keep: int,
+) -> bool:
+    """Note a password login from a device: true if *presented* was known (and
+    is kept), else *fresh* is recorded. Only the *keep* most recently used
+    devices of the account are remembered."""
+    if presented is not None:
+        cur = conn.execute(
+            "UPDATE devices SET last_used_at = ? WHERE account_id = ? AND device_hash = ?",
+            (now, account_id, presented),
+        )
+        if cur.rowcount == 1:
+            return True
+    conn.execute(
+        "INSERT INTO devices (account_id, device_hash, created_at, last_used_at)"
+        " VALUES (?, ?, ?, ?)",
+        (account_id, fresh, now, now),
+    )
+    conn.execute(
+        "DELETE FROM devices WHERE account_id = ? AND device_hash NOT IN"
+        " (SELECT device_hash FROM devices WHERE account_id = ?"
+        "  ORDER BY last_used_at DESC, created_at DESC LIMIT ?)",
+        (account_id, account_id, keep),
+    )
+    return False
 
 
 class SecurityStore:
@@ -124,3 +168,14 @@ class SecurityStore:
 
     def recovery_codes_left(self, name: str) -> Deferred[int]:
         return self.db.run("recovery_codes_left", _recovery_codes_left, name)
+
+    def known_device(self, name: str, device_hash: bytes) -> Deferred[bool]:
+        """Whether a device with this secret's hash logged in to *name* before."""
+        return self.db.read("known_device", _known_device, name, device_hash)
+
+    def remember_device(
+        self, account_id: int, presented: bytes | None, fresh: bytes, now: int, keep: int
+    ) -> Deferred[bool]:
+        return self.db.run(
+            "remember_device", _remember_device, account_id, presented, fresh, now, keep
+        )

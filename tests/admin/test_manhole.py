@@ -219,7 +219,8 @@ class LoginTests(ServerTestCase):
         self.assertIn("manhole", failed[0]["detail"])
 
     def test_login_throttling_applies(self) -> None:
-        for _ in range(self.server.settings.login_free_attempts + 1):
+        # --login-free-attempts failures are free; the next attempt waits.
+        for _ in range(self.server.settings.login_free_attempts):
             self.failureResultOf(self.login("root1", "wrong password"), LoginFailed)
         self.failureResultOf(self.login("root1"), LoginThrottled)
         self.clock.advance(self.server.settings.login_backoff_max + 1)

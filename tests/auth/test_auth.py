@@ -63,26 +63,26 @@ class ThrottleTests(SynchronousTestCase):
         self.assertAlmostEqual(bucket.take(0), 0.5)
         self.assertEqual(bucket.take(0.5), 0)
 
-    def test_login_backoff_doubles_and_resets_on_success(self) -> None:
+    def test_login_backoff_doubles_per_pair_and_resets_on_success(self) -> None:
         now = [0.0]
         throttle = LoginThrottle(lambda: now[0], free=2, base=1, cap=10)
-        for _ in range(2):
-            throttle.failed("alice", "1.2.3.4")
-        self.assertEqual(throttle.check("alice", None), 0)
-        throttle.failed("alice", None)
-        self.assertEqual(throttle.check("alice", None), 1)
-        throttle.failed("alice", None)
-        self.assertEqual(throttle.check("alice", None), 2)
+        throttle.failed("alice", "1.2.3.4")
+        self.assertEqual(throttle.check("alice", "1.2.3.4"), 0)
+        throttle.failed("alice", "1.2.3.4")
+        self.assertEqual(throttle.check("alice", "1.2.3.4"), 1)
+        self.assertEqual(throttle.check("alice", "5.6.7.8"), 0)
+        throttle.failed("alice", "1.2.3.4")
+        self.assertEqual(throttle.check("alice", "1.2.3.4"), 2)
         for _ in range(10):
-            throttle.failed("alice", None)
-        self.assertEqual(throttle.check("ALICE", None), 10)
+            throttle.failed("alice", "1.2.3.4")
+        self.assertEqual(throttle.check("ALICE", "1.2.3.4"), 10)
         now[0] = 100
-        throttle.succeeded("alice", None)
-        self.assertEqual(throttle.check("alice", None), 0)
+        throttle.succeeded("alice", "1.2.3.4")
+        self.assertEqual(throttle.check("alice", "1.2.3.4"), 0)
 
     def test_address_is_throttled_across_accounts(self) -> None:
         throttle = LoginThrottle(lambda: 0.0, free=100, address_free=3)
-        for i in range(4):
+        for i in range(3):
             throttle.failed(f"user{i}", "9.9.9.9")
         self.assertGreater(throttle.check("fresh", "9.9.9.9"), 0)
         self.assertEqual(throttle.check("fresh", "8.8.8.8"), 0)

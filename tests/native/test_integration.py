@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet.threads import deferToThread
 
-from tests.live import LiveServer
+from tests.live import PASSWORD, LiveServer
 
 
 class LiveTests(LiveServer):
@@ -56,5 +56,43 @@ class LiveTests(LiveServer):
             self.assertTrue(seen)
             self.assertNotIn(threading.main_thread().name, seen)
             self.assertNotEqual(self.server.db._thread, None)
+
+        return deferToThread(scenario).addCallback(check)
+
+
+class LockoutLiveTests(LiveServer):
+    def test_a_guesser_on_another_address_does_not_lock_the_owner_out(self) -> Any:
+        """Issue 15, defect 8, over real TLS sockets from two loopback addresses:
+        the guesser (127.0.0.2) is held back, the owner (127.0.0.1) gets in."""
+
+        def scenario() -> tuple[list[str], dict[str, Any], dict[str, Any], dict[str, Any]]:
+            owner, guesser = self.connect(), self.connect(source="127.0.0.2")
+            try:
+                self.account(owner, "alice")
+                codes = [
+                    guesser.request("login", user="alice", password=f"guess {i}")["error"]["code"]
+                    for i in range(5)
+                ]
+                refused = guesser.request("login", user="alice", password=PASSWORD)
+                again = self.connect()
+                try:
+                    login = again.request("login", user="alice", password=PASSWORD)
+                finally:
+                    again.close()
+                resumed = guesser.request("resume", token=login["token"])
+                return codes, refused, login, resumed
+            finally:
+                owner.close()
+                guesser.close()
+
+        def check(result: tuple[list[str], dict[str, Any], dict[str, Any], dict[str, Any]]) -> None:
+            codes, refused, login, resumed = result
+            self.assertEqual(codes, ["auth_failed"] * 5)
+            self.assertEqual(refused["error"]["code"], "rate_limited")
+            self.assertTrue(login["ok"], login)
+            self.assertTrue(login["device"])
+            # A token is never held back by password guesses, even from the
+            # guesser's own address.
+            self.assertTrue(resumed["ok"], resumed)
 
         return deferToThread(scenario).addCallback(check)
