@@ -249,27 +249,33 @@ class RegistrationMixin(IRCBase):
     def authenticate(
         self, account: str, secret: str, otp: str | None = None, announce: bool = True
     ) -> Deferred[Session]:
-        """Log in through the portal; a session token is accepted as the password."""
+        """Log in through the portal; a session token is accepted as the password.
+
+        Something shaped like a token is tried as one first, so that a token
+        login never counts as a wrong password (nor waits behind a password
+        guesser's back-off); the password is tried if it is not a token of
+        this account.
+        """
+        portal = self.factory.portal
         creds = PasswordCredentials(account, secret, otp, self.address)
-        d: Deferred[Any] = self.factory.portal.login(creds, self, IChatAvatar)
-        if TOKEN_RE.fullmatch(secret):
+        if not TOKEN_RE.fullmatch(secret):
+            d: Deferred[Any] = portal.login(creds, self, IChatAvatar)
+            return d.addCallback(self._logged_in, announce)
 
-            def try_token(f: Failure) -> Deferred[Any]:
-                f.trap(UnauthorizedLogin)
-                if getattr(f.value, "code", "auth_failed") != "auth_failed":
-                    return fail(f)
-                token_creds = TokenCredentials(secret, self.address)
-                d2: Deferred[Any] = self.factory.portal.login(token_creds, self, IChatAvatar)
+        def check(result: tuple[Any, Session, Callable[[], None]]) -> Any:
+            if fold(result[1].name) != fold(account):
+                result[2]()
+                raise UnauthorizedLogin("a token of another account")
+            return result
 
-                def check(result: tuple[Any, Session, Callable[[], None]]) -> Any:
-                    if fold(result[1].name) != fold(account):
-                        result[2]()
-                        return fail(f)
-                    return result
+        def try_password(f: Failure) -> Deferred[Any]:
+            f.trap(UnauthorizedLogin)
+            if getattr(f.value, "code", None) == "account_disabled":
+                return fail(f)
+            return portal.login(creds, self, IChatAvatar)
 
-                return d2.addCallback(check)
-
-            d.addErrback(try_token)
+        d = portal.login(TokenCredentials(secret, self.address), self, IChatAvatar)
+        d.addCallback(check).addErrback(try_password)
         return d.addCallback(self._logged_in, announce)
 
     def _logged_in(

@@ -181,6 +181,37 @@ class SASLTests(IRCTestCase):
         c = NativeTestClient(self.server)
         return str(c.request("login", user=name, password=PASSWORD)["token"])
 
+    def sasl_with_token(self, token: str, address: str = "127.0.0.1") -> list[str]:
+        c = self.irc(address)
+        c.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN",
+               "AUTHENTICATE " + plain("alice", token))
+        return [m.command for m in c.read()]
+
+    def test_a_token_as_the_password_is_not_a_failed_password(self) -> None:
+        # Behaviour change: each token login used to count as a wrong
+        # password first, so the sixth reconnect within the hour was refused.
+        self.make_account("alice")
+        token = self.native_token("alice")
+        for _ in range(8):
+            self.assertEqual(self.sasl_with_token(token)[-2:], ["900", "903"])
+        self.assertNotIn("login_failed", self.audit_events())
+
+    def test_a_token_logs_in_during_password_guessing_from_the_same_address(self) -> None:
+        # Behaviour change: the guesser's back-off on the account used to
+        # refuse the owner's token too (it was tried only after the password).
+        self.make_account("alice")
+        token = self.native_token("alice")
+        guesser = self.irc()
+        guesser.send("CAP LS 302", "CAP REQ :sasl")
+        for i in range(8):
+            guesser.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + plain("alice", f"guess {i}"))
+        self.assertIn("login_throttled", self.audit_events())
+        self.assertEqual(self.sasl_with_token(token)[-2:], ["900", "903"])
+
+    def audit_events(self) -> list[str]:
+        rows = self.successResultOf(self.server.store.recent_audit(200))
+        return [r["event"] for r in rows]
+
     def test_a_token_of_another_account_is_refused(self) -> None:
         self.make_account("alice")
         self.make_account("bob")
