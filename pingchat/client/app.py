@@ -346,11 +346,8 @@ class ChatClient:
         password = await self.ask(f"Password for {name}:", secret=True)
         otp: str | None = None
         while True:
-            args: dict[str, Any] = {"user": name, "password": password}
-            if otp is not None:
-                args["otp"] = otp
             try:
-                reply = await proto.request("login", **args)
+                reply = await self._password_login(proto, name, password, otp)
             except RequestFailed as e:
                 if e.code == "otp_required" and otp is None:
                     otp = (await self.ask(
@@ -361,6 +358,22 @@ class ChatClient:
                 return False
             await self._logged_in(proto, reply)
             return True
+
+    async def _password_login(self, proto: ClientProtocol, name: str, password: str,
+                              otp: str | None = None) -> dict[str, Any]:
+        """``login``, with this account's device secret from an earlier login
+        (the server lets a known device in even while it holds the account
+        back from wide password guessing), keeping the one the reply gives."""
+        args: dict[str, Any] = {"user": name, "password": password}
+        if otp is not None:
+            args["otp"] = otp
+        device = self.sessions.device(name)
+        if device is not None:
+            args["device"] = device
+        reply = await proto.request("login", **args)
+        if isinstance(reply.get("device"), str):
+            self.sessions.save_device(str(reply.get("user", name)), reply["device"])
+        return reply
 
     async def _auth_error(self, e: RequestFailed) -> None:
         if e.code == "rate_limited":
@@ -388,7 +401,7 @@ class ChatClient:
         await self._show_recovery_codes(
             f"Account {name} created. These are your recovery codes:", codes)
         try:
-            login = await proto.request("login", user=name, password=password)
+            login = await self._password_login(proto, name, password)
         except RequestFailed as e:
             await self._auth_error(e)
             return False
@@ -425,7 +438,7 @@ class ChatClient:
         self.info(f"The password of {reply.get('user', name)} is reset; every old session"
                   f" was logged out. Recovery codes left: {left}.")
         try:
-            login = await proto.request("login", user=reply.get("user", name), password=password)
+            login = await self._password_login(proto, reply.get("user", name), password)
         except RequestFailed as e:
             await self._auth_error(e)
             return False

@@ -1,4 +1,5 @@
-"""The client's own files: trusted certificates, saved sessions, E2E keys.
+"""The client's own files: trusted certificates, saved sessions, device
+secrets, E2E keys.
 
 Everything lives in one directory (``$XDG_CONFIG_HOME/pingchat``, else
 ``~/.config/pingchat``), created mode 0700; every file in it that holds a
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from pingchat.chat.model import fold
 
 DEFAULT_PORT = 7464
 
@@ -125,11 +128,33 @@ class ConfigDir:
 
 
 class SessionStore:
-    """The saved session token of one server (``session.json``, mode 0600)."""
+    """The saved session token of one server (``session.json``, mode 0600), and
+    the device secret the server gave each account at its last password login
+    (``devices.json``, mode 0600; kept across logouts: it lets the account in
+    during a wide password-guessing attack on it)."""
 
     def __init__(self, config: ConfigDir, server: ServerAddress) -> None:
         self.config = config
         self.path = config.server_dir(server) / "session.json"
+        self.devices_path = config.server_dir(server) / "devices.json"
+
+    def _devices(self) -> dict[str, Any]:
+        # Only a convenience is lost with a damaged file: the next login
+        # gets a new device secret and the file is written afresh.
+        try:
+            return self.config.read_json(self.devices_path)
+        except ValueError:
+            return {}
+
+    def device(self, user: str) -> str | None:
+        secret = self._devices().get(fold(user))
+        return secret if isinstance(secret, str) else None
+
+    def save_device(self, user: str, secret: str) -> None:
+        devices = self._devices()
+        if devices.get(fold(user)) != secret:
+            devices[fold(user)] = secret
+            self.config.write_json(self.devices_path, devices)
 
     def load(self) -> tuple[str, str] | None:
         """``(user, token)`` of the saved session, if any."""

@@ -83,6 +83,18 @@ class AccountFlowTests(ClientTestCase):
         self.assertEqual(SessionStore(self.config, self.server).load(),
                          ("alice", "token-of-alice"))
 
+    def test_the_device_secret_is_kept_and_sent_with_every_later_password_login(self) -> None:
+        self.fake.on("login", lambda a: {**logged_in(a["user"]), "device": "device-of-alice"})
+        client, _ = self.client("login", "alice", "pw")
+        self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
+        self.assertNotIn("device", self.fake.sent("login")[0])
+        sessions = SessionStore(self.config, self.server)
+        self.assertEqual(sessions.device("alice"), "device-of-alice")
+        sessions.forget()  # logged out: the next start asks for the password
+        client, _ = self.client("login", "Alice", "pw")
+        self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
+        self.assertEqual(self.fake.sent("login")[1]["device"], "device-of-alice")
+
     def test_wrong_password_says_so_and_asks_again(self) -> None:
         passwords = iter(["wrong", "right"])
 

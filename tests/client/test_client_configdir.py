@@ -89,6 +89,23 @@ class FileTests(TestCase):
         self.assertEqual(store.last_user(), "alice")
         self.assertNotIn("t0ken", store.path.read_text())
 
+    def test_device_secrets_are_kept_per_account_private_and_survive_logout(self) -> None:
+        config = ConfigDir(self.dir)
+        store = SessionStore(config, ServerAddress("chat.example"))
+        self.assertIsNone(store.device("alice"))
+        store.save("alice", "t0ken")
+        store.save_device("alice", "dev-a")
+        store.save_device("bob", "dev-b")
+        store.forget()
+        self.assertEqual(store.device("ALICE"), "dev-a")
+        self.assertEqual(store.device("bob"), "dev-b")
+        self.assertEqual(stat.S_IMODE(os.stat(store.devices_path).st_mode), 0o600)
+        self.assertIsNone(SessionStore(config, ServerAddress("chat.example", 7000)).device("alice"))
+        store.devices_path.write_text("{damaged")
+        self.assertIsNone(store.device("alice"))
+        store.save_device("alice", "dev-a2")
+        self.assertEqual(store.device("alice"), "dev-a2")
+
     def test_a_damaged_file_is_reported(self) -> None:
         config = ConfigDir(self.dir)
         (self.dir / "x.json").write_text("{nope")
