@@ -74,3 +74,11 @@ class Forbidden(ChatError):
 
 class AccountDisabled(ChatError):
     code = "account_disabled"
+
+
+class TooManyDevices(ChatError):
+    code = "too_many_devices"
+
+
+class NoSuchDevice(ChatError):
+    code = "no_such_device"

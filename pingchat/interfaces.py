@@ -53,6 +53,10 @@ class IChatMind(Interface):
     def contact_event(user: str, status: str) -> None:
         """A contact request (``request``), acceptance (``accepted``) or removal."""
 
+    def key_changed(user: str, device: str, action: str, fingerprint: str) -> None:
+        """*user* (this account, a contact or a DM partner) ``published`` or
+        ``revoked`` the end-to-end key of one of its devices (docs/e2e.md)."""
+
     def notice(text: str, sender: str) -> None:
         """A notice from the server or an administrator."""
 
@@ -92,6 +96,17 @@ class IStore(Interface):
 
     def add_dm(sender_id: int, sender: str, recipient: str, now: int) -> object:
         """Store a direct message (optionally queueing it for an offline recipient)."""
+
+    def publish_device_key(
+        account_id: int, device: str, key: str, label: str | None, now: int, max_devices: int
+    ) -> object:
+        """Publish or replace one device's E2E key; fires with a ``KeyChange``."""
+
+    def revoke_device_key(account_id: int, device: str) -> object:
+        """Remove one device's key; fails with ``NoSuchDevice``."""
+
+    def device_keys(name: str) -> object:
+        """``(account name, [DeviceKey])``, oldest first; fails with ``NoSuchUser``."""
 
     def take_queued(account_id: int) -> object:
         """Remove and return an account's queued DMs (oldest first) and contact events."""

@@ -103,6 +103,9 @@ class RecordingMind:
     def contact_event(self, user: str, status: str) -> None:
         self._record("contact", user, status)
 
+    def key_changed(self, user: str, device: str, action: str, fingerprint: str) -> None:
+        self._record("key", user, device, action, fingerprint)
+
     def notice(self, text: str, sender: str) -> None:
         self._record("notice", text, sender)
 

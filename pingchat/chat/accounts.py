@@ -1,5 +1,5 @@
 """Account operations shared by every door: registration, passwords, tokens,
-recovery codes, the second factor, contacts and public keys."""
+recovery codes, the second factor, contacts and public keys (one per device)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,17 @@ from pingchat.auth.tokens import (
     new_token,
     token_hash,
 )
-from pingchat.chat.model import Account, check_account_name, iso_ms
+from pingchat.chat.model import (
+    LEGACY_DEVICE,
+    MAX_DEVICES,
+    Account,
+    check_account_name,
+    iso_ms,
+)
 from pingchat.chat.service import ChatService, Session
 from pingchat.errors import AuthFailed, BadRequest, InvalidName, RateLimited
 from pingchat.store import SQLiteStore
+from pingchat.store.keys import DeviceKey, KeyChange
 
 log = Logger()
 
@@ -339,23 +346,80 @@ class AccountManager:
             s.account = account
         return account
 
-    def publish_key(self, session: Session, key: object) -> Deferred[dict[str, Any]]:
+    def publish_key(
+        self, session: Session, key: object, device: str | None = None, label: str | None = None
+    ) -> Deferred[dict[str, Any]]:
+        """Publish this device's key (*device* and *label* already checked).
+
+        Without a device id (a client from before device keys) the key is the
+        account's legacy key, device ``default``.
+        """
         assert session.account is not None
         key = check_public_key(key)
-        self.audit("key_published", account=session.name, address=session.address)
-        return self.store.publish_key(session.account.id, key).addCallback(
-            lambda _: {"fingerprint": key_fingerprint(key)}
+        device = device or LEGACY_DEVICE
+        fingerprint = key_fingerprint(key)
+
+        def published(change: KeyChange) -> dict[str, Any]:
+            self.audit(
+                "key_published",
+                account=session.name,
+                address=session.address,
+                device=device,
+                fingerprint=fingerprint,
+            )
+            if change.changed and self.service is not None:
+                self.service.announce_key(
+                    session, device, "published", fingerprint, change.audience
+                )
+            return {"device": device, "fingerprint": fingerprint}
+
+        d = self.store.publish_device_key(
+            session.account.id, device, key, label, self.now(), MAX_DEVICES
         )
+        return d.addCallback(published)
+
+    def revoke_key(self, session: Session, device: str) -> Deferred[dict[str, Any]]:
+        """Remove one of the caller's device keys (*device* already checked)."""
+        assert session.account is not None
+
+        def revoked(change: KeyChange) -> dict[str, Any]:
+            fingerprint = key_fingerprint(change.public_key)
+            self.audit(
+                "key_revoked",
+                account=session.name,
+                address=session.address,
+                device=device,
+                fingerprint=fingerprint,
+            )
+            if self.service is not None:
+                self.service.announce_key(session, device, "revoked", fingerprint, change.audience)
+            return {}
+
+        return self.store.revoke_device_key(session.account.id, device).addCallback(revoked)
 
     def get_key(self, user: object) -> Deferred[dict[str, Any]]:
+        """Every device key of *user*, oldest first, and the legacy single-key fields."""
         user = check_account_name(user)
 
-        def shape(found: tuple[str, str | None]) -> dict[str, Any]:
-            name, key = found
+        def shape(found: tuple[str, list[DeviceKey]]) -> dict[str, Any]:
+            name, keys = found
+            devices = [
+                {
+                    "device": k.device,
+                    "public_key": k.public_key,
+                    "fingerprint": key_fingerprint(k.public_key),
+                    "label": k.label,
+                    "published_at": iso_ms(k.published_at),
+                }
+                for k in keys
+            ]
+            latest = devices[-1] if devices else None
             return {
                 "user": name,
-                "public_key": key,
-                "fingerprint": key_fingerprint(key) if key else None,
+                "devices": devices,
+                # For clients from before device keys: the newest device's key.
+                "public_key": latest["public_key"] if latest else None,
+                "fingerprint": latest["fingerprint"] if latest else None,
             }
 
-        return self.store.get_key(user).addCallback(shape)
+        return self.store.device_keys(user).addCallback(shape)

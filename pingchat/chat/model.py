@@ -6,8 +6,11 @@ since the epoch.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
+import unicodedata
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -78,24 +81,101 @@ def check_text(text: object, field: str = "text") -> str:
 
 
 MAX_CIPHERTEXT = 12 * 1024
+NONCE_BYTES = 24  # XSalsa20-Poly1305 (NaCl box)
+
+# Per-device E2E keys (docs/e2e.md). A device id is chosen by the client;
+# "default" names the one key an account published before device ids existed.
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+LEGACY_DEVICE = "default"
+MAX_DEVICES = 20
+MAX_DEVICE_LABEL = 64
+MAX_ENVELOPES = 64
+# Bidirectional overrides and isolates: a label could otherwise show reversed.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _check_base64(value: object, field: str, limit: int) -> bytes:
+    """*value* must be a non-empty base64 string of at most *limit* characters."""
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{field} must be a non-empty base64 string")
+    if len(value) > limit:
+        raise BadRequest(f"{field} is longer than {limit} characters")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{field} is not valid base64") from None
 
 
 def check_ciphertext(ciphertext: object, nonce: object) -> None:
     """Ciphertext (and its optional nonce) must be base64; the server never reads it."""
-    import base64
-    import binascii
+    _check_base64(ciphertext, "ciphertext", MAX_CIPHERTEXT)
+    if nonce is not None:
+        _check_base64(nonce, "nonce", 256)
 
-    for field, value, limit in (("ciphertext", ciphertext, MAX_CIPHERTEXT), ("nonce", nonce, 256)):
-        if value is None and field == "nonce":
-            continue
-        if not isinstance(value, str) or not value:
-            raise BadRequest(f"{field} must be a non-empty base64 string")
-        if len(value) > limit:
-            raise BadRequest(f"{field} is longer than {limit} characters")
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest(f"{field} is not valid base64") from None
+
+def check_device_id(device: object, field: str = "device", legacy: bool = False) -> str:
+    """A device id: 8-64 characters of ``[A-Za-z0-9_-]`` (compared exactly).
+
+    With *legacy*, ``default`` (an account's key from before device ids) is
+    accepted too: it can be revoked and sealed for, but never published
+    under by name.
+    """
+    if isinstance(device, str) and (
+        DEVICE_ID_RE.fullmatch(device) or (legacy and device == LEGACY_DEVICE)
+    ):
+        return device
+    raise BadRequest(f"{field} must be a device id: 8-64 letters, digits, _ or -")
+
+
+def check_device_label(label: object) -> str | None:
+    """A device's label: 1-64 characters of text without control characters."""
+    if label is None:
+        return None
+    if not isinstance(label, str) or not label.strip():
+        raise BadRequest("label must be a non-empty string")
+    if len(label) > MAX_DEVICE_LABEL:
+        raise BadRequest(f"label is longer than {MAX_DEVICE_LABEL} characters")
+    if any(
+        unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI_CONTROLS for c in label
+    ):
+        raise BadRequest("label must not contain control characters")
+    return label
+
+
+def check_envelopes(envelopes: object, to: str, sender: str) -> list[dict[str, str]]:
+    """Validate a DM's envelopes (one sealed copy per device) and return them.
+
+    Each is rebuilt with exactly its four fields, so what is stored and
+    relayed is what was checked. The server cannot check that the
+    envelopes cover every device (it never reads them); a client may hold
+    a stale list of devices.
+    """
+    if not isinstance(envelopes, list) or not envelopes:
+        raise BadRequest("envelopes must be a non-empty list")
+    if len(envelopes) > MAX_ENVELOPES:
+        raise BadRequest(f"a dm has at most {MAX_ENVELOPES} envelopes")
+    allowed = {fold(to), fold(sender)}
+    seen: set[tuple[str, str]] = set()
+    checked = []
+    for i, envelope in enumerate(envelopes):
+        where = f"envelopes[{i}]"
+        if not isinstance(envelope, dict):
+            raise BadRequest(f"{where} must be an object")
+        user = envelope.get("user")
+        if not isinstance(user, str) or fold(user) not in allowed:
+            raise BadRequest(f"{where}.user must be the recipient ({to}) or you ({sender})")
+        device = check_device_id(envelope.get("device"), f"{where}.device", legacy=True)
+        ciphertext = envelope.get("ciphertext")
+        _check_base64(ciphertext, f"{where}.ciphertext", MAX_CIPHERTEXT)
+        nonce = envelope.get("nonce")
+        if len(_check_base64(nonce, f"{where}.nonce", 64)) != NONCE_BYTES:
+            raise BadRequest(f"{where}.nonce must be {NONCE_BYTES} bytes")
+        if (fold(user), device) in seen:
+            raise BadRequest(f"{where} is a second envelope for {user}'s device {device}")
+        seen.add((fold(user), device))
+        assert isinstance(ciphertext, str) and isinstance(nonce, str)
+        checked.append({"user": user, "device": device, "ciphertext": ciphertext, "nonce": nonce})
+    return checked
 
 
 def iso_ms(ms: int) -> str:
@@ -193,9 +273,18 @@ class Message:
     nonce: str | None = None
     kind: str = "privmsg"  # or "notice"; "tagmsg" for client tags without text, never stored
     sender_account: str | None = None
+    # A DM sealed per device (docs/e2e.md): the sending device's id and one
+    # envelope {user, device, ciphertext, nonce} per receiving device.
+    sender_device: str | None = None
+    envelopes: list[dict[str, str]] | None = None
     # IRCv3 client-only tags (``+typing``, ``+draft/reply``...) the sender
     # attached: relayed live to clients that show them, never stored.
     client_tags: dict[str, str] | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        """End-to-end encrypted: the server (and IRC) cannot show its text."""
+        return self.ciphertext is not None or self.envelopes is not None
 
     def to_event(self, offline: bool = False) -> dict[str, Any]:
         """The native protocol's ``message`` event (without ``"event"``)."""
@@ -204,7 +293,10 @@ class Message:
             out["room"] = self.room
         else:
             out["to"] = self.to
-        if self.ciphertext is not None:
+        if self.envelopes is not None:
+            out["device"] = self.sender_device
+            out["envelopes"] = self.envelopes
+        elif self.ciphertext is not None:
             out["ciphertext"] = self.ciphertext
             if self.nonce is not None:
                 out["nonce"] = self.nonce

@@ -365,6 +365,21 @@ class ChatService(Service):
                 if s is not exclude:
                     yield s.mind
 
+    def announce_key(
+        self,
+        origin: Session,
+        device: str,
+        action: str,
+        fingerprint: str,
+        audience: Iterable[str],
+    ) -> None:
+        """Tell the account's other sessions, and the online sessions of
+        *audience* (its contacts and DM partners), that a device key was
+        ``published`` or ``revoked``, so that their clients refetch the keys."""
+        names = {origin.folded, *(fold(n) for n in audience)}
+        for mind in self._minds(names, exclude=origin):
+            mind.key_changed(origin.name, device, action, fingerprint)
+
     def _announce_presence(self, name: str, state: PresenceState) -> None:
         for mind in self._minds(self._audience(name)):
             mind.presence_changed(name, state.presence.value, state.away)
@@ -778,6 +793,8 @@ class ChatService(Service):
         text: str | None = None,
         ciphertext: str | None = None,
         nonce: str | None = None,
+        sender_device: str | None = None,
+        envelopes: list[dict[str, str]] | None = None,
         kind: str = "privmsg",
         client_tags: dict[str, str] | None = None,
     ) -> Deferred[tuple[Message, bool]]:
@@ -785,6 +802,9 @@ class ChatService(Service):
 
         Fires with ``(message, delivered)``; ``delivered`` is false when the
         recipient had no session and the message was queued for its next login.
+        The body is *text*, *ciphertext* (one key) or *envelopes* (one sealed
+        copy per device, checked by the door with ``check_envelopes``): every
+        session gets the same message, and each device opens its own envelope.
         *client_tags* go with the live delivery only, as for :meth:`say`.
         """
         check_account_name(to)
@@ -801,6 +821,8 @@ class ChatService(Service):
             text=text,
             ciphertext=ciphertext,
             nonce=nonce,
+            sender_device=sender_device,
+            envelopes=envelopes,
             kind=kind,
             queue=not online,
         )

@@ -197,7 +197,7 @@ class ChatHistory:
     def lines(self, m: Message) -> list[tuple[dict[str, str], str]]:
         """How a stored message looks on IRC, as ``(tags, line)`` pieces."""
         command = "NOTICE" if m.kind == "notice" else "PRIVMSG"
-        text = m.text if m.ciphertext is None else ENCRYPTED
+        text = ENCRYPTED if m.encrypted else m.text
         if m.room is not None:
             source, target = self.proto.mask_of(m.sender), m.room
         elif fold(m.sender) == fold(self.proto.me):

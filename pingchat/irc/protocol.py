@@ -588,7 +588,7 @@ class IRCProtocol(
         if m.kind == "tagmsg" and "message-tags" not in self.caps:
             return []
         command = COMMAND_OF_KIND.get(m.kind, "PRIVMSG")
-        text = m.text if m.ciphertext is None else ENCRYPTED
+        text = ENCRYPTED if m.encrypted else m.text
         text = clean_text(text or "")
         if offline and "server-time" not in self.caps:
             text = f"[{iso_ms(m.ts)[:16].replace('T', ' ')} UTC] {text}"
@@ -718,6 +718,19 @@ class IRCProtocol(
             "removed": f"{user} removed you from their contacts.",
         }
         text = texts.get(status, f"Contact {user}: {status}")
+        self.event(wire.format_line("NOTICE", [self.me, text], NICKSERV_MASK))
+
+    def key_changed(self, user: str, device: str, action: str, fingerprint: str) -> None:
+        """IRC cannot use end-to-end keys; only the account's own key changes
+        are worth a notice (a device added that the user does not know of)."""
+        if self.session is None or fold(user) != self.session.folded:
+            return
+        if action == "published":
+            text = (f"An end-to-end encryption key was published for your device {device}"
+                    f" (fingerprint {fingerprint}). If that was not you, change your password"
+                    " and revoke the device in the pingchat client.")
+        else:
+            text = f"The end-to-end encryption key of your device {device} was revoked."
         self.event(wire.format_line("NOTICE", [self.me, text], NICKSERV_MASK))
 
     def notice(self, text: str, sender: str) -> None:

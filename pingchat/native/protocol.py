@@ -23,6 +23,9 @@ from pingchat.chat.model import (
     Message,
     check_account_name,
     check_ciphertext,
+    check_device_id,
+    check_device_label,
+    check_envelopes,
     check_room_name,
     iso_ms,
 )
@@ -315,17 +318,38 @@ class NativeProtocol(BoundedOutput, Protocol):
         )
 
     def op_dm(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """``dm {to, text}``, ``dm {to, ciphertext, nonce?}`` (one key) or
+        ``dm {to, device, envelopes}`` (sealed per device, docs/e2e.md)."""
         to = check_account_name(_field(req, "to"))
         text = _field(req, "text", required=False)
         ciphertext = _field(req, "ciphertext", required=False)
         nonce = _field(req, "nonce", required=False)
-        if (text is None) == (ciphertext is None):
-            raise BadRequest("dm needs exactly one of text or ciphertext")
-        if ciphertext is not None:
+        device = _field(req, "device", required=False)
+        envelopes = req.get("envelopes")
+        if sum(v is not None for v in (text, ciphertext, envelopes)) != 1:
+            raise BadRequest("dm needs exactly one of text, ciphertext or envelopes")
+        if envelopes is not None:
+            if nonce is not None:
+                raise BadRequest("nonce goes with ciphertext; each envelope has its own")
+            if device is None:
+                raise BadRequest("missing field: device (the sending device, with envelopes)")
+            device = check_device_id(device)
+            envelopes = check_envelopes(envelopes, to, self.me.name)
+        elif device is not None:
+            raise BadRequest("device goes with envelopes")
+        elif ciphertext is not None:
             check_ciphertext(ciphertext, nonce)
         elif nonce is not None:
             raise BadRequest("nonce goes with ciphertext")
-        d = self.factory.service.dm(self.me, to, text=text, ciphertext=ciphertext, nonce=nonce)
+        d = self.factory.service.dm(
+            self.me,
+            to,
+            text=text,
+            ciphertext=ciphertext,
+            nonce=nonce,
+            sender_device=device,
+            envelopes=envelopes,
+        )
         return d.addCallback(
             lambda r: {"msg_id": r[0].id, "ts": iso_ms(r[0].ts), "delivered": r[1]}
         )
@@ -472,7 +496,19 @@ class NativeProtocol(BoundedOutput, Protocol):
         return d.addCallback(lambda a: {"dm_policy": a.dm_policy})
 
     def op_key_publish(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        return self.factory.accounts.publish_key(self.me, _field(req, "public_key"))
+        """``key.publish {public_key, device?, label?}`` -> ``device``, ``fingerprint``."""
+        device = _field(req, "device", required=False)
+        if device is not None:
+            device = check_device_id(device)
+        label = check_device_label(req.get("label"))
+        return self.factory.accounts.publish_key(
+            self.me, _field(req, "public_key"), device, label
+        )
+
+    def op_key_revoke(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """``key.revoke {device}``: remove one of the caller's own device keys."""
+        device = check_device_id(_field(req, "device"), legacy=True)
+        return self.factory.accounts.revoke_key(self.me, device)
 
     def op_key_get(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         return self.factory.accounts.get_key(_field(req, "user"))
@@ -514,6 +550,11 @@ class NativeProtocol(BoundedOutput, Protocol):
 
     def invited(self, room: str, by: str) -> None:
         self.send(wire.event("invited", room=room, by=by))
+
+    def key_changed(self, user: str, device: str, action: str, fingerprint: str) -> None:
+        self.send(
+            wire.event("key", user=user, device=device, action=action, fingerprint=fingerprint)
+        )
 
     def notice(self, text: str, sender: str) -> None:
         self.send(wire.event("notice", text=text, **{"from": sender}))

@@ -1,4 +1,4 @@
-"""Contacts (mutual requests), pending contact events, public keys for E2E."""
+"""Contacts (mutual requests) and pending contact events."""
 
 from __future__ import annotations
 
@@ -99,16 +99,6 @@ def _take_pending_events(conn: sqlite3.Connection, account_id: int) -> list[dict
     return [json.loads(r[0]) for r in rows]
 
 
-def _publish_key(conn: sqlite3.Connection, account_id: int, key: str) -> None:
-    conn.execute("UPDATE accounts SET public_key = ? WHERE id = ?", (key, account_id))
-
-
-def _get_key(conn: sqlite3.Connection, name: str) -> tuple[str, str | None]:
-    account = require_account(conn, name)
-    row = conn.execute("SELECT public_key FROM accounts WHERE id = ?", (account.id,)).fetchone()
-    return account.name, row[0]
-
-
 class ContactStore:
     db: Database
 
@@ -125,9 +115,3 @@ class ContactStore:
         self, account_id: int, now: int, payload: dict[str, Any]
     ) -> Deferred[None]:
         return self.db.run("add_pending_event", _add_pending_event, account_id, now, payload)
-
-    def publish_key(self, account_id: int, key: str) -> Deferred[None]:
-        return self.db.run("publish_key", _publish_key, account_id, key)
-
-    def get_key(self, name: str) -> Deferred[tuple[str, str | None]]:
-        return self.db.run("get_key", _get_key, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 # The columns in the order of Message's fields, so a row is Message(*row).
 _SELECT = (
     "SELECT m.id, m.ts, m.sender, m.body, r.name AS room, a.name AS recipient,"
-    " m.ciphertext, m.nonce, m.kind, s.name AS sender_account"
+    " m.ciphertext, m.nonce, m.kind, s.name AS sender_account, m.sender_device, m.envelopes"
     " FROM messages m"
     " LEFT JOIN rooms r ON r.id = m.room_id"
     " LEFT JOIN accounts a ON a.id = m.recipient_id"
@@ -34,7 +35,10 @@ def dm_conversation(a: int, b: int) -> str:
 def _row_to_message(row: sqlite3.Row) -> Message:
     # By position: a page of history makes a hundred of these, and looking a
     # Row's columns up by name cost more than building the Message.
-    return Message(*row)
+    message = Message(*row)
+    if message.envelopes is not None:  # stored as JSON text
+        message.envelopes = json.loads(message.envelopes)  # type: ignore[arg-type]
+    return message
 
 
 def _add_room_message(
@@ -72,6 +76,8 @@ def _add_dm(
     text: str | None,
     ciphertext: str | None,
     nonce: str | None,
+    sender_device: str | None,
+    envelopes: list[dict[str, str]] | None,
     kind: str,
     now: int,
     queue: bool,
@@ -92,7 +98,8 @@ def _add_dm(
         raise Forbidden(f"{target_name} accepts direct messages only from contacts")
     cur = conn.execute(
         "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
-        " body, ciphertext, nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " body, ciphertext, nonce, sender_device, envelopes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             now,
             dm_conversation(sender_id, target_id),
@@ -103,6 +110,8 @@ def _add_dm(
             text,
             ciphertext,
             nonce,
+            sender_device,
+            None if envelopes is None else json.dumps(envelopes, separators=(",", ":")),
         ),
     )
     assert cur.lastrowid is not None
@@ -127,6 +136,8 @@ def _add_dm(
         nonce=nonce,
         kind=kind,
         sender_account=sender,
+        sender_device=sender_device,
+        envelopes=envelopes,
     )
 
 
@@ -323,10 +334,16 @@ class MessageStore:
         text: str | None = None,
         ciphertext: str | None = None,
         nonce: str | None = None,
+        sender_device: str | None = None,
+        envelopes: list[dict[str, str]] | None = None,
         kind: str = "privmsg",
         queue: bool = False,
     ) -> Deferred[Message]:
-        """Store a DM; with *queue*, also hold it for the recipient's next login."""
+        """Store a DM; with *queue*, also hold it for the recipient's next login.
+
+        The body is one of *text*, *ciphertext* (+ *nonce*: the single-key
+        form) or *envelopes* (+ *sender_device*: sealed per device).
+        """
         return self.db.run(
             "add_dm",
             _add_dm,
@@ -336,6 +353,8 @@ class MessageStore:
             text,
             ciphertext,
             nonce,
+            sender_device,
+            envelopes,
             kind,
             now,
             queue,
