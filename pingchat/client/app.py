@@ -9,6 +9,7 @@ TOTP code). It never draws anything itself.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 from collections.abc import Callable, Coroutine
@@ -33,9 +34,11 @@ from pingchat.client import commands
 from pingchat.client.commands import Command, CommandError
 from pingchat.client.configdir import ConfigDir, ServerAddress, SessionStore
 from pingchat.client.connection import ClientProtocol, Connector, NotConnected, RequestFailed
-from pingchat.client.e2e import DecryptionFailed, Identity, KeyStatus, PeerKeys
+from pingchat.client.e2e import Identity, PeerKeys, load_or_create_device_id
+from pingchat.client.keyring import CANNOT_DECRYPT, OTHER_DEVICES, KeyRing, Opened
 from pingchat.client.trust import TrustPolicy
 from pingchat.client.view import ChatWindow, Line, Windows, local_time, message_line, who
+from pingchat.native.wire import MAX_LINE, encode
 
 log = Logger()
 
@@ -113,14 +116,14 @@ class ChatClient:
         self.user: str | None = None
         self.proto: ClientProtocol | None = None  # set while logged in
         self.identity: Identity | None = None
-        self.peer_keys: PeerKeys | None = None
+        self.keyring: KeyRing | None = None  # set at login, unless E2E is off
+        self._keys_proto: ClientProtocol | None = None
         self.server_name: str | None = None
         self.state = "offline"
         self.state_detail = ""
         self.exit_code = 0
         self.fatal: str | None = None
         self.logged_in_once = False
-        self._keys: dict[str, str | None] = {}
         self._incoming = DeferredLock()
         self._outgoing = DeferredLock()
         self._queued: list[str] = []
@@ -449,12 +452,10 @@ class ChatClient:
                          resumed: bool = False) -> None:
         user = str(reply["user"])
         again = resumed and self.user is not None and fold(self.user) == fold(user)
-        if self.user is not None and fold(self.user) != fold(user):
-            self._keys.clear()
         self.user = user
         self.sessions.save(user, str(reply["token"]))
+        self._keys_proto = proto
         self._load_identity(user)
-        self._keys.clear()
         # self.proto is set last: until then, input waits (front ends redraw,
         # and the plain one feeds input, whenever a line is added below).
         if again:
@@ -502,32 +503,55 @@ class ChatClient:
         self._refresh()
 
     def _load_identity(self, user: str) -> None:
+        """This device's key pair and device id for *user* (made the first time)."""
         folder = self.config.server_dir(self.server)
+        keys = folder / "keys"
         try:
-            self.identity = Identity.load_or_create(folder / "keys" / f"{user.lower()}.key")
+            self.identity = Identity.load_or_create(keys / f"{user.lower()}.key")
+            device = load_or_create_device_id(keys / f"{user.lower()}.device")
         except (OSError, ValueError) as e:
-            self.identity = None
+            self.identity, self.keyring = None, None
             self.warning(f"end-to-end encryption is off: {e}")
-        self.peer_keys = PeerKeys(self.config, folder / f"peer-keys-{user.lower()}.json")
+            return
+        peers = PeerKeys(self.config, folder / f"peer-keys-{user.lower()}.json")
+        self.keyring = KeyRing(user, self.identity, device, peers, self._key_request,
+                               self._key_note)
+
+    def _key_request(self, op: str, **args: Any) -> Deferred[dict[str, Any]]:
+        proto = self.proto or self._keys_proto
+        if proto is None:
+            raise NotConnected("not connected")
+        return proto.request(op, **args)
+
+    def _key_note(self, user: str, level: str, text: str) -> None:
+        """What the key ring noticed about *user*'s keys: in their DM window
+        (in the server window for this account's own devices)."""
+        if self.user is not None and fold(user) == fold(self.user):
+            window = self.windows.status
+        else:
+            window = self.windows.find(user) or self.windows.open("dm", user)
+        if level == "warning":
+            self.warning(text, window)
+            if window is not self.windows.current:
+                self.warning(text, echo=True)
+        else:
+            self.info(text, window)
 
     async def _publish_key(self, proto: ClientProtocol) -> None:
-        if self.identity is None or self.user is None:
+        if self.keyring is None:
             return
         try:
-            mine = await proto.request("key.get", user=self.user)
-            if mine.get("public_key") == self.identity.public_key:
-                return
-            if mine.get("public_key"):
-                self.warning(
-                    "Your account had another encryption key (from another device or an"
-                    " earlier install). This device publishes its own now: direct messages"
-                    " encrypted for the other key can be read only there.",
-                    self.windows.status)
-            await proto.request("key.publish", public_key=self.identity.public_key)
-            self.info("Published your encryption key; its fingerprint is"
-                      f" {self.identity.fingerprint}", self.windows.status)
-        except (RequestFailed, NotConnected, ConnectionLost) as e:
+            note = await self.keyring.publish()
+        except RequestFailed as e:
+            hint = " (/keys lists your devices, /revoke DEVICE removes one)" if (
+                e.code == "too_many_devices") else ""
+            self.warning(f"could not publish your encryption key: {e.message}{hint}",
+                         self.windows.status)
+        except (NotConnected, ConnectionLost) as e:
             self.warning(f"could not publish your encryption key: {e}", self.windows.status)
+        else:
+            if note is not None:
+                self.info(note, self.windows.status)
 
     async def _catch_up(self, proto: ClientProtocol, window: ChatWindow,
                         limit: int = HISTORY_ON_JOIN) -> None:
@@ -582,75 +606,26 @@ class ChatClient:
         kind = "notice" if m.get("kind") == "notice" else ("own" if mine else "message")
         encrypted = False
         text = m.get("text")
-        if m.get("ciphertext") is not None:
-            peer = window.title
-            plain = await self._decrypt(peer, str(m["ciphertext"]), m.get("nonce"))
-            if plain is None:
-                text = "[an encrypted message this device cannot decrypt: it was made for"\
-                       " another key, or changed on the way]"
-                kind = "warning" if not mine else kind
+        if m.get("ciphertext") is not None or m.get("envelopes") is not None:
+            opened = Opened(None, "[an encrypted message: end-to-end encryption is off on"
+                                  " this device]")
+            if self.keyring is not None:
+                try:
+                    opened = await self.keyring.open(m)
+                except (RequestFailed, NotConnected, ConnectionLost):
+                    opened = Opened(None, CANNOT_DECRYPT)
+            if opened.text is not None:
+                text, encrypted = opened.text, True
             else:
-                text, encrypted = plain, True
+                text = opened.note
+                if not mine and opened.note != OTHER_DEVICES:
+                    kind = "warning"
         history = history or bool(m.get("offline"))
         line = message_line(str(text or ""), kind, sender=sender, ts=m.get("ts"),
                             encrypted=encrypted, history=history)
         if kind == "warning":
             line.text = f"<{sender}> {text}"
         self.add(window, line, notify=not mine)
-
-    async def _decrypt(self, peer: str, ciphertext: str, nonce: object) -> str | None:
-        if self.identity is None or self.proto is None:
-            return None
-        nonce_text = nonce if isinstance(nonce, str) else None
-        for fresh in (False, True):
-            key = await self._peer_key(peer, fresh)
-            if key is None:
-                return None
-            try:
-                return self.identity.open(key, ciphertext, nonce_text)
-            except DecryptionFailed:
-                continue
-        return None
-
-    async def _peer_key(self, peer: str, fresh: bool) -> str | None:
-        folded = fold(peer)
-        if not fresh and folded in self._keys:
-            return self._keys[folded]
-        if self.proto is None:
-            return None
-        try:
-            reply = await self.proto.request("key.get", user=peer)
-        except RequestFailed:
-            return None
-        key = reply.get("public_key")
-        key = key if isinstance(key, str) else None
-        self._keys[folded] = key
-        if key is not None:
-            self._check_key(str(reply.get("user", peer)), key)
-        return key
-
-    def _check_key(self, user: str, key: str) -> None:
-        if self.peer_keys is None or (self.user and fold(user) == fold(self.user)):
-            return
-        status, previous = self.peer_keys.observe(user, key)
-        window = self.windows.find(user) or self.windows.open("dm", user)
-        from pingchat.client.e2e import key_fingerprint
-
-        if status is KeyStatus.NEW:
-            self.info(f"{user}'s encryption key has the fingerprint {key_fingerprint(key)};"
-                      f" to be sure it is really theirs, compare it with what /fingerprint"
-                      f" shows on {user}'s screen.", window)
-        elif status is KeyStatus.CHANGED:
-            warning = (
-                f"WARNING: {user}'s encryption key has CHANGED (was"
-                f" {key_fingerprint(previous or key)}, now {key_fingerprint(key)}). This"
-                f" happens when {user} reinstalls or uses another device, or when someone"
-                f" is pretending to be {user}. Compare fingerprints with {user} before"
-                " sharing secrets."
-            )
-            self.warning(warning, window)
-            if window is not self.windows.current:
-                self.warning(warning, echo=True)
 
     def ev_joined(self, event: dict[str, Any]) -> None:
         room, user = str(event.get("room")), str(event.get("user"))
@@ -738,6 +713,22 @@ class ChatClient:
         }
         self.add(self._here(), Line(texts.get(str(status), f"{user}: contact {status}"),
                                     "warning" if status == "request" else "info"))
+
+    async def ev_key(self, event: dict[str, Any]) -> None:
+        """A device key of this account, a contact or a DM partner changed:
+        refetch it (trust on first use then says what is new or changed)."""
+        user = str(event.get("user", ""))
+        if self.keyring is None or not user:
+            return
+        self.keyring.forget(user)
+        if event.get("action") == "revoked":
+            if self.keyring.is_me(user):
+                self.info(f"the key of your device {event.get('device')} was removed",
+                          self.windows.status)
+            return
+        if self.keyring.knows(user):
+            with contextlib.suppress(RequestFailed, NotConnected, ConnectionLost):
+                await self.keyring.keys_of(user, fresh=True)
 
     def ev_notice(self, event: dict[str, Any]) -> None:
         self.add(self._here(), Line(str(event.get("text", "")), "notice",
@@ -891,17 +882,21 @@ class ChatClient:
 
     async def _send_dm(self, to: str, text: str) -> None:
         proto = self._need_proto()
-        info = await proto.request("key.get", user=to)
-        name = str(info.get("user", to))
-        key = info.get("public_key")
-        window = self.windows.open("dm", name)
-        if isinstance(key, str) and self.identity is not None:
-            self._keys[fold(name)] = key
-            self._check_key(name, key)
-            ciphertext, nonce = self.identity.seal(key, text)
-            reply = await proto.request("dm", to=name, ciphertext=ciphertext, nonce=nonce)
+        sealed = await self.keyring.seal(to, text) if self.keyring is not None else None
+        if sealed is not None:
+            name, fields = sealed
+            window = self.windows.open("dm", name)
+            request = {"op": "dm", "to": name, **fields}
+            if len(encode(request)) + 24 > MAX_LINE:  # + the request's id
+                devices = len(fields.get("envelopes", [1]))
+                raise CommandError(
+                    f"this message is too long to seal for {devices} device(s) in one request;"
+                    " send it in shorter pieces")
+            reply = await proto.request("dm", to=name, **fields)
             window.encrypted = True
         else:
+            name = to if self.keyring is None else (await self.keyring.keys_of(to)).user
+            window = self.windows.open("dm", name)
             reply = await proto.request("dm", to=name, text=text)
             window.encrypted = False
             if not window.warned_plain:
@@ -1066,28 +1061,72 @@ class ChatClient:
             self.info(f"  last seen: {local_time(info['last_seen'], full=True)}")
         if info.get("doors"):
             self.info(f"  connected through: {', '.join(info['doors'])}")
-        key = await proto.request("key.get", user=cmd.args["user"])
-        if key.get("fingerprint"):
-            self.info(f"  encryption key fingerprint: {key['fingerprint']}")
+        if self.keyring is None:
+            return
+        keys = await self.keyring.keys_of(cmd.args["user"], fresh=True)
+        if keys.devices:
+            self.info(f"  encryption keys: {len(keys.devices)} device(s); /keys {keys.user}"
+                      " lists their fingerprints")
         else:
             self.info("  no encryption key: direct messages to them are not end-to-end"
                       " encrypted")
 
-    async def cmd_fingerprint(self, cmd: Command) -> None:
-        user = cmd.get("user")
-        if user is None:
-            if self.identity is None:
-                self.error("this client has no encryption key")
-            else:
-                self.info(f"your encryption key fingerprint: {self.identity.fingerprint}")
+    async def cmd_keys(self, cmd: Command) -> None:
+        """``/keys [user]``: every device key of *user* (default: you), with its
+        fingerprint and label, and whether a changed one awaits ``/trust``."""
+        ring = self.keyring
+        if ring is None:
+            self.error("end-to-end encryption is off on this device")
             return
-        reply = await self._need_proto().request("key.get", user=user)
-        if not reply.get("public_key"):
-            self.info(f"{reply.get('user', user)} has no encryption key")
+        user = cmd.get("user") or ring.me
+        keys = await ring.keys_of(user, fresh=True)
+        mine = ring.is_me(keys.user)
+        if mine:
+            self.info(f"this device: {ring.label} ({ring.device}), fingerprint"
+                      f" {ring.identity.fingerprint}")
+        if not keys.devices:
+            self.info(f"{keys.user} has no encryption key")
             return
-        self._check_key(str(reply.get("user", user)), str(reply["public_key"]))
-        self.info(f"{reply.get('user', user)}'s encryption key fingerprint:"
-                  f" {reply.get('fingerprint')}")
+        whose = "your account's" if mine else f"{keys.user}'s"
+        self.info(f"{whose} devices ({len(keys.devices)}):")
+        for d in keys.devices:
+            marks = []
+            if mine and d.device == ring.device:
+                marks.append("this device")
+            if ring.peers.changed(keys.user, d.device) is not None:
+                marks.append(f"CHANGED, not accepted yet: /trust {keys.user}")
+            since = local_time(d.published_at, full=True) if d.published_at else None
+            when = f", since {since}" if since else ""
+            mark = f"  [{'; '.join(marks)}]" if marks else ""
+            label = d.label or "(no label)"
+            self.info(f"  {label}  {d.device}  fingerprint {d.fingerprint}{when}{mark}")
+        ring.warn_if_changed(keys.user, keys.devices)
+
+    async def cmd_trust(self, cmd: Command) -> None:
+        """``/trust user``: accept the changed keys of *user*'s devices."""
+        if self.keyring is None:
+            self.error("end-to-end encryption is off on this device")
+            return
+        keys = await self.keyring.keys_of(cmd.args["user"], fresh=True)
+        accepted = self.keyring.peers.accept(keys.user)
+        if accepted:
+            names = ", ".join(d.name if (d := keys.get(a)) else a for a in accepted)
+            self.info(f"you now trust {keys.user}'s changed key(s): {names}")
+        else:
+            self.info(f"nothing to accept: no key of {keys.user} changed")
+
+    async def cmd_revoke(self, cmd: Command) -> None:
+        """``/revoke DEVICE``: remove one of your devices' keys (a lost device)."""
+        device = cmd.args["device"]
+        await self._need_proto().request("key.revoke", device=device)
+        if self.keyring is not None:
+            self.keyring.forget(self.keyring.me)
+            if device == self.keyring.device:
+                self.warning("you removed this device's key: it gets no end-to-end encrypted"
+                             " messages until it publishes its key again (at the next login)")
+                return
+        self.info(f"removed the key of your device {device}: messages are no longer sealed"
+                  " for it")
 
     async def cmd_away(self, cmd: Command) -> None:
         text = cmd.get("text")

@@ -64,9 +64,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("remove", "/remove user", "remove a contact (or withdraw a request)", "people"),
     Spec("dmpolicy", "/dmpolicy [anyone|contacts]", "who may send you direct messages",
          "people"),
-    Spec("fingerprint", "/fingerprint [user]",
-         "the encryption key fingerprint of you or someone else (compare them in person)",
-         "people", ("fp",)),
+    Spec("keys", "/keys [user]",
+         "the encryption keys of your (or someone's) devices: fingerprints to compare in"
+         " person", "people", ("fingerprint", "fp")),
+    Spec("trust", "/trust user", "accept someone's changed encryption key (after comparing"
+         " fingerprints)", "people"),
+    Spec("revoke", "/revoke DEVICE", "remove the encryption key of one of your devices (a"
+         " lost one; /keys lists them)", "account"),
     Spec("register", "/register", "create an account (before logging in)", "account"),
     Spec("login", "/login", "log in (before logging in)", "account"),
     Spec("recover", "/recover", "reset a forgotten password with a recovery code",
@@ -215,15 +219,19 @@ def parse(line: str) -> Command:
         if len(words) != 1:
             raise _usage(s)
         args["target"] = words[0]
-    elif name in ("whois", "add", "remove"):
+    elif name in ("whois", "add", "remove", "trust"):
         if len(words) != 1:
             raise _usage(s)
         args["user"] = words[0]
-    elif name == "fingerprint":
+    elif name == "keys":
         if len(words) > 1:
             raise _usage(s)
         if words:
             args["user"] = words[0]
+    elif name == "revoke":
+        if len(words) != 1:
+            raise _usage(s)
+        args["device"] = words[0]
     elif name == "me":
         if not rest:
             raise _usage(s)

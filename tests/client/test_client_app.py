@@ -279,6 +279,9 @@ class MessageTests(ClientTestCase):
 
 
 class EncryptedDMTests(ClientTestCase):
+    """Against a server from before device keys (``key.get`` without ``devices``):
+    one key per account, the single-key form of ``dm``."""
+
     def setUp(self) -> None:
         super().setUp()
         self.bob = Identity.generate()
@@ -326,7 +329,7 @@ class EncryptedDMTests(ClientTestCase):
         self.assertIn("cannot decrypt", frontend.text())
         self.assertNotIn("[e2e] hi", frontend.text())
 
-    def test_a_changed_key_of_a_contact_is_a_warning(self) -> None:
+    def test_a_changed_key_of_a_contact_is_a_warning_until_accepted(self) -> None:
         client, frontend = self.login()
         client.input("/msg bob first")
         self.assertNotIn("CHANGED", frontend.text())
@@ -335,7 +338,11 @@ class EncryptedDMTests(ClientTestCase):
         text = frontend.text()
         self.assertIn("WARNING: bob's encryption key has CHANGED", text)
         client.input("/msg bob third")
-        self.assertEqual(frontend.text().count("has CHANGED"), 1)
+        self.assertEqual(frontend.text().count("has CHANGED"), 2)  # again, until /trust
+        client.input("/trust bob")
+        self.assertIn("you now trust bob's changed key(s)", frontend.text())
+        client.input("/msg bob fourth")
+        self.assertEqual(frontend.text().count("has CHANGED"), 2)
 
 
 class QRTests(TestCase):

@@ -1,4 +1,5 @@
-"""End-to-end encryption of DMs: the NaCl box, the key files, and noticing a changed key."""
+"""End-to-end encryption of DMs: the NaCl box, the key and device files, and noticing a
+new device or a changed key."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from pingchat.chat.accounts import check_public_key
 from pingchat.chat.accounts import key_fingerprint as server_key_fingerprint
-from pingchat.chat.model import check_ciphertext
+from pingchat.chat.model import check_ciphertext, check_device_id
 from pingchat.client.configdir import ConfigDir
 from pingchat.client.e2e import (
     DecryptionFailed,
@@ -21,6 +22,7 @@ from pingchat.client.e2e import (
     KeyStatus,
     PeerKeys,
     key_fingerprint,
+    load_or_create_device_id,
 )
 
 
@@ -100,22 +102,76 @@ class KeyFileTests(TestCase):
         self.assertEqual(path.read_text(), "garbage!")
 
 
+class DeviceIdTests(TestCase):
+    def test_the_device_id_is_made_once_mode_0600_and_is_what_the_server_accepts(self) -> None:
+        path = tempdir(self) / "keys" / "alice.device"
+        first = load_or_create_device_id(path)
+        self.assertEqual(check_device_id(first), first)
+        self.assertEqual(len(first), 22)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(load_or_create_device_id(path), first)
+        self.assertNotEqual(load_or_create_device_id(path.with_name("bob.device")), first)
+
+    def test_a_damaged_device_file_is_an_error(self) -> None:
+        path = tempdir(self) / "alice.device"
+        path.write_text("no spaces allowed\n")
+        self.assertRaises(ValueError, load_or_create_device_id, path)
+
+
 class PeerKeyTests(TestCase):
     def setUp(self) -> None:
         folder = tempdir(self)
         self.peers = PeerKeys(ConfigDir(folder), folder / "peer-keys-alice.json")
         self.k1, self.k2 = Identity.generate().public_key, Identity.generate().public_key
+        self.k3 = Identity.generate().public_key
 
     def test_first_key_is_new_then_the_same(self) -> None:
-        self.assertEqual(self.peers.observe("Bob", self.k1), (KeyStatus.NEW, None))
-        self.assertEqual(self.peers.observe("bob", self.k1), (KeyStatus.SAME, self.k1))
-        self.assertEqual(self.peers.get("BOB"), self.k1)
+        self.assertEqual(self.peers.observe("Bob", "bob-laptop", self.k1), (KeyStatus.NEW, None))
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k1),
+                         (KeyStatus.SAME, self.k1))
+        self.assertEqual(self.peers.get("BOB", "bob-laptop"), self.k1)
 
-    def test_a_changed_key_is_reported_with_the_old_one_then_remembered(self) -> None:
-        self.peers.observe("bob", self.k1)
-        self.assertEqual(self.peers.observe("bob", self.k2), (KeyStatus.CHANGED, self.k1))
-        self.assertEqual(self.peers.observe("bob", self.k2), (KeyStatus.SAME, self.k2))
+    def test_another_device_of_a_known_user_is_a_new_device(self) -> None:
+        self.peers.observe("bob", "bob-laptop", self.k1)
+        self.assertEqual(self.peers.observe("bob", "bob-browser", self.k2),
+                         (KeyStatus.NEW_DEVICE, None))
+        self.assertEqual(self.peers.observe("carol", "carol-phone", self.k2),
+                         (KeyStatus.NEW, None))
+
+    def test_a_changed_key_stays_changed_until_accepted(self) -> None:
+        self.peers.observe("bob", "bob-laptop", self.k1)
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k2),
+                         (KeyStatus.CHANGED, self.k1))
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k2),
+                         (KeyStatus.CHANGED, self.k1))
+        self.assertEqual(self.peers.changed("bob", "bob-laptop"), self.k1)
+        # A second change still compares with the key trusted first.
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k3),
+                         (KeyStatus.CHANGED, self.k1))
+        self.assertEqual(self.peers.accept("bob"), ["bob-laptop"])
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k3),
+                         (KeyStatus.SAME, self.k3))
+        self.assertIsNone(self.peers.changed("bob", "bob-laptop"))
+        self.assertEqual(self.peers.accept("bob"), [])
+
+    def test_a_key_changed_back_to_the_trusted_one_is_the_same_again(self) -> None:
+        self.peers.observe("bob", "bob-laptop", self.k1)
+        self.peers.observe("bob", "bob-laptop", self.k2)
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k1),
+                         (KeyStatus.SAME, self.k1))
+        self.assertIsNone(self.peers.changed("bob", "bob-laptop"))
+
+    def test_a_file_from_before_device_keys_reads_as_device_default(self) -> None:
+        self.peers.config.write_json(self.peers.path, {"bob": self.k1})
+        self.assertEqual(self.peers.get("bob"), self.k1)
+        self.assertEqual(self.peers.observe("bob", "default", self.k2),
+                         (KeyStatus.CHANGED, self.k1))
+
+    def test_an_upgraded_device_keeping_its_trusted_key_is_not_news(self) -> None:
+        self.peers.config.write_json(self.peers.path, {"bob": self.k1})
+        self.assertEqual(self.peers.observe("bob", "bob-laptop", self.k1),
+                         (KeyStatus.SAME, None))
 
     def test_the_file_is_private(self) -> None:
-        self.peers.observe("bob", self.k1)
+        self.peers.observe("bob", "bob-laptop", self.k1)
         self.assertEqual(stat.S_IMODE(os.stat(self.peers.path).st_mode), 0o600)

@@ -138,10 +138,10 @@ class PlainModeTests(TestCase):
         alice.wait_for(r"^@bob <bob> \[e2e\] on my way$")
         db = sqlite3.connect(self.server.data_dir / "pingchat.sqlite3")
         self.addCleanup(db.close)
-        dms = db.execute("SELECT body, ciphertext FROM messages WHERE recipient_id IS NOT NULL"
+        dms = db.execute("SELECT body, envelopes FROM messages WHERE recipient_id IS NOT NULL"
                          ).fetchall()
         self.assertEqual([body for body, _ in dms], [None, None])
-        self.assertTrue(all(ciphertext for _, ciphertext in dms))
+        self.assertTrue(all(envelopes for _, envelopes in dms))  # sealed per device
         dump = repr(db.execute("SELECT * FROM messages").fetchall())
         self.assertNotIn("old mill", dump)
         self.assertNotIn("on my way", dump)

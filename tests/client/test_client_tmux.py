@@ -148,6 +148,22 @@ class TerminalClientTests(TestCase):
         self.assertNotIn(codes[0], t.screen(name))
         return config
 
+    def second_device(self, pane: str, name: str, port: int) -> Path:
+        """*name* logging in from another install (config dir): another device."""
+        config = self.config_dir()
+        self.client(pane, port, config)
+        t = self.tmux
+        t.wait_for(pane, r"Trust this server\? \(yes/no\)")
+        t.type(pane, "yes")
+        t.wait_for(pane, r"Type  login .* register")
+        t.type(pane, "login")
+        t.wait_for(pane, "User name")
+        t.type(pane, name)
+        t.wait_for(pane, f"Password for {name}")
+        t.type(pane, PASSWORD)
+        t.wait_for(pane, "Published your encryption key for this device")
+        return config
+
     def test_two_new_users_chat_in_a_room_and_exchange_an_encrypted_dm(self) -> None:
         server = self.server()
         port = server.port()
@@ -155,6 +171,9 @@ class TerminalClientTests(TestCase):
         t = self.tmux
         self.register("alice", port, fingerprint)
         self.register("bob", port, fingerprint)
+        # alice also has a second device (another install), told of the first.
+        self.second_device("alice2", "alice", port)
+        t.wait_for("alice2", r"Your other devices: terminal on ")
         for name in ("alice", "bob"):
             t.type(name, "/join #lobby")
             t.wait_for(name, "you joined #lobby")
@@ -173,15 +192,22 @@ class TerminalClientTests(TestCase):
         t.wait_for("alice", r"<bob> \[e2e\] psst: the door code is 4711")
         t.type("alice", "thanks, got it")
         t.wait_for("bob", r"\[alice, window 3\] <alice> \[e2e\] thanks, got it")
+        # The second device (in #lobby too: rooms belong to the account) read
+        # bob's DM, and sees what the first answered.
+        t.wait_for("alice2", r"» \[bob, window 3\] <bob> \[e2e\] psst: the door code is 4711")
+        t.keys("alice2", "M-3")
+        t.wait_for("alice2", r"<alice> \[e2e\] thanks, got it")
 
         db = sqlite3.connect(server.data_dir / "pingchat.sqlite3")
         self.addCleanup(db.close)
-        rows = db.execute("SELECT body, ciphertext, nonce FROM messages"
+        rows = db.execute("SELECT body, ciphertext, envelopes FROM messages"
                           " WHERE recipient_id IS NOT NULL").fetchall()
         self.assertEqual(len(rows), 2)
-        for body, ciphertext, nonce in rows:
+        for body, ciphertext, envelopes in rows:
             self.assertIsNone(body)
-            self.assertTrue(ciphertext and nonce)
+            self.assertIsNone(ciphertext)
+            # Sealed per device: bob's for alice's two; alice's for bob and her other one.
+            self.assertEqual(len(json.loads(envelopes)), 2)
         everything = json.dumps(db.execute("SELECT * FROM messages").fetchall())
         self.assertIn("hello bob, welcome", everything)  # room messages are not E2E
         self.assertNotIn("4711", everything)
