@@ -174,6 +174,7 @@ class TerminalClientTests(TestCase):
         # alice also has a second device (another install), told of the first.
         self.second_device("alice2", "alice", port)
         t.wait_for("alice2", r"Your other devices: terminal on ")
+        t.wait_for("alice", r"Your account has a new device: terminal on ")
         for name in ("alice", "bob"):
             t.type(name, "/join #lobby")
             t.wait_for(name, "you joined #lobby")
