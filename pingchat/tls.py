@@ -177,16 +177,18 @@ class TurnWrites:
     message; this is the cost of each of those writes.
     """
 
-    __slots__ = ("_buffer", "_flusher", "_write")
+    __slots__ = ("_buffer", "_flusher", "_write", "pending")
 
     def __init__(self, write: Callable[[bytes], object], flusher: TurnFlusher) -> None:
         self._write = write
         self._flusher = flusher
         self._buffer: list[bytes] | None = None
+        self.pending = 0  # bytes written this turn (pingchat.output measures it)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:  # a mutable buffer could change before the end of the turn
             data = bytes(data)
+        self.pending += len(data)
         buffer = self._buffer
         if buffer is None:
             self._buffer = [data]
@@ -198,6 +200,7 @@ class TurnWrites:
         buffer = self._buffer
         if buffer is not None:
             self._buffer = None
+            self.pending = 0
             self._write(b"".join(buffer))
 
     flush = close = flush_turn

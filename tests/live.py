@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor, task
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from pingchat.config import Settings
@@ -21,6 +23,40 @@ from pingchat.tls import ensure_certificate, server_endpoint, server_options
 from tests.client import LineClient
 
 PASSWORD = "pass word 1"
+
+
+def held_by(transport: Any) -> int:
+    """Bytes a server connection's transports hold unsent, read here independently.
+
+    Down through the layers: pingchat's TLS turn buffer and TLS's own
+    buffer, then the TCP transport's write buffers and its end-of-turn
+    buffer. (A TLS wrapper forwards unknown attributes to the transport
+    below it: each layer is recognised by its class.)
+    """
+    total = 0
+    while isinstance(transport, TLSMemoryBIOProtocol):
+        total += sum(len(b) for b in getattr(transport._aggregator, "_buffer", None) or ())
+        total += sum(len(b) for b in transport._appSendBuffer)
+        transport = transport.transport
+    assert isinstance(transport, FileDescriptor), transport
+    total += len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return total + sum(len(b) for b in getattr(transport, "_turn", None) or ())
+
+
+def watch_output(proto: Any) -> list[int]:
+    """Measure what *proto*'s transports hold after each of its writes.
+
+    Returns a one-item list holding the largest measure so far.
+    """
+    peak = [0]
+    write = proto.write_bounded
+
+    def measured(data: bytes) -> None:
+        write(data)
+        peak[0] = max(peak[0], held_by(proto.transport))
+
+    proto.write_bounded = measured
+    return peak
 
 
 class LiveServer(TestCase):

@@ -85,6 +85,24 @@ class SlowReaderTests(IRCTestCase):
         self.assertTrue(c.transport.disconnecting or c.protocol.closed)
         self.assertLess(len(c.transport.value()), 10_000 + 30_000)
 
+    def test_a_pause_at_every_write_does_not_reset_the_bound(self) -> None:
+        # Twisted's TCP transport calls pauseProducing again on every write
+        # while its buffer is full: each call must not start the count over.
+        c = self.connect("alice")
+        transport, proto = c.transport, c.protocol
+        write = transport.write
+
+        def full_write(data: bytes) -> None:
+            write(data)
+            proto.pauseProducing()
+
+        self.patch(transport, "write", full_write)
+        for _ in range(200):
+            self.server.chat.broadcast("x" * 100)
+        self.assertTrue(proto.closed)
+        self.assertTrue(transport.disconnecting)
+        self.assertLess(len(transport.value()), 10_000 + 30_000)
+
     def test_a_client_that_resumes_is_kept(self) -> None:
         c = self.connect("alice")
         for _ in range(20):
