@@ -31,6 +31,13 @@ MAX_TARGETS = 4
 MAX_MODES = 10
 WHOWAS_MAX = 200
 
+# Input a connection may have waiting for the rate limit (fake lag) before it
+# is "Excess Flood": a 400-line paste stays under both. Reading stops well
+# before (pingchat.irc.protocol.PAUSE_LINES, PAUSE_BYTES), so only a client
+# that sends more than this in one socket read (up to 64 KiB) reaches it.
+MAX_QUEUE_LINES = 512
+MAX_QUEUE_BYTES = 128 * 1024
+
 
 @attrs.frozen
 class WasUser:
@@ -75,7 +82,8 @@ class IRCFactory(Factory):
         rate: float = 20.0,
         burst: float = 60.0,
         max_backlog: int = 1024 * 1024,
-        max_queue: int = 100,
+        max_queue: int = MAX_QUEUE_LINES,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
         registration_timeout: float = 60.0,
         login_timeout: float = 600.0,
         ping_interval: float = 120.0,
@@ -92,6 +100,7 @@ class IRCFactory(Factory):
         self.burst = burst
         self.max_backlog = max_backlog
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.registration_timeout = registration_timeout
         self.login_timeout = login_timeout
         self.ping_interval = ping_interval

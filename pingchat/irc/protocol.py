@@ -9,8 +9,10 @@ service.
 Commands from one connection are handled one at a time, in order: a command
 whose work is asynchronous (a database write, bcrypt) holds the next one back,
 so replies come out in the order the client asked. A token bucket limits how
-fast lines are taken; a client that keeps sending faster than that is
-disconnected with ``ERROR`` once its queue passes a bound.
+fast lines are taken (fake lag): what comes faster waits in the connection's
+inbox, and while much waits the connection stops reading, so the rest of a
+paste, or a flood, waits in TCP's buffers and the sender's. Only a client
+that sends more than a bound in one go is disconnected (``Excess Flood``).
 
 This module holds the connection itself: timers, output, input and dispatch
 (:meth:`IRCProtocol.handle` calls ``irc_<COMMAND>``), and the IChatMind
@@ -133,6 +135,12 @@ def _verb(line: str) -> list[str]:
     return words[1:3] if words and words[0].startswith(":") else words[:2]
 
 
+# While more than this waits for the rate limit, the connection stops reading
+# from its socket until everything waiting has been handled. (The bound that
+# disconnects is the factory's max_queue and max_queue_bytes.)
+PAUSE_LINES = 100
+PAUSE_BYTES = 32 * 1024
+
 PIPELINED = frozenset({b"PRIVMSG", b"NOTICE"})
 # The command that shows a Message of each kind (anything else is PRIVMSG).
 COMMAND_OF_KIND = {"notice": "NOTICE", "tagmsg": "TAGMSG"}
@@ -182,6 +190,7 @@ class IRCProtocol(
     _busy = False
     _messages_in_flight = 0
     _draining = False
+    _reading_paused = False
     _drain_call: IDelayedCall | None = None
     _inflight: tuple[str, Reply] | None = None
     _held: list[tuple[str, dict[str, str]]] | None = None
@@ -412,16 +421,41 @@ class IRCProtocol(
     # -- input -------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
         self._last_input = self.clock_seconds()
         self._ping_sent = False
-        for item in self.framer.feed(data):
-            self._inbox.append(item)
-        if len(self._inbox) > self.factory.max_queue:
-            log.info("disconnecting {address}: excess flood", address=self.address)
-            self._inbox.clear()
+        self._inbox.extend(self.framer.feed(data))
+        self._drain()
+        self._check_inbox()
+
+    def _check_inbox(self) -> None:
+        """Weigh what still waits for the rate limit after a read.
+
+        Past PAUSE_LINES or PAUSE_BYTES the connection stops reading (the
+        transport's ``pauseProducing``) until :meth:`_drain` has handled it
+        all: a paste waits in TCP's buffers instead of this process's, and
+        arrives whole at the allowed rate. Past the factory's bound, which
+        only a client sending that much in one read can reach, it is
+        ``Excess Flood``.
+        """
+        inbox = self._inbox
+        if not inbox or self.closed:
+            return
+        lines = len(inbox)
+        size = sum(len(item) for item in inbox if isinstance(item, bytes))
+        if lines > self.factory.max_queue or size > self.factory.max_queue_bytes:
+            log.info(
+                "disconnecting {user} at {address}: excess flood"
+                " ({lines} lines, {size} bytes waiting)",
+                user=self.nick, address=self.address, lines=lines, size=size,
+            )
+            inbox.clear()
             self.close("Excess Flood")
             return
-        self._drain()
+        if not self._reading_paused and (lines > PAUSE_LINES or size > PAUSE_BYTES):
+            self._reading_paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def _drain(self) -> None:
         """Run queued commands in order, one at a time, except messages.
@@ -458,6 +492,9 @@ class IRCProtocol(
                         d.addBoth(self._command_done)
         finally:
             self._draining = False
+            if self._reading_paused and not self._inbox and not self.closed:
+                self._reading_paused = False
+                self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _command_done(self, _: object) -> None:
         self._busy = False

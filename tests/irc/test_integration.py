@@ -55,7 +55,9 @@ class LineClient(LineOnlyReceiver):
         self.lost.callback(None)
 
 
-class LoopbackTests(TestCase):
+class LoopbackTestCase(TestCase):
+    """An inline server with an IRC factory on the real reactor, and socket clients."""
+
     def setUp(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="pingchat-irc-net-"))
         self.addCleanup(shutil.rmtree, self.data_dir, True)
@@ -101,6 +103,8 @@ class LoopbackTests(TestCase):
         yield client.wait_for(lambda m: m.command in ("376", "422"))
         return welcome
 
+
+class LoopbackTests(LoopbackTestCase):
     @defer.inlineCallbacks
     def test_plain_and_tls_clients_chat_through_one_room(self) -> Any:
         plain_port = yield self.listen("tcp:0:interface=127.0.0.1")

@@ -64,14 +64,65 @@ class FloodTests(IRCTestCase):
         self.assertEqual([m.params[1] for m in c.read()], [str(i) for i in range(15, 20)])
         self.assertFalse(c.closed)
 
-    def test_a_flood_is_disconnected_with_a_clear_error(self) -> None:
+    def test_a_paste_past_the_burst_is_delivered_in_full_at_the_rate(self) -> None:
+        # 101 lines in one write used to be "Excess Flood" with none delivered.
+        self.make_account("bob")
+        alice = self.connect("alice")
+        alice.send("JOIN #paste")
+        bob = self.native("bob")
+        bob.request("join", room="#paste")
+        self.clock.advance(10)  # refill the bucket after registration
+        bob.take_events()
+        alice.send(*[f"PRIVMSG #paste :line {i}" for i in range(400)])
+        received = [e["text"] for e in bob.take_events("message")]
+        self.assertEqual(received, [f"line {i}" for i in range(10)])  # the burst
+        self.clock.advance(1)
+        received += [e["text"] for e in bob.take_events("message")]
+        self.assertEqual(len(received), 15)  # then the rate: 5 lines a second
+        for _ in range(80):
+            self.clock.advance(1)
+        received += [e["text"] for e in bob.take_events("message")]
+        self.assertEqual(received, [f"line {i}" for i in range(400)])
+        self.assertFalse(alice.closed)
+        self.assertNotIn("ERROR", alice.commands())
+
+    def test_reading_pauses_while_lines_wait_and_resumes_once_they_are_done(self) -> None:
         c = self.connect("alice")
-        c.send(*["PRIVMSG nobody :spam"] * 500)
+        self.clock.advance(10)
+        c.send(*[f"PING :{i}" for i in range(300)])
+        self.assertEqual(c.transport.producerState, "paused")  # TCP holds the rest
+        for _ in range(250):  # 10 at once, then 5 a second: 260 of 300 in 50 s
+            self.clock.advance(0.2)
+        self.assertEqual(c.transport.producerState, "paused")
+        for _ in range(40):
+            self.clock.advance(0.2)
+        self.assertEqual(c.transport.producerState, "producing")
+        self.assertEqual([m.params[-1] for m in c.read()], [str(i) for i in range(300)])
+
+    def test_more_lines_than_the_bound_in_one_go_is_excess_flood(self) -> None:
+        c = self.connect("alice")
+        c.send(*["PRIVMSG nobody :spam"] * 2000)
         lines = c.read()
         self.assertEqual(lines[-1].command, "ERROR")
         self.assertIn("Excess Flood", lines[-1].params[0])
         self.assertTrue(c.closed)
         self.assertFalse(self.server.chat.is_online("alice"))
+        self.assertEqual(len(c.protocol._inbox), 0)  # what waited is let go
+
+    def test_more_bytes_than_the_bound_in_one_go_is_excess_flood(self) -> None:
+        c = self.connect("alice")
+        c.send(*["PRIVMSG nobody :" + "x" * 480] * 300)  # 150 KB in 300 lines
+        lines = c.read()
+        self.assertEqual(lines[-1].command, "ERROR")
+        self.assertIn("Excess Flood", lines[-1].params[0])
+        self.assertTrue(c.closed)
+
+    def test_nothing_is_read_after_excess_flood(self) -> None:
+        c = self.connect("alice")
+        c.send(*["PING :x"] * 2000)
+        c.read()
+        c.send("PING :after")
+        self.assertEqual(c.read(), [])
 
 
 class SlowReaderTests(IRCTestCase):
