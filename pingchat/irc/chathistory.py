@@ -199,11 +199,11 @@ class ChatHistory:
         command = "NOTICE" if m.kind == "notice" else "PRIVMSG"
         text = ENCRYPTED if m.encrypted else m.text
         if m.room is not None:
-            source, target = self.proto.mask_of(m.sender), m.room
+            source, target = self.proto.sender_mask(m), m.room
         elif fold(m.sender) == fold(self.proto.me):
             source, target = self.proto.mask_of(self.proto.me), m.to or self.proto.me
         else:
-            source, target = self.proto.mask_of(m.sender), self.proto.me
+            source, target = self.proto.sender_mask(m), self.proto.me
         tags = self.proto.message_tags(m.ts, m.id, m.sender_account)
         out = []
         for i, line in enumerate(self.proto.text_lines(source, command, target, text or "")):

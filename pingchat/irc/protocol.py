@@ -254,7 +254,7 @@ class IRCProtocol(
         self._timer = self._drain_call = None
         self._inbox.clear()
         self._remember()
-        self._end_session()
+        self._end_session("Connection closed")
 
     def _remember(self) -> None:
         """Leave a WHOWAS entry for the nick this connection used."""
@@ -267,12 +267,25 @@ class IRCProtocol(
                     self.service.now())
         )
 
-    def _end_session(self) -> None:
-        if self.session is not None:
+    def _end_session(self, reason: str = "Quit") -> None:
+        """Leave the chat world; those who shared a room with a guest see it QUIT for *reason*."""
+        session = self.session
+        if session is not None:
             self.factory.logged_in -= 1
         logout, self._logout, self.session = self._logout, None, None
-        if logout is not None:
+        if logout is None:
+            return
+        guest = session is not None and session.guest
+        if guest:
+            assert session is not None
+            # Read by parted(), for the mask and reason of the QUIT others see.
+            self.factory.quitting[session.folded] = (session.hostmask, reason)
+        try:
             logout()
+        finally:
+            if guest:
+                assert session is not None
+                self.factory.quitting.pop(session.folded, None)
 
     def clock_seconds(self) -> float:
         return self.factory.clock.seconds()
@@ -289,14 +302,7 @@ class IRCProtocol(
         self.write(f"ERROR :Closing Link: {self.address or 'unknown'} ({reason})")
         self.closed = True
         self._remember()
-        session = self.session
-        if session is not None and session.guest:
-            self.factory.quitting[session.folded] = (session.hostmask, reason)
-        try:
-            self._end_session()
-        finally:
-            if session is not None:
-                self.factory.quitting.pop(session.folded, None)
+        self._end_session(reason)
         if self.transport is not None:
             self.transport.loseConnection()
 
@@ -371,12 +377,20 @@ class IRCProtocol(
         self._batch_seq += 1
         return f"pc{self._batch_seq}"
 
-    def mask_of(self, name: str) -> str:
-        """``nick!user@host`` of a user, online or not."""
+    def mask_of(self, name: str, guest: bool = False) -> str:
+        """``nick!user@host`` of a user, online or not: its session's mask when online.
+
+        Offline, an account's (or, with *guest*, a guest's without the user
+        name its door gave, which left with it).
+        """
         sessions = self.service.sessions_of(name)
         if sessions:
             return sessions[0].hostmask
-        return hostmask(name, False)
+        return hostmask(name, guest)
+
+    def sender_mask(self, m: Message) -> str:
+        """The mask a message is shown from: its sender's, one mask everywhere."""
+        return self.mask_of(m.sender, m.sender_account is None)
 
     def account_of(self, name: str) -> str | None:
         sessions = self.service.sessions_of(name)
@@ -630,13 +644,9 @@ class IRCProtocol(
         if offline and "server-time" not in self.caps:
             text = f"[{iso_ms(m.ts)[:16].replace('T', ' ')} UTC] {text}"
         if m.room is not None:
-            source, target = self.mask_of(m.sender), m.room
-            if m.sender_account is None:
-                source = hostmask(m.sender, True)
+            source, target = self.sender_mask(m), m.room
         elif fold(m.to or "") == self.session.folded:
-            source, target = self.mask_of(m.sender), self.me
-            if m.sender_account is None:
-                source = hostmask(m.sender, True)
+            source, target = self.sender_mask(m), self.me
         else:
             # A DM this account sent from another of its sessions.
             source, target = self.session.hostmask, m.to or ""
@@ -775,6 +785,6 @@ class IRCProtocol(
         self.event(wire.format_line("NOTICE", [self.me, clean_text(text)], source))
 
     def disconnect(self, reason: str) -> None:
-        self._end_session()
+        self._end_session(clean_text(reason))
         self.close(clean_text(reason))
 

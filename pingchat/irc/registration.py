@@ -285,14 +285,14 @@ class RegistrationMixin(IRCBase):
         if self.closed:
             logout()
             raise UnauthorizedLogin("connection closed")
+        previous_mask = self.my_mask
         guest = self.session
         if guest is not None:
             # A guest who logs in leaves its guest life (and rooms) behind.
             rooms = self.service.rooms_of(guest.name)
-            mask = guest.hostmask
-            self._end_session()
+            self._end_session("Logged in")
             for room in rooms:
-                self.event(f":{mask} PART {room.name} :Logged in")
+                self.event(f":{previous_mask} PART {room.name} :Logged in")
         self.session, self._logout = session, logout
         self.factory.logged_in += 1
         if not self.registered and self._held is None:
@@ -304,21 +304,22 @@ class RegistrationMixin(IRCBase):
             )
         )
         if announce:
-            self._after_login(session)
+            self._after_login(session, previous_mask)
         return session
 
-    def _after_login(self, session: Session) -> None:
-        """A registered client that logged in: its nick becomes the account's, then the burst."""
+    def _after_login(self, session: Session, previous_mask: str) -> None:
+        """A registered client that logged in: its nick becomes the account's, then the burst.
+
+        The NICK comes from the mask the client had until then (a guest's, or
+        ``@unregistered``), as every other line from it did.
+        """
         if not self.registered:
             return
         if self.nick != session.name:
-            self.write(wire.format_line("NICK", [session.name], self._mask_for(self.nick)))
+            self.write(wire.format_line("NICK", [session.name], previous_mask))
         self.nick = session.name
         self._timer_after_welcome()
         self._account_burst()
-
-    def _mask_for(self, nick: str | None) -> str:
-        return f"{nick or '*'}!{self.user or nick or '*'}@unregistered"
 
     def auth_failure_text(self, failure: Failure) -> str:
         e = failure.value
@@ -476,11 +477,12 @@ class RegistrationMixin(IRCBase):
         if authzid and fold(authzid) != fold(authcid):
             r.num(n.ERR_SASLFAIL, "SASL authentication failed: authzid must be the account")
             return self._maybe_register()
+        previous_mask = self.my_mask
         d = self.authenticate(authcid, password, announce=False)
 
         def ok(session: Session) -> Deferred[Any] | None:
             r.num(n.RPL_SASLSUCCESS, "SASL authentication successful")
-            self._after_login(session)
+            self._after_login(session, previous_mask)
             return self._maybe_register()
 
         def bad(f: Failure) -> Deferred[Any] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.irc.helpers import PASSWORD, IRCTestCase, plain
+from tests.irc.helpers import PASSWORD, IRCTestCase, IRCTestClient, plain
 
 
 class CapabilityTests(IRCTestCase):
@@ -395,6 +395,103 @@ class GuestTests(IRCTestCase):
         m = h.read()[0]
         self.assertEqual((m.command, m.params, m.source),
                          ("PRIVMSG", ("other", "psst"), "visitor!visitor@guest"))
+
+
+class GuestMaskTests(IRCTestCase):
+    """A guest has one mask, ``nick!user@guest`` (user from USER), wherever it shows."""
+
+    settings = {"guests": True}
+    MASK = "visitor!vuser@guest"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.connect("alice", caps=("echo-message",))
+        self.alice.send("JOIN #lobby")
+        self.guest = self.irc()
+        self.guest.send("CAP LS 302", "CAP REQ :echo-message sasl", "CAP END",
+                        "NICK visitor", "USER vuser 0 * :A visitor")
+        self.clock.advance(0)
+        self.other = self.connect("other", password=None)  # a second guest
+        self.alice.read()
+        self.other.read()
+
+    def sources(self, c: IRCTestClient, command: str) -> list[str | None]:
+        return [m.source for m in c.read() if m.command == command]
+
+    def test_the_session_has_the_mask(self) -> None:
+        self.assertEqual(self.server.chat.sessions_of("visitor")[0].hostmask, self.MASK)
+
+    def test_welcome_shows_the_mask(self) -> None:
+        welcome = self.find(self.guest.read(), "001")
+        self.assertTrue(welcome.params[-1].endswith(" " + self.MASK), welcome.params)
+
+    def test_join_shows_one_mask_to_the_guest_and_to_others(self) -> None:
+        self.guest.read()
+        self.guest.send("JOIN #lobby")
+        self.assertEqual(self.sources(self.guest, "JOIN"), [self.MASK])
+        self.assertEqual(self.sources(self.alice, "JOIN"), [self.MASK])
+
+    def test_room_message_echo_and_delivery_show_one_mask(self) -> None:
+        self.guest.send("JOIN #lobby")
+        self.guest.read()
+        self.alice.read()
+        self.guest.send("PRIVMSG #lobby :hello")
+        self.assertEqual(self.sources(self.guest, "PRIVMSG"), [self.MASK])
+        self.assertEqual(self.sources(self.alice, "PRIVMSG"), [self.MASK])
+
+    def test_direct_message_echo_and_delivery_show_one_mask(self) -> None:
+        self.guest.read()
+        self.guest.send("PRIVMSG other :psst")
+        self.assertEqual(self.sources(self.guest, "PRIVMSG"), [self.MASK])
+        self.assertEqual(self.sources(self.other, "PRIVMSG"), [self.MASK])
+
+    def test_who_and_whois_show_the_mask(self) -> None:
+        self.guest.send("JOIN #lobby")
+        self.alice.read()
+        self.alice.send("WHO #lobby", "WHOIS visitor")
+        lines = self.alice.read()
+        who = [m for m in lines if m.command == "352" and m.params[5] == "visitor"]
+        self.assertEqual((who[0].params[2], who[0].params[3]), ("vuser", "guest"))
+        whois = self.find(lines, "311")
+        self.assertEqual((whois.params[2], whois.params[3]), ("vuser", "guest"))
+
+    def test_nick_change_after_sasl_comes_from_the_guest_mask(self) -> None:
+        self.make_account("member")
+        self.guest.send("JOIN #lobby")
+        self.guest.read()
+        self.alice.read()
+        self.guest.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + plain("member", PASSWORD))
+        lines = self.guest.read()
+        part, nick = self.find(lines, "PART"), self.find(lines, "NICK")
+        self.assertEqual((part.source, part.params), (self.MASK, ("#lobby", "Logged in")))
+        self.assertEqual((nick.source, nick.params), (self.MASK, ("member",)))
+        quit_ = self.find(self.alice.read(), "QUIT")  # the guest left the room
+        self.assertEqual((quit_.source, quit_.params), (self.MASK, ("Logged in",)))
+
+    def test_quit_shows_the_mask(self) -> None:
+        self.guest.send("JOIN #lobby")
+        self.alice.read()
+        self.guest.send("QUIT :bye")
+        self.assertEqual(self.sources(self.alice, "QUIT"), [self.MASK])
+
+    def test_history_shows_a_guest_message_from_a_guest_mask(self) -> None:
+        carol = self.connect("carol", caps=("draft/chathistory", "batch"))
+        carol.send("JOIN #lobby")
+        self.guest.send("JOIN #lobby", "PRIVMSG #lobby :hello")
+        carol.read()
+        carol.send("CHATHISTORY LATEST #lobby * 10")
+        self.assertEqual(self.sources(carol, "PRIVMSG"), [self.MASK])
+        self.guest.disconnect()
+        carol.read()
+        # Gone, its user name with it: still a guest, never an account's user/ host.
+        carol.send("CHATHISTORY LATEST #lobby * 10")
+        self.assertEqual(self.sources(carol, "PRIVMSG"), ["visitor!visitor@guest"])
+
+    def test_a_dropped_connection_quits_with_the_mask(self) -> None:
+        self.guest.send("JOIN #lobby")
+        self.alice.read()
+        self.guest.disconnect()
+        self.assertEqual(self.sources(self.alice, "QUIT"), [self.MASK])
 
 
 class TimeoutTests(IRCTestCase):
