@@ -175,6 +175,7 @@ class IRCFactory(Factory):
             "KICK:,NAMES:1,WHOIS:1,LIST:",
             f"TOPICLEN={TOPIC_MAX}",
             f"USERLEN={NICKLEN}",
+            "UTF8ONLY",
             "WHOX",
         ]
 

@@ -537,7 +537,11 @@ class IRCProtocol(
         if len(body) > wire.MAX_LINE - 2:
             self.write(self.numeric(n.ERR_INPUTTOOLONG, "Input line was too long"))
             return None
-        text = wire.decode(item)
+        try:
+            text = wire.decode(item)
+        except UnicodeDecodeError:
+            self._refuse_invalid_utf8(item)
+            return None
         if not text.strip():
             return None
         try:
@@ -545,6 +549,28 @@ class IRCProtocol(
         except wire.ParseError:
             return None
         return self.handle(msg)
+
+    def _refuse_invalid_utf8(self, item: bytes) -> None:
+        """``FAIL <command> INVALID_UTF8`` for a line that is not UTF-8; nothing of it is used.
+
+        As the IRCv3 UTF8ONLY specification's examples and Ergo do; the
+        command is named when it is a plain word (``*`` otherwise), and a
+        label is honoured like any command's.
+        """
+        try:
+            msg = wire.parse(item.decode("utf-8", "replace"))
+        except wire.ParseError:
+            msg = wire.Message("*")
+        command = msg.command if msg.command.isascii() and msg.command.isalnum() else "*"
+        label = msg.tags.get("label") if "labeled-response" in self.caps else None
+        r = Reply(self, label or None)
+        r.send(wire.format_line(
+            "FAIL",
+            [command, "INVALID_UTF8",
+             "Message rejected: this server takes UTF-8 only; set your client's encoding to UTF-8"],
+            self.server,
+        ))
+        r.finish()
 
     def handle(self, msg: wire.Message) -> Deferred[Any] | None:
         """Run one command; returns a Deferred while its work is in progress."""

@@ -1,9 +1,10 @@
 """IRC lines: pure parsing and formatting, with IRCv3 message tags.
 
 Nothing here touches a transport. A line is at most 512 bytes (with CR LF)
-without its tags; the tags may add up to 8191 bytes more. Incoming bytes that
-are not valid UTF-8 are decoded as Latin-1 rather than dropped, as the modern
-client protocol suggests.
+without its tags; the tags may add up to 8191 bytes more. Lines are UTF-8
+only (the gateway advertises ``UTF8ONLY``): :func:`decode` refuses anything
+else, and the protocol answers such a line with ``FAIL <command>
+INVALID_UTF8``, so native and IRC users always see the same text.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class LineTooLong:
 
 
 def decode(raw: bytes) -> str:
-    """UTF-8, falling back to Latin-1 (every byte string decodes)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """Strict UTF-8; raises ``UnicodeDecodeError`` (a ``ValueError``) for anything else.
+
+    Python's codec already refuses what UTF-8 forbids (overlong forms,
+    encoded surrogates, code points past U+10FFFF).
+    """
+    return raw.decode("utf-8")
 
 
 def escape_tag_value(value: str) -> str:

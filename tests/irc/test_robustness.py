@@ -19,13 +19,50 @@ class BadInputTests(IRCTestCase):
         c.send("@+a=" + "t" * 3000 + " PING :ok", "@+a=" + "t" * 5000 + " PING :no")
         self.assertEqual(c.commands(), ["PONG", "417"])
 
-    def test_invalid_utf8_is_decoded_as_latin1_not_dropped(self) -> None:
+    def test_invalid_utf8_is_refused_with_fail_and_not_relayed(self) -> None:
         self.make_account("bob")
         bob = self.native("bob")
         c = self.connect("alice")
         c.send_raw(b"PRIVMSG bob :caf\xe9 \xff\r\n")
-        self.assertEqual(bob.take_events("message")[0]["text"], "café ÿ")
+        fail = c.read()[0]
+        self.assertEqual((fail.command, fail.params[:2]), ("FAIL", ("PRIVMSG", "INVALID_UTF8")))
+        self.assertEqual(bob.take_events("message"), [])
         self.assertFalse(c.closed)
+        c.send("PRIVMSG bob :café")  # the same text in UTF-8 goes through
+        self.assertEqual(bob.take_events("message")[0]["text"], "café")
+
+    def test_every_command_with_invalid_utf8_is_refused_by_name(self) -> None:
+        c = self.connect("alice", caps=("labeled-response", "message-tags"))
+        c.send("JOIN #a")
+        c.read()
+        c.send_raw(b"TOPIC #a :\xe9t\xe9\r\nNOTICE #a :\xe9\r\n@label=L1 PART #a :\xff\r\n")
+        lines = c.read()
+        self.assertEqual([(m.command, m.params[:2]) for m in lines],
+                         [("FAIL", ("TOPIC", "INVALID_UTF8")), ("FAIL", ("NOTICE", "INVALID_UTF8")),
+                          ("FAIL", ("PART", "INVALID_UTF8"))])
+        self.assertEqual(lines[2].tags.get("label"), "L1")
+        self.assertEqual(self.server.chat.get_room("#a").topic, "")
+        self.assertIn("alice", {m for m in self.server.chat.get_room("#a").members})
+
+    def test_a_command_that_is_not_a_word_is_refused_as_star(self) -> None:
+        c = self.connect("alice")
+        c.send_raw(b"PRIV\xe9MSG #a :x\r\n")
+        fail = c.read()[0]
+        self.assertEqual((fail.command, fail.params[:2]), ("FAIL", ("*", "INVALID_UTF8")))
+
+    def test_registration_with_an_invalid_realname_is_refused(self) -> None:
+        c = self.irc()
+        c.send_raw(b"NICK zed\r\nUSER zed 0 * :Z\xe9d\r\n")
+        fail = c.read()[0]
+        self.assertEqual((fail.command, fail.params[:2]), ("FAIL", ("USER", "INVALID_UTF8")))
+        c.send("USER zed 0 * :Zéd")
+        self.assertIn("001", c.commands())
+
+    def test_utf8only_is_advertised(self) -> None:
+        c = self.irc()
+        c.send("NICK zed", "USER zed 0 * :Z")
+        tokens = [t for m in c.read() if m.command == "005" for t in m.params[1:-1]]
+        self.assertIn("UTF8ONLY", tokens)
 
     def test_garbage_lines_are_ignored_or_421(self) -> None:
         c = self.connect("alice")

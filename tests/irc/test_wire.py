@@ -59,9 +59,11 @@ class FormatTests(TestCase):
 
 
 class TextTests(TestCase):
-    def test_decode_falls_back_to_latin1(self) -> None:
+    def test_decode_takes_utf8_only(self) -> None:
         self.assertEqual(wire.decode(b"caf\xc3\xa9"), "café")
-        self.assertEqual(wire.decode(b"caf\xe9"), "café")
+        for raw in (b"caf\xe9", b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"):  # latin-1, junk,
+            with self.assertRaises(ValueError):  # a surrogate, an overlong "/"
+                wire.decode(raw)
 
     def test_split_prefers_spaces_and_respects_the_byte_limit(self) -> None:
         pieces = wire.split_text("word " * 100, 50)
