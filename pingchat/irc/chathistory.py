@@ -65,9 +65,8 @@ class ChatHistory:
         if len(msg.params) < need:
             fail_("INVALID_PARAMS", sub, "Not enough parameters")
             return None
-        try:
-            limit = int(msg.params[need - 1])
-        except ValueError:
+        limit = wire.number(msg.params[need - 1])
+        if limit is None:
             fail_("INVALID_PARAMS", sub, "The limit must be a number")
             return None
         if limit < 1:
@@ -99,8 +98,9 @@ class ChatHistory:
                 continue
             kind, _, value = sel.partition("=")
             try:
-                if kind == "msgid":
-                    parsed.append(("msgid", int(value)))
+                msgid = wire.number(value)
+                if kind == "msgid" and msgid is not None:
+                    parsed.append(("msgid", msgid))
                 elif kind == "timestamp":
                     parsed.append(("timestamp", parse_iso_ms(value)))
                 else:

@@ -71,7 +71,7 @@ class NickServ:
             account, secret = self.proto.nick or "", args[0]
         elif len(args) >= 2:
             account, rest = args[0], args[1:]
-            if len(rest) > 1 and rest[-1].isdigit() and 6 <= len(rest[-1]) <= 8:
+            if len(rest) > 1 and wire.number(rest[-1]) is not None and 6 <= len(rest[-1]) <= 8:
                 rest, otp = rest[:-1], rest[-1]
             secret = " ".join(rest)
         else:

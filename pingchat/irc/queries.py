@@ -223,7 +223,7 @@ class QueriesMixin(IRCBase):
         if not msg.params or not msg.params[0]:
             r.num(n.ERR_NONICKNAMEGIVEN, "No nickname given")
             return
-        count = int(msg.params[1]) if msg.param(1).lstrip("-").isdigit() else 0
+        count = wire.number(msg.param(1)) or 0
         for nick in msg.params[0].split(","):
             if not nick:
                 continue

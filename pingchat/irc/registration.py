@@ -51,9 +51,7 @@ class RegistrationMixin(IRCBase):
             if not self.registered:
                 self._cap_negotiating = True
             version = msg.param(1)
-            self.cap_version = max(
-                self.cap_version, int(version) if version.isdigit() else 301
-            )
+            self.cap_version = max(self.cap_version, wire.number(version) or 301)
             if self.cap_version >= 302:
                 self.caps.add("cap-notify")
             chunks = capabilities.chunk(capabilities.ls_tokens(self.cap_version))

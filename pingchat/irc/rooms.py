@@ -322,11 +322,12 @@ class RoomsMixin(IRCBase):
                               "You must specify a parameter for the limit mode")
                         continue
                     value = args.pop(0)
-                    if not value.isdigit() or int(value) < 1:
+                    limit = wire.number(value)
+                    if limit is None or limit < 1:
                         r.num(n.ERR_INVALIDMODEPARAM, room.name, "l", value or "*",
                               "The limit must be a positive number")
                         continue
-                    changes.append(("+l", value))
+                    changes.append(("+l", str(limit)))
                 else:
                     changes.append(("-l", None))
             elif ch in "imnst":

@@ -9,6 +9,7 @@ INVALID_UTF8``, so native and IRC users always see the same text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
@@ -17,7 +18,12 @@ MAX_LINE = 512  # bytes, including CR LF, excluding tags
 MAX_TAGS = 8191  # bytes of the tag section, including '@' and the trailing space
 MAX_INPUT = MAX_LINE + MAX_TAGS
 
-_ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+# NUL cannot be written in a tag value at all (IRCv3 message-tags): it is dropped.
+_ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n", "\x00": ""}
+# A tag key (IRCv3 message-tags): an optional client prefix '+', an optional
+# vendor (a host name) and '/', then letters, digits and hyphens. A key that
+# is anything else is ignored when read and never written.
+TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9][A-Za-z0-9.-]*/)?[A-Za-z0-9-]+")
 _UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 
 
@@ -54,6 +60,18 @@ def decode(raw: bytes) -> str:
     return raw.decode("utf-8")
 
 
+def number(text: str) -> int | None:
+    """The integer *text* spells in ASCII digits (an optional leading ``-``), else None.
+
+    Not ``str.isdigit``/``int``: ``"¹".isdigit()`` is true but ``int("¹")``
+    fails, and ``int("\u0661\u0660")`` (Arabic-Indic digits) is 10.
+    """
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isascii() and digits.isdigit():
+        return int(text)
+    return None
+
+
 def escape_tag_value(value: str) -> str:
     return "".join(_ESCAPES.get(c, c) for c in value)
 
@@ -73,22 +91,31 @@ def unescape_tag_value(value: str) -> str:
 
 
 def parse_tags(text: str) -> dict[str, str]:
+    """The tags of a tag section; malformed keys are ignored."""
     tags: dict[str, str] = {}
     for item in text.split(";"):
         if not item:
             continue
         key, _, value = item.partition("=")
-        if key:
+        if TAG_KEY.fullmatch(key):
             tags[key] = unescape_tag_value(value)
     return tags
 
 
 def format_tags(tags: Mapping[str, str]) -> str:
-    """``@a=b;c`` (empty values are written as bare keys), or ``""``."""
+    """``@a=b;c`` (empty values are written as bare keys), or ``""``.
+
+    A malformed key is left out, so no tag can carry a space, CR, LF or NUL
+    onto the wire, whoever made it.
+    """
     if not tags:
         return ""
-    parts = [k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in tags.items()]
-    return "@" + ";".join(parts)
+    parts = [
+        k if v == "" else f"{k}={escape_tag_value(v)}"
+        for k, v in tags.items()
+        if TAG_KEY.fullmatch(k)
+    ]
+    return "@" + ";".join(parts) if parts else ""
 
 
 def parse(line: str) -> Message:

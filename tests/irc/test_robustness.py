@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from twisted.logger import globalLogPublisher
+
 from tests.irc.helpers import IRCTestCase
 
 
@@ -63,6 +65,40 @@ class BadInputTests(IRCTestCase):
         c.send("NICK zed", "USER zed 0 * :Z")
         tokens = [t for m in c.read() if m.command == "005" for t in m.params[1:-1]]
         self.assertIn("UTF8ONLY", tokens)
+
+    def test_client_tags_cannot_carry_cr_lf_or_nul_to_others(self) -> None:
+        alice = self.connect("alice", caps=("message-tags", "labeled-response"))
+        bob = self.connect("bob", caps=("message-tags",))
+        for c in (alice, bob):
+            c.send("JOIN #a")
+            c.read()
+        alice.send_raw(b"@+ok=1;+bad\rQUIT=x;+nul=a\x00b;+x\x00y=1;label=L\x00 PRIVMSG #a :hi\r\n")
+        for c in (alice, bob):
+            data = c.raw()
+            self.assertNotIn(b"\x00", data)
+            self.assertNotIn(b"\r", data.replace(b"\r\n", b""))
+        alice.send_raw(b"@+ok=1;+bad\rQUIT=x;+nul=a\x00b PRIVMSG #a :again\r\n")
+        (m,) = bob.read()
+        self.assertEqual(dict(m.tags), {"+ok": "1", "+nul": "ab", **{k: v for k, v in m.tags.items()
+                                                                     if k in ("msgid", "time")}})
+
+    def test_numbers_are_ascii_digits_only(self) -> None:
+        # str.isdigit() is true for "¹" (int() refuses it); int() takes Arabic-Indic "10".
+        arabic_10 = "\u0661\u0660"
+        errors: list[object] = []
+        globalLogPublisher.addObserver(errors.append)
+        self.addCleanup(globalLogPublisher.removeObserver, errors.append)
+        c = self.connect("alice", caps=("draft/chathistory", "batch"))
+        c.send("JOIN #a")
+        c.read()
+        c.send("WHOWAS alice ¹", "CAP LS ¹", "MODE #a +l ¹", f"MODE #a +l {arabic_10}",
+               f"CHATHISTORY LATEST #a * {arabic_10}", "PING :done")
+        lines = c.read()
+        self.assertEqual([m.command for m in lines],
+                         ["406", "369", "CAP", "696", "696", "FAIL", "PONG"])
+        self.assertEqual(lines[-2].params[:2], ("CHATHISTORY", "INVALID_PARAMS"))
+        self.assertEqual(self.server.chat.get_room("#a").limit, None)
+        self.assertEqual([e for e in errors if isinstance(e, dict) and e.get("isError")], [])
 
     def test_garbage_lines_are_ignored_or_421(self) -> None:
         c = self.connect("alice")

@@ -81,9 +81,19 @@ class TextTests(TestCase):
 
     @given(st.dictionaries(st.from_regex(r"\+?[a-z][a-z0-9-]{0,10}", fullmatch=True),
                            st.text(max_size=30), max_size=5))
-    def test_tags_round_trip(self, tags: dict[str, str]) -> None:
-        line = wire.encode("PING :x", tags).decode("utf-8")[:-2]
-        self.assertEqual(dict(wire.parse(line).tags), tags)
+    def test_tags_round_trip_but_nul(self, tags: dict[str, str]) -> None:
+        data = wire.encode("PING :x", tags)
+        self.assertNotIn(b"\x00", data)  # a tag value cannot hold NUL: it is dropped
+        line = data.decode("utf-8")[:-2]
+        self.assertEqual(dict(wire.parse(line).tags),
+                         {k: v.replace("\x00", "") for k, v in tags.items()})
+
+    def test_malformed_tag_keys_are_neither_read_nor_written(self) -> None:
+        self.assertEqual(wire.parse("@a\rb=1;+c\x00=2;+d=3;x/y=4;e.f/+g=5 PING").tags,
+                         {"+d": "3", "x/y": "4"})
+        self.assertEqual(wire.encode("PING", {"a\rQUIT": "1", "+ok": "2", "": "3"}),
+                         b"@+ok=2 PING\r\n")
+        self.assertEqual(wire.encode("PING", {"bad key": "1"}), b"PING\r\n")
 
     @given(st.lists(st.text(alphabet=st.characters(blacklist_characters=" \r\n\x00:"),
                             min_size=1, max_size=20), max_size=10),
