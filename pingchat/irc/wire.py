@@ -24,6 +24,8 @@ _ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n", "\x0
 # vendor (a host name) and '/', then letters, digits and hyphens. A key that
 # is anything else is ignored when read and never written.
 TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9][A-Za-z0-9.-]*/)?[A-Za-z0-9-]+")
+# The keys the gateway itself writes: known good, not matched again per line.
+_SERVER_KEYS = frozenset({"time", "msgid", "account", "label", "batch"})
 _UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 
 
@@ -113,7 +115,7 @@ def format_tags(tags: Mapping[str, str]) -> str:
     parts = [
         k if v == "" else f"{k}={escape_tag_value(v)}"
         for k, v in tags.items()
-        if TAG_KEY.fullmatch(k)
+        if k in _SERVER_KEYS or TAG_KEY.fullmatch(k)
     ]
     return "@" + ";".join(parts) if parts else ""
 
