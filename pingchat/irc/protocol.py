@@ -317,6 +317,10 @@ class IRCProtocol(
         """PING a client that has been quiet; drop one that stays silent."""
         self._timer = None
         now = self.clock_seconds()
+        if self._inbox:
+            # Its lines still wait for the rate limit (reading may be paused,
+            # a PONG among them): a client being slowed down is not idle.
+            self._last_input, self._ping_sent = now, False
         idle = now - self._last_input
         interval, timeout = self.factory.ping_interval, self.factory.ping_timeout
         if self._ping_sent and idle >= interval + timeout:

@@ -198,6 +198,21 @@ class FloodTests(IRCTestCase):
         self.assertEqual(c.read(), [])
 
 
+class SlowRateTests(IRCTestCase):
+    settings = {"rate": 0.2, "rate_burst": 10.0}
+
+    def test_lines_waiting_for_the_rate_keep_a_client_from_timing_out(self) -> None:
+        # 200 lines at one every 5 s wait 1,000 s, reading paused all the
+        # while: longer than the keepalive's 120 + 60 s.
+        c = self.connect("alice")
+        c.send(*[f"PING :{i}" for i in range(200)])
+        for _ in range(1000):
+            self.clock.advance(1)
+        self.assertFalse(c.closed)
+        pongs = [m.params[-1] for m in c.read() if m.command == "PONG"]
+        self.assertEqual(pongs, [str(i) for i in range(200)])
+
+
 class SlowReaderTests(IRCTestCase):
     settings = {"max_backlog": 10_000}
 
