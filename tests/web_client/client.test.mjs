@@ -1,0 +1,230 @@
+// The client against a scripted server: logging in and resuming, the sync
+// after a login, what happens to typed messages across a drop, offline DMs.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FakeTimers, fakeWebSocketClass, js, loadNacl, memoryStorage, settle, subtle } from "./helpers.mjs";
+
+const { Client } = await import(js("client.js"));
+const { Connection } = await import(js("connection.js"));
+const { Secure } = await import(js("secure.js"));
+const { SessionStore, memoryKv } = await import(js("storage.js"));
+const { Store } = await import(js("store.js"));
+
+/** Answers the ops the client sends; `history` and the rest from its fields. */
+class FakeServer {
+  constructor() {
+    this.ops = [];
+    this.messages = []; // stored, as history returns them
+    this.nextId = 100;
+    this.rooms = ["#lobby"];
+    this.devices = {};
+    this.hold = null; // an op whose reply is held back
+    this.held = [];
+  }
+
+  attach(ws) {
+    ws.open({ event: "hello", server: "testserver", version: "0", protocol: 1 });
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+      send(data);
+      const req = JSON.parse(data);
+      this.ops.push(req.op);
+      if (req.op === this.hold) {
+        this.held.push({ ws, req });
+        return;
+      }
+      queueMicrotask(() => this.answer(ws, req));
+    };
+  }
+
+  answer(ws, req) {
+    if (ws.readyState !== 1) return;
+    const reply = (extra) => ws.receive({ id: req.id, ok: true, ...extra });
+    const fail = (code, message) => ws.receive({ id: req.id, ok: false, error: { code, message } });
+    switch (req.op) {
+      case "resume":
+        if (req.token !== "good-token") return fail("auth_failed", "the session expired");
+        return reply({ user: "alice", token: "good-token", expires_at: "x", rooms: this.rooms });
+      case "login":
+        return reply({ user: "alice", token: "good-token", expires_at: "x", rooms: this.rooms });
+      case "members":
+        return reply({ room: req.room, members: [{ user: "alice", op: true, presence: "online" }, { user: "bob", presence: "away" }] });
+      case "history": {
+        let ms = this.messages.filter((m) => (req.room ? m.room === req.room : !m.room && [m.from, m.to].includes(req.with)));
+        if (req.after) ms = ms.filter((m) => m.msg_id > req.after);
+        if (req.before) ms = ms.filter((m) => m.msg_id < req.before);
+        return reply({ messages: ms.slice(-req.limit) });
+      }
+      case "say": {
+        const m = { room: req.room, from: "alice", text: req.text, msg_id: this.nextId++, ts: "2026-11-21T10:00:00.000Z" };
+        this.messages.push(m);
+        return reply({ msg_id: m.msg_id, ts: m.ts });
+      }
+      case "dm": {
+        const m = { to: req.to, from: "alice", msg_id: this.nextId++, ts: "2026-11-21T10:00:00.000Z" };
+        for (const k of ["text", "ciphertext", "nonce", "device", "envelopes"]) if (req[k] !== undefined) m[k] = req[k];
+        this.messages.push(m);
+        return reply({ msg_id: m.msg_id, ts: m.ts, delivered: false });
+      }
+      case "key.get":
+        return reply({ user: req.user, devices: this.devices[req.user] || [], public_key: null, fingerprint: null });
+      case "key.publish":
+        (this.devices.alice ||= []).push({ device: req.device, public_key: req.public_key, label: req.label });
+        return reply({ device: req.device, fingerprint: "x" });
+      case "rooms":
+        return reply({ rooms: this.rooms.map((name) => ({ name, topic: "the topic", members: 2 })) });
+      case "contacts":
+        return reply({ contacts: ["carol"], incoming: ["dave"], outgoing: [] });
+      case "settings":
+        return reply({ dm_policy: "anyone" });
+      case "who":
+        return reply({ users: [{ user: "carol", presence: "online" }] });
+      case "ping":
+        return reply({ pong: true });
+      default:
+        return reply({});
+    }
+  }
+}
+
+function setup({ token = "good-token" } = {}) {
+  const timers = new FakeTimers();
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const server = new FakeServer();
+  const conn = new Connection({ url: "ws://x/ws", WebSocket: FakeWebSocket, timers, random: () => 0.5 });
+  const store = new Store();
+  const local = memoryStorage();
+  const session = memoryStorage();
+  const tab = memoryStorage();
+  const sessions = new SessionStore({ local, session });
+  if (token) sessions.save("alice", token, false);
+  const secure = new Secure({ conn, store, kv: memoryKv(), nacl: loadNacl(), subtle, label: "test browser" });
+  const notifier = { maybe() {} };
+  const client = new Client({ conn, store, sessions, secure, notifier, tabStorage: tab });
+  const seen = [];
+  for (const name of ["need-login", "logged-in", "synced", "error"]) client.on(name, (x) => seen.push([name, x]));
+  client.start();
+  return { client, conn, server, sockets, store, timers, sessions, tab, seen, secure };
+}
+
+test("a saved session resumes and the rooms, members, contacts and keys come in", async () => {
+  const t = setup();
+  t.server.messages.push({ room: "#lobby", from: "bob", text: "earlier", msg_id: 1, ts: "2026-11-21T09:00:00.000Z" });
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  assert.deepEqual(t.seen.map((s) => s[0]), ["logged-in", "synced"]);
+  assert.equal(t.client.user, "alice");
+  const lobby = t.store.find("room", "#lobby");
+  assert.deepEqual(lobby.items.map((i) => i.text), ["earlier"]);
+  assert.equal(lobby.topic, "the topic");
+  assert.equal(t.store.presenceOf("bob"), "away");
+  assert.equal(t.store.presenceOf("carol"), "online");
+  assert.deepEqual(t.store.contacts.incoming, ["dave"]);
+  assert.ok(t.store.find("dm", "carol"), "contacts have a DM conversation");
+  assert.ok(t.server.ops.includes("key.publish"));
+  assert.equal(t.server.devices.alice[0].label, "test browser");
+  assert.match(t.server.devices.alice[0].device, /^[A-Za-z0-9_-]{22}$/);
+});
+
+test("an expired session asks for a login and forgets the token", async () => {
+  const t = setup({ token: "stale" });
+  t.server.attach(t.sockets[0]);
+  await settle();
+  assert.equal(t.seen[0][0], "need-login");
+  assert.match(t.seen[0][1].message, /the session expired/);
+  assert.equal(t.sessions.load(), null);
+});
+
+test("a message typed while offline is sent once the session is back", async () => {
+  const t = setup();
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  t.sockets[0].drop();
+  await settle();
+  const lobby = t.store.find("room", "#lobby");
+  const entry = t.client.post(lobby, "typed offline");
+  assert.equal(entry.state, "queued");
+  t.timers.advance(1000);
+  t.server.attach(t.sockets[1]);
+  await settle(60);
+  assert.equal(t.client.outbox.entries.length, 0);
+  assert.deepEqual(t.server.messages.map((m) => m.text), ["typed offline"]);
+  assert.deepEqual(lobby.items.filter((i) => i.type === "message").map((i) => i.text), ["typed offline"]);
+});
+
+test("a message whose reply was lost with the connection is not sent twice", async () => {
+  const t = setup();
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  const lobby = t.store.find("room", "#lobby");
+  t.server.hold = "say"; // stored, but the reply never comes back
+  t.client.post(lobby, "stored but unacknowledged");
+  await settle();
+  const { req } = t.server.held[0];
+  t.server.messages.push({ room: "#lobby", from: "alice", text: req.text, msg_id: 50, ts: "2026-11-21T10:00:00.000Z" });
+  t.sockets[0].drop();
+  await settle();
+  assert.equal(t.client.outbox.entries[0].state, "unsure");
+  t.server.hold = null;
+  t.timers.advance(1000);
+  t.server.attach(t.sockets[1]);
+  await settle(60);
+  assert.equal(t.client.outbox.entries.length, 0);
+  assert.equal(t.server.ops.filter((op) => op === "say").length, 1);
+  assert.deepEqual(lobby.items.filter((i) => i.type === "message").map((i) => [i.msgId, i.text]), [[50, "stored but unacknowledged"]]);
+});
+
+test("typed messages survive a reload of the page while offline", async () => {
+  const t = setup();
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  t.sockets[0].drop();
+  await settle();
+  t.client.post(t.store.find("room", "#lobby"), "before the reload");
+  // A new page in the same tab: same sessionStorage.
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  const conn = new Connection({ url: "ws://x/ws", WebSocket: FakeWebSocket, timers: new FakeTimers() });
+  const store = new Store();
+  const client = new Client({ conn, store, sessions: t.sessions, secure: new Secure({ conn, store, kv: memoryKv(), nacl: loadNacl(), subtle, label: "b" }), notifier: { maybe() {} }, tabStorage: t.tab });
+  client.start();
+  assert.deepEqual(client.outbox.entries.map((e) => e.text), ["before the reload"]);
+  t.server.attach(sockets[0]);
+  await settle(80);
+  assert.deepEqual(t.server.messages.map((m) => m.text), ["before the reload"]);
+});
+
+test("offline DMs delivered at login open their conversation, unread", async () => {
+  const t = setup();
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  t.sockets[0].receive({ event: "message", from: "erin", to: "alice", text: "you there?", msg_id: 7, ts: "2026-11-21T08:00:00.000Z", offline: true });
+  await settle();
+  const conv = t.store.find("dm", "erin");
+  assert.equal(conv.unread, 1);
+  assert.ok(JSON.parse(t.sessions.session.getItem("pingchat.dms.alice")).includes("erin"));
+});
+
+test("a DM to someone with keys goes out sealed; to someone without, in plain text with a warning", async () => {
+  const t = setup();
+  const nacl = loadNacl();
+  const bob = nacl.box.keyPair();
+  t.server.devices.bob = [{ device: "bob-browser-1", public_key: Buffer.from(bob.publicKey).toString("base64"), label: "Firefox" }];
+  t.server.attach(t.sockets[0]);
+  await settle(60);
+  t.client.post(t.client.openDm("bob"), "sealed one");
+  t.client.post(t.client.openDm("ircuser"), "plain one");
+  await settle(60);
+  const [sealed, plain] = t.server.messages;
+  assert.equal(sealed.text, undefined);
+  assert.equal(sealed.envelopes.length, 1);
+  assert.equal(sealed.envelopes[0].device, "bob-browser-1");
+  assert.equal(plain.text, "plain one");
+  const bobConv = t.store.find("dm", "bob");
+  assert.equal(bobConv.encrypted, true);
+  assert.ok(bobConv.items.some((i) => i.type === "message" && i.text === "sealed one" && i.encrypted));
+  const ircConv = t.store.find("dm", "ircuser");
+  assert.equal(ircConv.encrypted, false);
+  assert.ok(ircConv.items.some((i) => i.type === "system" && /NOT end-to-end encrypted/.test(i.text)));
+  assert.ok(bobConv.items.some((i) => i.type === "system" && /offline: the message waits/.test(i.text)));
+});
