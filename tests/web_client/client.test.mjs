@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FakeTimers, fakeWebSocketClass, js, loadNacl, memoryStorage, settle, subtle } from "./helpers.mjs";
+import { FakeTimers, fakeWebSocketClass, js, loadNacl, memoryStorage, settle, subtle, until } from "./helpers.mjs";
 
 const { Client } = await import(js("client.js"));
 const { Connection } = await import(js("connection.js"));
@@ -88,6 +88,10 @@ class FakeServer {
   }
 }
 
+function synced(t) {
+  return t.seen.filter((s) => s[0] === "synced").length;
+}
+
 function setup({ token = "good-token" } = {}) {
   const timers = new FakeTimers();
   const { FakeWebSocket, sockets } = fakeWebSocketClass();
@@ -112,8 +116,9 @@ test("a saved session resumes and the rooms, members, contacts and keys come in"
   const t = setup();
   t.server.messages.push({ room: "#lobby", from: "bob", text: "earlier", msg_id: 1, ts: "2026-11-21T09:00:00.000Z" });
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   assert.deepEqual(t.seen.map((s) => s[0]), ["logged-in", "synced"]);
+  assert.equal(t.seen[0][1].again, false, "the first login of the page is not a reconnection");
   assert.equal(t.client.user, "alice");
   const lobby = t.store.find("room", "#lobby");
   assert.deepEqual(lobby.items.map((i) => i.text), ["earlier"]);
@@ -139,7 +144,7 @@ test("an expired session asks for a login and forgets the token", async () => {
 test("a message typed while offline is sent once the session is back", async () => {
   const t = setup();
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   t.sockets[0].drop();
   await settle();
   const lobby = t.store.find("room", "#lobby");
@@ -147,7 +152,8 @@ test("a message typed while offline is sent once the session is back", async () 
   assert.equal(entry.state, "queued");
   t.timers.advance(1000);
   t.server.attach(t.sockets[1]);
-  await settle(60);
+  await until(() => synced(t) === 2);
+  assert.equal(t.seen.filter((s) => s[0] === "logged-in")[1][1].again, true);
   assert.equal(t.client.outbox.entries.length, 0);
   assert.deepEqual(t.server.messages.map((m) => m.text), ["typed offline"]);
   assert.deepEqual(lobby.items.filter((i) => i.type === "message").map((i) => i.text), ["typed offline"]);
@@ -156,7 +162,7 @@ test("a message typed while offline is sent once the session is back", async () 
 test("a message whose reply was lost with the connection is not sent twice", async () => {
   const t = setup();
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   const lobby = t.store.find("room", "#lobby");
   t.server.hold = "say"; // stored, but the reply never comes back
   t.client.post(lobby, "stored but unacknowledged");
@@ -169,7 +175,7 @@ test("a message whose reply was lost with the connection is not sent twice", asy
   t.server.hold = null;
   t.timers.advance(1000);
   t.server.attach(t.sockets[1]);
-  await settle(60);
+  await until(() => synced(t) === 2);
   assert.equal(t.client.outbox.entries.length, 0);
   assert.equal(t.server.ops.filter((op) => op === "say").length, 1);
   assert.deepEqual(lobby.items.filter((i) => i.type === "message").map((i) => [i.msgId, i.text]), [[50, "stored but unacknowledged"]]);
@@ -178,7 +184,7 @@ test("a message whose reply was lost with the connection is not sent twice", asy
 test("typed messages survive a reload of the page while offline", async () => {
   const t = setup();
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   t.sockets[0].drop();
   await settle();
   t.client.post(t.store.find("room", "#lobby"), "before the reload");
@@ -190,14 +196,14 @@ test("typed messages survive a reload of the page while offline", async () => {
   client.start();
   assert.deepEqual(client.outbox.entries.map((e) => e.text), ["before the reload"]);
   t.server.attach(sockets[0]);
-  await settle(80);
+  await until(() => t.server.messages.length === 1);
   assert.deepEqual(t.server.messages.map((m) => m.text), ["before the reload"]);
 });
 
 test("offline DMs delivered at login open their conversation, unread", async () => {
   const t = setup();
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   t.sockets[0].receive({ event: "message", from: "erin", to: "alice", text: "you there?", msg_id: 7, ts: "2026-11-21T08:00:00.000Z", offline: true });
   await settle();
   const conv = t.store.find("dm", "erin");
@@ -211,10 +217,10 @@ test("a DM to someone with keys goes out sealed; to someone without, in plain te
   const bob = nacl.box.keyPair();
   t.server.devices.bob = [{ device: "bob-browser-1", public_key: Buffer.from(bob.publicKey).toString("base64"), label: "Firefox" }];
   t.server.attach(t.sockets[0]);
-  await settle(60);
+  await until(() => synced(t) === 1);
   t.client.post(t.client.openDm("bob"), "sealed one");
   t.client.post(t.client.openDm("ircuser"), "plain one");
-  await settle(60);
+  await until(() => t.server.messages.length === 2 && t.client.outbox.entries.length === 0);
   const [sealed, plain] = t.server.messages;
   assert.equal(sealed.text, undefined);
   assert.equal(sealed.envelopes.length, 1);

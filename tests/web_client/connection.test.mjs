@@ -123,7 +123,7 @@ test("reconnectNow skips the wait", () => {
   assert.equal(sockets.length, 1);
   conn.reconnectNow();
   assert.equal(sockets.length, 2);
-  assert.deepEqual(timers.pendingDelays(), []);
+  assert.deepEqual(timers.pendingDelays(), [15000]); // only the wait for its hello
 });
 
 test("a connection that stops answering pings is dropped and made again", async () => {
@@ -153,4 +153,19 @@ test("stop() ends it for good", async () => {
   timers.advance(60000);
   assert.equal(sockets.length, 1);
   assert.equal(states[states.length - 1][0], "stopped");
+});
+
+test("a socket that never says hello is given up and made again", async () => {
+  const { sockets, timers, states } = setup({ helloTimeout: 15000 });
+  sockets[0].readyState = 1; // open, but silent
+  timers.advance(14999);
+  assert.equal(states[states.length - 1][0], "connecting");
+  timers.advance(1);
+  assert.ok(sockets[0].closed);
+  assert.equal(states[states.length - 1][0], "waiting");
+  assert.equal(states[states.length - 1][1].reason, "the server did not answer");
+  timers.advance(1000);
+  sockets[1].open();
+  timers.advance(20000); // the hello arrived: no more giving up
+  assert.ok(!sockets[1].closed);
 });

@@ -206,6 +206,14 @@ test("trust on first use: the first keys, a new device, a changed key until ackn
   assert.deepEqual(await later.observe(info([["laptop", k3], ["browser", k2]])), []);
 });
 
+test("a device added after a first look at a key-less account is a new device", async () => {
+  const trust = new Trust(memoryKv(), subtle, "alice");
+  assert.deepEqual(await trust.observe({ user: "alice", devices: [] }), []);
+  const k = toBase64(newDevice("x").publicKey);
+  const news = await trust.observe({ user: "alice", devices: [{ device: "phone", publicKey: k, label: "Firefox on Android" }] });
+  assert.deepEqual(news.map((n) => n.kind), ["new-device"]);
+});
+
 test("what one account trusts is apart from another account's on the same browser", async () => {
   const kv = memoryKv();
   const k1 = toBase64(newDevice("x").publicKey);

@@ -117,3 +117,13 @@ export function memoryStorage() {
 export async function settle(rounds = 20) {
   for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
 }
+
+/** Wait (real time, at most *ms*) until *cond()* holds; some work (WebCrypto's
+ * digest) finishes on node's thread pool, not in a fixed number of ticks. */
+export async function until(cond, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting for " + cond);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}

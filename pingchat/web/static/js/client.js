@@ -27,6 +27,7 @@ export class Client {
     this.remember = false;
     this.server = null;
     this.loggedIn = false;
+    this.hadSession = false; // logged in at least once on this page
     this.connState = "idle";
     this.connDetail = {};
     this.outbox = null;
@@ -97,7 +98,9 @@ export class Client {
 
   _ended(message) {
     this.user = null;
+    this.outbox = null;
     this.loggedIn = false;
+    this.hadSession = false;
     this.secure.reset();
     this.emit("need-login", { message });
   }
@@ -132,6 +135,7 @@ export class Client {
       this.outbox = null;
       this.user = null;
       this.loggedIn = false;
+      this.hadSession = false;
       this.secure.reset();
       this.store.reset(null);
       this.emit("need-login", { message: `Logged out${user ? " " + user : ""}.` });
@@ -161,9 +165,13 @@ export class Client {
 
   async _loggedIn(reply, remember) {
     const user = String(reply.user);
-    const again = this.user !== null && fold(this.user) === fold(user) && this.outbox !== null;
+    // The same account as before a drop (or as the saved session this page
+    // started with): keep its conversations and outbox.
+    const same = this.user !== null && fold(this.user) === fold(user) && this.outbox !== null;
+    const again = same && this.hadSession;
+    this.hadSession = true;
     this.remember = !!remember;
-    if (!again) this._prepare(user);
+    if (!same) this._prepare(user);
     this.user = user;
     this.token = String(reply.token);
     this.sessions.save(user, this.token, this.remember);

@@ -59,6 +59,7 @@ export class Connection {
     maxDelay = 30000,
     heartbeat = 25000,
     heartbeatTimeout = 10000,
+    helloTimeout = 15000,
   }) {
     this.url = url;
     this.WebSocket = WebSocket;
@@ -68,6 +69,7 @@ export class Connection {
     this.maxDelay = maxDelay;
     this.heartbeat = heartbeat;
     this.heartbeatTimeout = heartbeatTimeout;
+    this.helloTimeout = helloTimeout;
     this.onEvent = () => {};
     this.onState = () => {};
     this.onReady = () => {};
@@ -147,6 +149,12 @@ export class Connection {
     }
     this.ws = ws;
     this.ready = false;
+    // A socket that opens but never says hello (a proxy with no server
+    // behind it) is given up like a dropped one.
+    this.timers.clearTimeout(this.beatTimer);
+    this.beatTimer = this.timers.setTimeout(() => {
+      if (this.ws === ws && !this.ready) this._lost("the server did not answer");
+    }, this.helloTimeout);
     ws.onmessage = (ev) => this._frame(ws, ev.data);
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;

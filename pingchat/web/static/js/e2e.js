@@ -157,14 +157,17 @@ export class Trust {
   }
 
   async known(user) {
-    return (await this.storage.get(this._key(user))) || { devices: {}, warnings: [] };
+    return (await this.storage.get(this._key(user))) || { seen: false, devices: {}, warnings: [] };
   }
 
   async observe(info, { skipDevice = null } = {}) {
     const record = await this.known(info.user);
-    const first = Object.keys(record.devices).length === 0;
+    // The first look at a user (even one with no key yet): what is there now
+    // is "first"; a device added later is "new-device".
+    const first = !record.seen && Object.keys(record.devices).length === 0;
     const news = [];
-    let dirty = false;
+    let dirty = !record.seen;
+    record.seen = true;
     for (const d of info.devices) {
       if (d.device === skipDevice) continue;
       const seen = record.devices[d.device];

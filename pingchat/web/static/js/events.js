@@ -127,7 +127,7 @@ const handlers = {
   },
 
   disconnect(client, ev) {
-    client.emit("toast", `The server ended this connection: ${ev.reason || "no reason given"}. Reconnecting…`, "warning");
+    client.emit("toast", `The server ended this connection: ${ev.reason || "no reason given"}. Reconnecting…`, "warning", { tag: "connection" });
   },
 
   error(client, ev) {

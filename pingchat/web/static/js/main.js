@@ -25,7 +25,7 @@ function toasts() {
   const area = document.getElementById("toasts");
   return (text, level = "info", extra = {}) => {
     const close = () => item.remove();
-    const item = h("div", { class: ["toast", "level-" + level] }, h("span", {}, text),
+    const item = h("div", { class: ["toast", "level-" + level], dataset: { tag: extra.tag || "" } }, h("span", {}, text),
       extra.join ? h("button", { type: "button", class: "link-button", on: { click: () => { close(); client.join(extra.join).catch((e) => toast(e.message, "error")); } } }, `Join ${extra.join}`) : null,
       h("button", { type: "button", class: "icon-button small", "aria-label": "Dismiss", on: { click: close } }, "×"));
     area.append(item);
@@ -73,6 +73,7 @@ function showShell() {
 }
 client.on("session", () => showShell());
 client.on("logged-in", ({ again }) => {
+  for (const t of document.querySelectorAll('.toast[data-tag="connection"]')) t.remove();
   const s = showShell();
   s.meName.textContent = client.user;
   if (!again) {

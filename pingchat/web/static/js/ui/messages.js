@@ -94,6 +94,14 @@ export class MessageList {
     this.el = h("section", { class: "messages", tabindex: "0", "aria-label": "Messages" }, this.top, this.list);
     this.wrap = h("div", { class: "messages-wrap" }, this.el, this.jump);
     this.el.addEventListener("scroll", () => this._scrolled(), { passive: true });
+    // Following the end: kept while the reader is at the bottom, so that a
+    // banner or a keyboard that makes the list shorter does not lose the end.
+    this.stuck = true;
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(() => {
+        if (this.stuck) this.el.scrollTop = this.el.scrollHeight;
+      }).observe(this.el);
+    }
   }
 
   show(conv) {
@@ -111,12 +119,14 @@ export class MessageList {
 
   scrollToBottom() {
     this.el.scrollTop = this.el.scrollHeight;
+    this.stuck = true;
     this.jump.hidden = true;
     this._read();
   }
 
   _scrolled() {
-    if (this.atBottom()) {
+    this.stuck = this.atBottom();
+    if (this.stuck) {
       this.jump.hidden = true;
       this._read();
     }
@@ -156,7 +166,7 @@ export class MessageList {
    * when they were at it). */
   render({ toBottom = false } = {}) {
     const conv = this.conv;
-    const stick = toBottom || this.atBottom();
+    const stick = toBottom || this.stuck;
     const anchor = stick ? null : this._anchor();
     this.top.replaceChildren(...this._topNode());
     const me = this.client.user || "";
