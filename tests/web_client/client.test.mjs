@@ -19,6 +19,7 @@ class FakeServer {
     this.nextId = 100;
     this.rooms = ["#lobby"];
     this.devices = {};
+    this.offline = []; // DMs waiting for the next login
     this.hold = null; // an op whose reply is held back
     this.held = [];
   }
@@ -45,7 +46,10 @@ class FakeServer {
     switch (req.op) {
       case "resume":
         if (req.token !== "good-token") return fail("auth_failed", "the session expired");
-        return reply({ user: "alice", token: "good-token", expires_at: "x", rooms: this.rooms });
+        reply({ user: "alice", token: "good-token", expires_at: "x", rooms: this.rooms });
+        // As the server does: the DMs queued while offline, right after the reply.
+        for (const m of this.offline.splice(0)) ws.receive({ event: "message", ...m, offline: true });
+        return undefined;
       case "login":
         return reply({ user: "alice", token: "good-token", expires_at: "x", rooms: this.rooms });
       case "members":
@@ -92,7 +96,7 @@ function synced(t) {
   return t.seen.filter((s) => s[0] === "synced").length;
 }
 
-function setup({ token = "good-token" } = {}) {
+function setup({ token = "good-token", kv = memoryKv() } = {}) {
   const timers = new FakeTimers();
   const { FakeWebSocket, sockets } = fakeWebSocketClass();
   const server = new FakeServer();
@@ -103,7 +107,7 @@ function setup({ token = "good-token" } = {}) {
   const tab = memoryStorage();
   const sessions = new SessionStore({ local, session });
   if (token) sessions.save("alice", token, false);
-  const secure = new Secure({ conn, store, kv: memoryKv(), nacl: loadNacl(), subtle, label: "test browser" });
+  const secure = new Secure({ conn, store, kv, nacl: loadNacl(), subtle, label: "test browser" });
   const notifier = { maybe() {} };
   const client = new Client({ conn, store, sessions, secure, notifier, tabStorage: tab });
   const seen = [];
@@ -233,4 +237,28 @@ test("a DM to someone with keys goes out sealed; to someone without, in plain te
   assert.equal(ircConv.encrypted, false);
   assert.ok(ircConv.items.some((i) => i.type === "system" && /NOT end-to-end encrypted/.test(i.text)));
   assert.ok(bobConv.items.some((i) => i.type === "system" && /offline: the message waits/.test(i.text)));
+});
+
+test("an encrypted DM queued while offline is read when it arrives right after the login", async () => {
+  const nacl = loadNacl();
+  const kv = memoryKv();
+  const { loadOrCreateDevice, toBase64 } = await import(js("e2e.js"));
+  // This browser already has its device key (an earlier visit), published.
+  const mine = await loadOrCreateDevice(kv, nacl, "alice", "test browser");
+  const bob = nacl.box.keyPair();
+  const t = setup({ kv });
+  t.server.devices.alice = [{ device: mine.id, public_key: toBase64(mine.publicKey), label: "test browser" }];
+  t.server.devices.bob = [{ device: "bob-terminal-1", public_key: toBase64(bob.publicKey), label: "terminal" }];
+  const nonce = nacl.randomBytes(24);
+  const sealed = nacl.box(new TextEncoder().encode("sent while you were away"), nonce, mine.publicKey, bob.secretKey);
+  t.server.offline.push({ from: "bob", to: "alice", device: "bob-terminal-1", msg_id: 3, ts: "2026-11-21T08:00:00.000Z",
+    envelopes: [{ user: "alice", device: mine.id, ciphertext: toBase64(sealed), nonce: toBase64(nonce) }] });
+  t.server.attach(t.sockets[0]);
+  await until(() => synced(t) === 1);
+  await until(() => t.store.find("dm", "bob") && t.store.find("dm", "bob").items.length > 0);
+  const item = t.store.find("dm", "bob").items.find((i) => i.type === "message");
+  assert.equal(item.error, null);
+  assert.equal(item.text, "sent while you were away");
+  assert.ok(item.encrypted);
+  assert.ok(!t.server.ops.includes("key.publish"), "the same key is not published again");
 });

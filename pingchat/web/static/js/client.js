@@ -187,14 +187,16 @@ export class Client {
     }
     for (const name of rooms) this.store.open("room", name).joined = true;
     this.emit("logged-in", { user, again });
+    // The device key first: offline DMs arrive right after this reply.
+    const setup = this.secure.setup(user);
     try {
-      await this._sync(again);
+      await this._sync(again, setup);
     } catch (e) {
       if (!(e instanceof ConnectionLost || e instanceof NotConnected)) this.emit("error", e);
     }
   }
 
-  async _sync(again) {
+  async _sync(again, setup) {
     const caughtUp = new Map();
     const active = this.store.activeConversation();
     // The room on screen first, so that it is ready soonest.
@@ -225,13 +227,11 @@ export class Client {
       if (conv) conv.topic = r.topic || "";
     }
     this.store.dmPolicy = settings.dm_policy || null;
-    for (const u of who.users || []) this.store._presence(u.user, u.presence, u.away ?? null);
+    for (const u of who.users || []) this.store.notePresence(u.user, u.presence, u.away ?? null);
     this.store.setContacts(contacts);
     this.store.emit("presence");
     this.saveDms();
-    await this.secure.setup(this.user).catch((e) => {
-      this.store.addSystem(this.store.open("server", ""), `Encryption keys could not be set up: ${e.message || e}`, "warning");
-    });
+    await setup;
     this.emit("synced", { again });
   }
 

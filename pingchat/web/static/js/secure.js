@@ -32,6 +32,15 @@ export class Secure {
     this.perDevice = null; // whether the server keeps a key per device
     this.onNews = () => {}; // (conv, text, level, extra)
     this.onChange = () => {};
+    this._pending();
+  }
+
+  /** Until the first setup after a login is done, reading and sealing wait:
+   * an encrypted DM may come in before the login's reply has been handled. */
+  _pending() {
+    this.ready = new Promise((resolve) => {
+      this._readyNow = resolve;
+    });
   }
 
   get available() {
@@ -42,8 +51,25 @@ export class Secure {
     return this.e2e ? this.e2e.device.id : null;
   }
 
-  /** After each login: load or make this device's key and publish it. */
-  async setup(me) {
+  /** After each login: load or make this device's key and publish it.
+   * Messages that arrive meanwhile (offline DMs come right after the login)
+   * wait for it in `read`. */
+  setup(me) {
+    const done = this._setup(me).catch((e) => {
+      const why = e && e.message ? e.message : String(e);
+      if (this.e2e) {
+        // The key is here; only publishing it failed (the next login retries).
+        this.onNews(this.store.open("server", ""), `This browser's encryption key could not be published: ${why}`, "warning");
+      } else {
+        this.reason = `the key could not be set up: ${why}`;
+      }
+      this.onChange();
+    });
+    done.then(this._readyNow);
+    return done;
+  }
+
+  async _setup(me) {
     if (this.me && fold(this.me) === fold(me) && this.e2e) {
       await this.publish();
       return;
@@ -137,6 +163,7 @@ export class Secure {
   /** Fill in `text` (or `error`) of an encrypted DM; plain messages pass. */
   async read(m) {
     if (!Array.isArray(m.envelopes) && typeof m.ciphertext !== "string") return m;
+    await this.ready;
     if (!this.e2e) {
       return { ...m, encrypted: true, error: `an encrypted message; this browser cannot read it: ${this.reason}` };
     }
@@ -147,6 +174,7 @@ export class Secure {
   /** The `dm` arguments for *text*: sealed when *to* has a key, else plain
    * (`encrypted: false`). */
   async seal(to, text) {
+    await this.ready;
     if (this.e2e) {
       const sealed = await this.e2e.sealDm(to, text);
       if (sealed) return { args: sealed, encrypted: true };
@@ -215,6 +243,7 @@ export class Secure {
   }
 
   reset() {
+    this._pending();
     this.e2e = null;
     this.keys.clear();
     this.trust = null;

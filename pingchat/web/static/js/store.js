@@ -279,7 +279,7 @@ export class Store {
     conv.members = new Map();
     for (const m of members) {
       conv.members.set(fold(m.user), { user: m.user, op: !!m.op, voice: !!m.voice });
-      if (m.presence) this._presence(m.user, m.presence, undefined);
+      if (m.presence) this.notePresence(m.user, m.presence, undefined);
     }
     this.emit("members", conv);
   }
@@ -287,7 +287,7 @@ export class Store {
   addMember(conv, user) {
     if (!conv.members.has(fold(user))) {
       conv.members.set(fold(user), { user, op: false, voice: false });
-      this._presence(user, "online", undefined);
+      this.notePresence(user, "online", undefined);
       this.emit("members", conv);
     }
   }
@@ -296,7 +296,8 @@ export class Store {
     if (conv.members.delete(fold(user))) this.emit("members", conv);
   }
 
-  _presence(user, presence, away) {
+  /** Remember a presence without telling the views (many at once; emit after). */
+  notePresence(user, presence, away) {
     const prev = this.presence.get(fold(user)) || {};
     this.presence.set(fold(user), {
       user,
@@ -306,7 +307,7 @@ export class Store {
   }
 
   setPresence(user, presence, away) {
-    this._presence(user, presence, away ?? null);
+    this.notePresence(user, presence, away ?? null);
     this.emit("presence", user);
   }
 

@@ -51,7 +51,10 @@ export class AuthView {
     this.status.dataset.level = level || "";
   }
 
-  render() {
+  /** Draw the screen; *focusField* puts the cursor in the form's first field
+   * (not when the user moves between tabs with the arrow keys). */
+  render(focusField = true) {
+    this.focusField = focusField;
     const tabs = [["login", "Log in"], ["register", "Create account"], ["recover", "Forgot password"]];
     const nav = h("div", { class: "tabs", role: "tablist", "aria-label": "Account" },
       tabs.map(([id, label]) => h("button", {
@@ -80,7 +83,7 @@ export class AuthView {
     if (!next) return;
     ev.preventDefault();
     this.tab = next;
-    this.render();
+    this.render(false);
     document.getElementById(`tab-${next}`).focus();
   }
 
@@ -123,7 +126,7 @@ export class AuthView {
         (otpField.hidden ? password : otp).select();
       }
     });
-    setTimeout(() => user.focus());
+    if (this.focusField) setTimeout(() => user.focus());
     return form;
   }
 
@@ -166,7 +169,7 @@ export class AuthView {
         this.show(`Account ${reply.user} created; log in: ${explain(e)}`);
       }
     });
-    setTimeout(() => user.focus());
+    if (this.focusField) setTimeout(() => user.focus());
     return form;
   }
 
@@ -209,7 +212,7 @@ export class AuthView {
         this.show(`Password reset. Log in: ${explain(e)}`);
       }
     });
-    setTimeout(() => user.focus());
+    if (this.focusField) setTimeout(() => user.focus());
     return form;
   }
 }

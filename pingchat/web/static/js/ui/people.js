@@ -18,6 +18,7 @@ export function joinDialog(client) {
     try {
       await client.join(room, roomKey || null);
       d.close();
+      document.getElementById("composer")?.focus();
     } catch (e) {
       showError(error, e.message);
     }
