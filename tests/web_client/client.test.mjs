@@ -107,13 +107,14 @@ function setup({ token = "good-token", kv = memoryKv() } = {}) {
   const tab = memoryStorage();
   const sessions = new SessionStore({ local, session });
   if (token) sessions.save("alice", token, false);
-  const secure = new Secure({ conn, store, kv, nacl: loadNacl(), subtle, label: "test browser" });
+  const persisted = [];
+  const secure = new Secure({ conn, store, kv, nacl: loadNacl(), subtle, label: "test browser", persist: async () => persisted.push(true) });
   const notifier = { maybe() {} };
   const client = new Client({ conn, store, sessions, secure, notifier, tabStorage: tab });
   const seen = [];
   for (const name of ["need-login", "logged-in", "synced", "error"]) client.on(name, (x) => seen.push([name, x]));
   client.start();
-  return { client, conn, server, sockets, store, timers, sessions, tab, seen, secure };
+  return { client, conn, server, sockets, store, timers, sessions, tab, seen, secure, persisted };
 }
 
 test("a saved session resumes and the rooms, members, contacts and keys come in", async () => {
@@ -134,6 +135,7 @@ test("a saved session resumes and the rooms, members, contacts and keys come in"
   assert.ok(t.server.ops.includes("key.publish"));
   assert.equal(t.server.devices.alice[0].label, "test browser");
   assert.match(t.server.devices.alice[0].device, /^[A-Za-z0-9_-]{22}$/);
+  assert.equal(t.persisted.length, 1, "a new key asks the browser to keep the site's storage");
 });
 
 test("an expired session asks for a login and forgets the token", async () => {
@@ -261,4 +263,5 @@ test("an encrypted DM queued while offline is read when it arrives right after t
   assert.equal(item.text, "sent while you were away");
   assert.ok(item.encrypted);
   assert.ok(!t.server.ops.includes("key.publish"), "the same key is not published again");
+  assert.equal(t.persisted.length, 0);
 });

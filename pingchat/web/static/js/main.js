@@ -46,6 +46,7 @@ const secure = new Secure({
   nacl: globalThis.nacl || null,
   subtle: globalThis.isSecureContext && globalThis.crypto ? globalThis.crypto.subtle : null,
   label: deviceLabel(navigator.userAgent),
+  persist: () => (navigator.storage && navigator.storage.persist ? navigator.storage.persist() : false),
 });
 const notifier = new Notifier({ Notification: globalThis.Notification, storage: local || tab, document });
 const client = new Client({ conn, store, sessions: new SessionStore({ local, session: tab }), secure, notifier, tabStorage: tab });

@@ -15,13 +15,14 @@ export class Secure {
    * @param {object|null} o.subtle WebCrypto's SubtleCrypto (null: not a secure context)
    * @param {string} o.label   this device's label
    */
-  constructor({ conn, store, kv, nacl, subtle, label }) {
+  constructor({ conn, store, kv, nacl, subtle, label, persist = null }) {
     this.conn = conn;
     this.store = store;
     this.kv = kv;
     this.nacl = nacl;
     this.subtle = subtle;
     this.label = label;
+    this.persist = persist; // asks the browser not to evict the site's storage
     this.e2e = null;
     this.trust = null;
     this.keys = new KeyCache((user) => this.conn.request("key.get", { user }));
@@ -102,6 +103,13 @@ export class Secure {
     this.e2e = new E2E({ nacl: this.nacl, me, device, keys: this.keys });
     this.fingerprint = await fingerprint(this.subtle, toBase64(device.publicKey));
     this.created = device.created;
+    if (device.created && this.persist) {
+      try {
+        await this.persist();
+      } catch {
+        // not offered: the key is kept as long as the browser keeps the site's data
+      }
+    }
     await this.publish();
     this.onChange();
   }

@@ -86,7 +86,7 @@ export class SessionStore {
 
   removeAll(user) {
     for (const storage of [this.local, this.session]) {
-      for (const key of ["dms", "read"]) safeRemove(storage, `pingchat.${key}.${user}`);
+      for (const key of ["dms", "read", "active"]) safeRemove(storage, `pingchat.${key}.${user}`);
     }
   }
 }
