@@ -166,3 +166,13 @@ test("once everything is sent, nothing is left in storage", async () => {
   await settle();
   assert.equal(storage.getItem("k"), null);
 });
+
+test("clear() forgets everything, in storage too (logging out)", async () => {
+  const storage = memoryStorage();
+  const box = new Outbox({ send: fakeSend().send, storage, key: "k" });
+  box.add("#a", "never sent");
+  assert.notEqual(storage.getItem("k"), null);
+  box.clear();
+  assert.equal(box.entries.length, 0);
+  assert.equal(storage.getItem("k"), null);
+});

@@ -91,8 +91,10 @@ export class Client {
       } else if (e instanceof RequestError && e.code === "rate_limited") {
         this.emit("toast", `The server asks to wait ${Math.ceil(e.retryAfter)} s before resuming.`, "warning");
         globalThis.setTimeout(() => this.conn.state === "open" && !this.loggedIn && this._ready(hello), Math.max(1, e.retryAfter) * 1000);
+      } else if (!(e instanceof RequestError)) {
+        this.emit("error", e);
       }
-      // a dropped connection: the next one resumes
+      // otherwise a dropped connection: the next one resumes
     }
   }
 
@@ -131,7 +133,7 @@ export class Client {
       const user = this.user;
       this.sessions.forget();
       if (user) this.sessions.removeAll(fold(user));
-      if (this.outbox) this.outbox.offline();
+      if (this.outbox) this.outbox.clear(); // logging out gives up what was not sent
       this.outbox = null;
       this.user = null;
       this.loggedIn = false;

@@ -61,6 +61,7 @@ client.on("error", (e) => {
   toast(`Something went wrong: ${e && e.message ? e.message : e}`, "error");
 });
 client.on("need-login", ({ message }) => {
+  if (shell) shell.destroy();
   shell = null;
   auth.show(message);
   auth.setStatus(conn.state === "open" ? "" : "Connecting to the server…");

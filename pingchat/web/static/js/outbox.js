@@ -102,6 +102,13 @@ export class Outbox {
     this._changed(entry);
   }
 
+  /** Forget everything (the user logged out). */
+  clear() {
+    this.online = false;
+    this.entries = [];
+    this._save();
+  }
+
   /** The connection dropped: what was on its way is now `unsure`. */
   offline() {
     this.online = false;

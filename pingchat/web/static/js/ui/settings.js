@@ -246,6 +246,8 @@ export function openSettings(client) {
     type: "button", class: "button danger",
     on: {
       click: async () => {
+        const waiting = client.outbox ? client.outbox.entries.length : 0;
+        if (waiting && !(await confirmDialog("Log out", `${waiting} message${waiting === 1 ? " is" : "s are"} not sent yet and will be discarded. Log out anyway?`, { confirm: "Log out", danger: true }))) return;
         d.close();
         try {
           await client.logout();

@@ -93,7 +93,14 @@ export class Shell {
     });
     this.composerInput.addEventListener("keydown", (ev) => this._composerKeys(ev));
     this.composerInput.addEventListener("input", () => this._grow());
-    document.addEventListener("keydown", (ev) => this._globalKeys(ev));
+    this._keys = (ev) => this._globalKeys(ev);
+    document.addEventListener("keydown", this._keys);
+  }
+
+  /** The session ended: stop listening to the page's keys. */
+  destroy() {
+    document.removeEventListener("keydown", this._keys);
+    if (this.frame) cancelAnimationFrame(this.frame);
   }
 
   mount() {
