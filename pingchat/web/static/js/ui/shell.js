@@ -52,7 +52,8 @@ export class Shell {
     this.serverEntry = h("ul", { class: "conv-list", "aria-label": "Server" });
     this.sidebar = h("nav", { class: "sidebar", id: "sidebar", "aria-label": "Conversations" },
       h("div", { class: "me" }, h("span", { class: "brand small" }, "pingchat"), this.meName,
-        themeButton(), iconButton("settings", "Settings", () => openSettings(c))),
+        themeButton(), iconButton("settings", "Settings", () => openSettings(c)),
+        iconButton("close", "Close the conversation list", () => { this.closeDrawers(); this.menuButton.focus(); }, { class: "drawer-close" })),
       this.connState,
       this.serverEntry,
       h("div", { class: "list-head" }, h("h2", {}, "Rooms"),
@@ -231,7 +232,7 @@ export class Shell {
     }
     this.headActions.replaceChildren(...actions);
     this.composerLabel.textContent = conv ? `Message ${conv.title}` : "Message";
-    this.composerInput.placeholder = conv && conv.kind !== "server" ? `Message ${conv.title}` : "/join #room, /msg user text, or pick a conversation";
+    this.composerInput.placeholder = conv && conv.kind !== "server" ? `Message ${conv.title}` : "/join #room or /msg user text";
   }
 
   _dmStatus(conv) {
@@ -312,10 +313,21 @@ export class Shell {
     if (what === "join") this.client.join(arg).catch((e) => this.client.emit("toast", e.message, "error"));
   }
 
+  /** While a drawer covers the page (narrow screens), the rest is inert:
+   * Tab stays in the drawer. */
+  _inert() {
+    const narrow = matchMedia("(max-width: 759px)").matches;
+    const drawer = this.el.classList.contains("drawer-open") && narrow;
+    const members = this.el.classList.contains("members-open") && matchMedia("(max-width: 1099px)").matches;
+    this.main.inert = drawer || members;
+    this.sidebar.inert = members && !drawer;
+  }
+
   toggleDrawer(force) {
     const open = force ?? !this.el.classList.contains("drawer-open");
     this.el.classList.toggle("drawer-open", open);
     this.menuButton.setAttribute("aria-expanded", String(open));
+    this._inert();
     if (open) {
       const current = this.sidebar.querySelector(".conv.active") || this.sidebar.querySelector("button");
       if (current) current.focus();
@@ -327,6 +339,7 @@ export class Shell {
     this.el.classList.toggle("members-open", open);
     this.el.classList.toggle("members-hidden", !open);
     this.membersButton.setAttribute("aria-expanded", String(open));
+    this._inert();
     if (open) {
       const first = this.membersPanel.querySelector("button");
       if (first) first.focus();
@@ -337,6 +350,8 @@ export class Shell {
     const wasOpen = this.el.classList.contains("drawer-open") || this.el.classList.contains("members-open");
     this.el.classList.remove("drawer-open", "members-open");
     this.menuButton.setAttribute("aria-expanded", "false");
+    this.membersButton.setAttribute("aria-expanded", "false");
+    this._inert();
     return wasOpen;
   }
 
