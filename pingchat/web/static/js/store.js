@@ -48,7 +48,7 @@ export class Conversation {
     this.mentions = 0;
     this.topic = "";
     this.members = new Map();
-    this.joined = kind === "room";
+    this.joined = false; // rooms: set when the server says we are in it
     this.oldestId = null;
     this.newestId = 0;
     this.complete = false; // the whole history is loaded
