@@ -1,10 +1,10 @@
 // The chat screen: the conversation list (a drawer on a phone), the header of
 // the conversation on screen, its messages, the composer, the members.
 
-import { HELP, parseInput } from "../commands.js";
 import { fold } from "../format.js";
 import { changedWarning } from "../secure.js";
 import { announce, h, icon, iconButton } from "./dom.js";
+import { Composer } from "./composer.js";
 import { MessageList, hue } from "./messages.js";
 import { contactPage, joinDialog, newDmDialog, topicDialog } from "./people.js";
 import { openSettings } from "./settings.js";
@@ -77,23 +77,15 @@ export class Shell {
       h("div", { class: "conv-heading" }, h("div", { class: "title-row" }, this.title, this.lockState), this.topic),
       this.headActions);
     this.banners = h("div", { class: "banners" });
-    this.composerInput = h("textarea", { id: "composer", rows: 1, autocomplete: "off", spellcheck: "true", "aria-describedby": "composer-hint", enterkeyhint: "send" });
-    this.composerLabel = h("label", { for: "composer", class: "sr-only" }, "Message");
-    this.composerError = h("p", { class: "composer-error", role: "alert", hidden: true });
-    this.composer = h("form", { class: "composer", novalidate: true },
-      this.composerLabel, this.composerInput,
-      h("button", { type: "submit", class: "send", "aria-label": "Send", title: "Send (Enter)" }, icon("send")),
-      h("p", { id: "composer-hint", class: "sr-only" }, "Enter sends, Shift+Enter starts a new line, /help lists commands."));
-    this.main = h("main", { class: "main" }, this.header, this.banners, this.messages.wrap, this.composerError, this.composer);
+    this.composer = new Composer(this.client, {
+      open: (conv) => this.open(conv),
+      scroll: (pages) => this.messages.el.scrollBy(0, pages * this.messages.el.clientHeight * 0.9),
+    });
+    this.composerInput = this.composer.input;
+    this.main = h("main", { class: "main" }, this.header, this.banners, this.messages.wrap, this.composer.error, this.composer.form);
     this.membersPanel = h("aside", { class: "members", id: "members", "aria-label": "Members" });
     this.el = h("div", { class: "shell" }, this.sidebar, this.main, this.membersPanel, this.scrim);
 
-    this.composer.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      this.submit();
-    });
-    this.composerInput.addEventListener("keydown", (ev) => this._composerKeys(ev));
-    this.composerInput.addEventListener("input", () => this._grow());
     this._keys = (ev) => this._globalKeys(ev);
     document.addEventListener("keydown", this._keys);
   }
@@ -231,8 +223,7 @@ export class Shell {
       actions.push(h("button", { type: "button", class: "button small", on: { click: () => contactPage(c, conv.name) } }, "Keys & contact"));
     }
     this.headActions.replaceChildren(...actions);
-    this.composerLabel.textContent = conv ? `Message ${conv.title}` : "Message";
-    this.composerInput.placeholder = conv && conv.kind !== "server" ? `Message ${conv.title}` : "/join #room or /msg user text";
+    this.composer.target(conv);
   }
 
   _dmStatus(conv) {
@@ -355,22 +346,6 @@ export class Shell {
     return wasOpen;
   }
 
-  _grow() {
-    const ta = this.composerInput;
-    ta.style.height = "auto";
-    ta.style.height = Math.min(ta.scrollHeight, 200) + "px";
-  }
-
-  _composerKeys(ev) {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      this.submit();
-    } else if (ev.key === "PageUp" || ev.key === "PageDown") {
-      ev.preventDefault();
-      this.messages.el.scrollBy(0, (ev.key === "PageUp" ? -1 : 1) * this.messages.el.clientHeight * 0.9);
-    }
-  }
-
   _globalKeys(ev) {
     if (document.querySelector("dialog[open]")) return;
     if (ev.key === "Escape") {
@@ -399,72 +374,6 @@ export class Shell {
       }
       this.open(next);
     }
-  }
-
-  showError(message) {
-    this.composerError.textContent = message || "";
-    this.composerError.hidden = !message;
-  }
-
-  async submit() {
-    const conv = this.store.activeConversation();
-    const line = this.composerInput.value;
-    const cmd = parseInput(line);
-    const c = this.client;
-    if (cmd.kind === "empty") return;
-    this.showError(null);
-    if (cmd.kind === "error") {
-      this.showError(cmd.message);
-      return;
-    }
-    const done = () => {
-      this.composerInput.value = "";
-      this._grow();
-    };
-    try {
-      switch (cmd.kind) {
-        case "say":
-          if (!conv || conv.kind === "server") return this.showError("Pick a room or a person first.");
-          c.post(conv, cmd.text);
-          done();
-          return undefined;
-        case "msg": {
-          const dm = c.openDm(cmd.to);
-          c.post(dm, cmd.text);
-          done();
-          await this.open(dm);
-          return undefined;
-        }
-        case "open":
-          done();
-          await this.open(c.openDm(cmd.to));
-          return undefined;
-        case "help":
-          done();
-          for (const [usage, what] of HELP) c.store.addSystem(conv || c.store.open("server", ""), `${usage} — ${what}`, "info");
-          return undefined;
-        default:
-          break;
-      }
-      if (!c.loggedIn) return this.showError("Not connected: commands need the connection (messages are kept and sent later).");
-      if (cmd.kind === "join") {
-        await c.join(cmd.room, cmd.key);
-      } else if (cmd.kind === "part") {
-        if (!conv || conv.kind !== "room") return this.showError("/part works in a room.");
-        await c.request("part", cmd.reason ? { room: conv.name, reason: cmd.reason } : { room: conv.name });
-        c.store.remove(conv);
-      } else if (cmd.kind === "topic") {
-        if (!conv || conv.kind !== "room") return this.showError("/topic works in a room.");
-        await c.setTopic(conv, cmd.topic);
-      } else if (cmd.kind === "away") {
-        await c.request("away", cmd.text ? { text: cmd.text } : {});
-        c.emit("toast", cmd.text ? `You are away: ${cmd.text}` : "You are back.", "info");
-      }
-      done();
-    } catch (e) {
-      this.showError(e.message || String(e));
-    }
-    return undefined;
   }
 
   /** A message came in: tell the screen reader, maybe notify. */
