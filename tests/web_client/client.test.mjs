@@ -160,3 +160,15 @@ test("an encrypted DM queued while offline is read when it arrives right after t
   assert.ok(!t.server.ops.includes("key.publish"), "the same key is not published again");
   assert.equal(t.persisted.length, 0);
 });
+
+test("a DM too long to seal for every device fits no request: it is marked not sent, with why", async () => {
+  const t = setup();
+  const nacl = loadNacl();
+  t.server.devices.bob = ["one", "two", "three"].map((d) => ({ device: `bob-${d}-device`, public_key: Buffer.from(nacl.box.keyPair().publicKey).toString("base64") }));
+  t.server.attach(t.sockets[0]);
+  await until(() => synced(t) === 1);
+  const entry = t.client.post(t.client.openDm("bob"), "x".repeat(4000));
+  await until(() => entry.state === "failed");
+  assert.match(entry.error, /too long to encrypt for 3 devices/);
+  assert.ok(!t.server.ops.includes("dm"));
+});
