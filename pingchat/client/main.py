@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
     client = ChatClient(reactor, server, config, trust, user_hint=getattr(args, "user", None))
     if isinstance(trust, Insecure):
-        client.warning(INSECURE_WARNING)
+        client.screen.warning(INSECURE_WARNING)
     if plain:
         _run_plain(reactor, client)
     else:

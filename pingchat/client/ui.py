@@ -185,7 +185,7 @@ class FullScreenUI:
     def _status(self) -> StyleAndTextTuples:
         c = self.client
         now = datetime.now().strftime("%H:%M")
-        who = c.user or "not logged in"
+        who = c.session.user or "not logged in"
         state = c.state if c.state != "waiting" else "reconnecting"
         style = "class:status" if c.state == "connected" else "class:status.bad"
         n = c.windows.number(c.windows.current)
@@ -322,7 +322,7 @@ class FullScreenUI:
             completion = matches[0] + (": " if at_start and word[0] not in "/#" else " ")
         else:
             completion = matches[0][: _common_prefix([m.lower() for m in matches])]
-            c.info("  ".join(matches))
+            c.screen.info("  ".join(matches))
         self.buffer.delete_before_cursor(len(word))
         self.buffer.insert_text(completion)
 

@@ -8,6 +8,7 @@ one writes every line as it comes, labelled with its window.
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -169,6 +170,35 @@ class Windows:
         """Windows other than the current one with unread lines."""
         return [(i + 1, w) for i, w in enumerate(self.items)
                 if w is not self.current and (w.unread or w.alert)]
+
+
+def members_text(window: ChatWindow) -> str:
+    """``in #room (2): @alice, bob (away)``: who is in a room window, operators first marked."""
+    names = []
+    for m in sorted(window.members.values(), key=lambda m: fold(str(m["user"]))):
+        mark = "@" if m.get("op") else ("+" if m.get("voice") else "")
+        state = m.get("presence")
+        extra = f" ({state})" if state and state != "online" else ""
+        names.append(f"{mark}{m['user']}{extra}")
+    return f"in {window.title} ({len(names)}): " + ", ".join(names)
+
+
+def qr_lines(data: str) -> list[str]:
+    """*data* as a QR code in text: two modules per character cell, light modules
+    drawn, so it scans on the usual light-on-dark terminal."""
+    import qrcode
+
+    qr = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    qr.add_data(data)
+    qr.make(fit=True)
+    matrix: list[list[bool]] = qr.get_matrix()
+    if len(matrix) % 2:
+        matrix.append([False] * len(matrix[0]))
+    glyphs = {(False, False): "█", (False, True): "▀", (True, False): "▄", (True, True): " "}
+    out = io.StringIO()
+    for top, bottom in zip(matrix[::2], matrix[1::2], strict=True):
+        out.write("".join(glyphs[(t, b)] for t, b in zip(top, bottom, strict=True)) + "\n")
+    return out.getvalue().rstrip("\n").split("\n")
 
 
 def plain_text(window: ChatWindow, line: Line) -> list[str]:

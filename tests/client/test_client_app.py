@@ -11,11 +11,13 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pingchat.client.app import ChatClient, qr_lines
+from pingchat.client.app import ChatClient, command_handlers
+from pingchat.client.commands import SPECS, Command
 from pingchat.client.configdir import ConfigDir, ServerAddress, SessionStore
 from pingchat.client.e2e import Identity
 from pingchat.client.testing import FakeFrontend, FakeServer, refuse
 from pingchat.client.trust import Insecure
+from pingchat.client.view import qr_lines
 
 
 class _Connector:
@@ -78,7 +80,7 @@ class AccountFlowTests(ClientTestCase):
         self.fake.on("login", login)
         client, frontend = self.client("login", "alice", "secret pw", "123 456")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
-        self.assertEqual(client.user, "alice")
+        self.assertEqual(client.session.user, "alice")
         self.assertIn("authenticator app", frontend.text())
         self.assertEqual(SessionStore(self.config, self.server).load(),
                          ("alice", "token-of-alice"))
@@ -108,7 +110,7 @@ class AccountFlowTests(ClientTestCase):
                                        next(passwords))
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertIn("! wrong user name or password", frontend.text())
-        self.assertEqual(client.user, "alice")
+        self.assertEqual(client.session.user, "alice")
 
     def test_register_shows_the_codes_once_then_hides_them_and_logs_in(self) -> None:
         codes = [f"code-{i}" for i in range(10)]
@@ -123,7 +125,7 @@ class AccountFlowTests(ClientTestCase):
         self.assertIn("shown only now", shown)
         window_text = "\n".join(line.text for line in client.windows.status.lines)
         self.assertNotIn("code-3", window_text)
-        self.assertEqual(client.user, "alice")
+        self.assertEqual(client.session.user, "alice")
         self.assertEqual(self.fake.sent("register")[0]["password"], "long password")
 
     def test_mismatched_passwords_at_registration_are_asked_again(self) -> None:
@@ -161,14 +163,14 @@ class AccountFlowTests(ClientTestCase):
     def test_the_key_is_published_after_login(self) -> None:
         client, _ = self.login()
         self.assertEqual(self.fake.sent("key.publish")[0]["public_key"],
-                         client.identity.public_key)  # type: ignore[union-attr]
+                         client.dms.identity.public_key)  # type: ignore[union-attr]
 
     def test_logout_forgets_the_token_and_goes_back_to_the_question(self) -> None:
         client, frontend = self.login()
         client.input("/logout")
         self.assertEqual(len(self.fake.sent("logout")), 1)
         self.assertIsNone(SessionStore(self.config, self.server).load())
-        self.assertIsNone(client.user)
+        self.assertIsNone(client.session.user)
         self.assertEqual(len(frontend.questions), 1)
 
     def test_recover_resets_the_password_with_a_code_then_logs_in(self) -> None:
@@ -182,7 +184,7 @@ class AccountFlowTests(ClientTestCase):
                           "new_password": "new password"})
         self.assertEqual(self.fake.sent("login")[0]["password"], "new password")
         self.assertIn("Recovery codes left: 9", frontend.text())
-        self.assertEqual(client.user, "alice")
+        self.assertEqual(client.session.user, "alice")
 
     def test_passwd_checks_the_new_password_twice(self) -> None:
         client, frontend = self.login("old pw", "new pw 1", "new pw 2", "new pw 1", "new pw 1")
@@ -214,6 +216,20 @@ class AccountFlowTests(ClientTestCase):
         self.assertIn(uri, text)
         self.assertIn("\n".join("* " + row for row in qr_lines(uri)), text)
         self.assertIn("two-factor authentication is on", text)
+
+
+class WiringTests(ClientTestCase):
+    def test_every_command_the_parser_knows_has_exactly_one_handler(self) -> None:
+        client, _ = self.client()
+        self.assertEqual(set(client.handlers), {s.name for s in SPECS} | {"say"})
+
+    def test_two_parts_handling_the_same_command_are_refused(self) -> None:
+        class Part:
+            async def cmd_join(self, cmd: Command) -> None:
+                pass
+
+        with self.assertRaises(ValueError):
+            command_handlers(Part(), Part())
 
 
 class MessageTests(ClientTestCase):

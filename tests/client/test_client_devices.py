@@ -107,13 +107,13 @@ class Device:
 
     @property
     def id(self) -> str:
-        assert self.client.keyring is not None
-        return self.client.keyring.device
+        assert self.client.dms.keyring is not None
+        return self.client.dms.keyring.device
 
     @property
     def identity(self) -> Identity:
-        assert self.client.identity is not None
-        return self.client.identity
+        assert self.client.dms.identity is not None
+        return self.client.dms.identity
 
     def receive(self, event: dict[str, Any]) -> None:
         self.client.event(self.server, event)  # type: ignore[arg-type]
@@ -354,7 +354,7 @@ class TrustTests(DeviceTestCase):
         self.assertIn(f"(no label)  bob-browser-1  fingerprint"
                       f" {key_fingerprint(browser.public_key)}", text)
         self.alice.client.input("/keys")
-        self.assertIn(f"this device: {self.alice.client.keyring.label} ({self.alice.id}),"  # type: ignore[union-attr]
+        self.assertIn(f"this device: {self.alice.client.dms.keyring.label} ({self.alice.id}),"  # type: ignore[union-attr]
                       f" fingerprint {self.alice.identity.fingerprint}", self.alice.text())
         self.assertIn("[this device]", self.alice.text())
 

@@ -77,10 +77,10 @@ class LiveDeviceTests(LiveServer):
         self.assertNotIn("mat", repr(first))
 
         # bob's device gets a new key (a reinstall, or an impostor): alice is warned.
-        assert bob.client.keyring is not None and bob.client.proto is not None
+        assert bob.client.dms.keyring is not None and bob.client.session.proto is not None
         new = Identity.generate()
-        yield bob.client.proto.request("key.publish", public_key=new.public_key,
-                                       device=bob.client.keyring.device,
-                                       label=bob.client.keyring.label)
+        yield bob.client.session.proto.request("key.publish", public_key=new.public_key,
+                                               device=bob.client.dms.keyring.device,
+                                               label=bob.client.dms.keyring.label)
         alice1.client.input("/msg bob is that still you?")
         yield self.wait_for(alice1, "WARNING: bob's encryption key has CHANGED on the device")
