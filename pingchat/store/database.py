@@ -53,7 +53,28 @@ DELIVER_SLICE = 32
 DELIVER_BUDGET = 0.020
 DELIVER_MIN = 0.004  # however long the turn's I/O took
 
+BUSY_TIMEOUT = 10.0  # seconds a connection waits for another's lock
+
 log = Logger()
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a connection's database to WAL, waiting for other openers.
+
+    Two processes opening a new database at once both ask for WAL; SQLite
+    answers one of them "database is locked" at once, without waiting the
+    busy timeout (each would wait for the other), so the wait is here.
+    It happens once per connection, at start-up or in the command-line tool.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -64,10 +85,12 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """
     if str(path) != ":memory:" and not Path(path).exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
+    conn = sqlite3.connect(
+        str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+    )
     conn.row_factory = sqlite3.Row
     if str(path) != ":memory:":
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 10000")

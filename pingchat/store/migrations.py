@@ -29,24 +29,30 @@ def current_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the database; return the final version.
 
-    Each migration runs in its own transaction together with the version bump,
-    so a failed migration leaves the database at the previous version.
+    Each migration runs in its own write transaction together with the
+    version bump, so a failed migration leaves the database at the previous
+    version. The version is read inside that transaction: another process
+    opening the same new database at the same moment (the server and a
+    ``pingchat user add``, say) waits for the lock and then finds the
+    migration done, instead of running it a second time.
     """
-    version = current_version(conn)
-    for number, sql in available():
-        if number <= version:
-            continue
+    pending = available()
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _split(sql):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number:d}")
+            version = current_version(conn)
+            todo = [(number, sql) for number, sql in pending if number > version]
+            if todo:
+                number, sql = todo[0]
+                for statement in _split(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number:d}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        version = number
-    return version
+        if not todo:
+            return version
 
 
 def _split(sql: str) -> list[str]:

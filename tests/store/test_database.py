@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pingchat.errors import UserExists
 from pingchat.store import Database, SQLiteStore, migrations
 from pingchat.store.accounts import _list_accounts
+from pingchat.store.database import connect
 from pingchat.store.messages import _id_at_or_after
 
 
@@ -51,6 +53,40 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(db.version, migrations.available()[-1][0])
         names = [a.name for a in db.run_sync(_list_accounts)]
         self.assertEqual(names, ["old"])
+
+    def test_concurrent_first_opens_migrate_once_and_all_succeed(self) -> None:
+        """Processes opening a new data dir at once (two ``pingchat user add``,
+        or the server and the command) each connect and migrate: each
+        migration is applied once and none of them fails. (Before the version
+        was read inside the write transaction, nearly every round failed with
+        "table accounts already exists".)"""
+        latest = migrations.available()[-1][0]
+        for n in range(25):
+            outcomes = self.open_at_once(temp_dir(self) / "db.sqlite3", openers=3)
+            self.assertEqual(outcomes, [latest] * 3, f"round {n}")
+
+    def open_at_once(self, path: Path, openers: int) -> list[int | str]:
+        """Connect and migrate *path* from *openers* threads released together."""
+        barrier = threading.Barrier(openers)
+        outcomes: list[int | str] = []
+
+        def open_and_migrate() -> None:
+            barrier.wait(10)
+            try:
+                conn = connect(path)
+                try:
+                    outcomes.append(migrations.migrate(conn))
+                finally:
+                    conn.close()
+            except Exception as e:
+                outcomes.append(f"{type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=open_and_migrate) for _ in range(openers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return outcomes
 
     def test_wal_foreign_keys_and_private_file(self) -> None:
         path = temp_dir(self) / "db.sqlite3"
