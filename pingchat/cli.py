@@ -27,6 +27,7 @@ from pingchat.chat.accounts import (
     recovery_code_hash,
 )
 from pingchat.chat.model import check_account_name, iso_ms
+from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml
 from pingchat.errors import ChatError, InvalidName
 from pingchat.store import accounts as account_txns
 from pingchat.store.audit import _add_audit
@@ -44,17 +45,57 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def _settings_file(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--config`` file's settings (the server's TOML), or nothing."""
+    if not args.config:
+        return {}
+    path = Path(args.config)
+    try:
+        return read_toml(path)
+    except OSError as e:
+        raise CommandError(f"--config: cannot read {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise CommandError(f"--config: {path} is not valid TOML: {e}") from e
+
+
+def _data_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """Where the data dir is, and where that came from (the server's precedence)."""
+    try:
+        return choose_data_dir(
+            args.data_dir, os.environ, _settings_file(args).get("data_dir"), args.config
+        )
+    except ValueError as e:
+        raise CommandError(f"--config: {e}") from e
+
+
+def _min_password_length(args: argparse.Namespace) -> int:
+    """The server's password policy: the option, else the config file's, else 8."""
+    if args.min_password_length is not None:
+        return int(args.min_password_length)
+    value = _settings_file(args).get("min_password_length", 8)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CommandError(f"--config: min-password-length must be a positive number: {value!r}")
+    return value
+
+
 def _open(args: argparse.Namespace) -> Database:
-    data_dir = Path(args.data_dir)
-    path = data_dir / "pingchat.sqlite3"
+    """Open the data dir's database; create a new data dir only with ``--init``.
+
+    Creating one silently is how an account ends up in a ``./pingchat-data``
+    that no server reads: a data dir is made by the server's first start,
+    or here on request.
+    """
+    data_dir, source = _data_dir(args)
+    path = data_dir / DATABASE_FILE
     if not path.exists():
-        if args.command == "user" and args.action == "add":
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        else:
+        if not args.init:
+            what = "no pingchat database in" if data_dir.is_dir() else "no data dir at"
             raise CommandError(
-                f"no pingchat database in {data_dir}"
-                " (run 'pingchat user add' or start the server first)"
+                f"{what} {data_dir.absolute()} ({source}): point --data-dir or"
+                f" {DATA_DIR_ENV} at the server's data dir, or pass --init to create a new one"
             )
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        print(f"pingchat: new data dir {data_dir.absolute()}", file=sys.stderr)
     return Database(path, threaded=False)
 
 
@@ -99,7 +140,7 @@ def cmd_user(args: argparse.Namespace) -> int:
     if action == "add":
         if name.lower() in RESERVED_NAMES:
             raise InvalidName(f"the name {name} is reserved")
-        password = check_password_policy(_read_password(args), args.min_password_length)
+        password = check_password_policy(_read_password(args), _min_password_length(args))
         hashed = hash_password_blocking(password.encode("utf-8"), bcrypt_rounds())
         role = "admin" if args.admin else "user"
         account = db.run_sync(account_txns._create_account, name, hashed, _now(), role)
@@ -112,7 +153,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"  {code}")
         return 0
     if action == "passwd":
-        password = check_password_policy(_read_password(args), args.min_password_length)
+        password = check_password_policy(_read_password(args), _min_password_length(args))
         hashed = hash_password_blocking(password.encode("utf-8"), bcrypt_rounds())
         account = db.run_sync(account_txns._set_password, name, hashed, None)
         _audit(db, "passwd_reset", account.name)
@@ -136,9 +177,13 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     """Print the SHA-256 fingerprint of the data dir's TLS certificate."""
     from pingchat.tls import CERT_FILE, certificate_fingerprint
 
-    path = Path(args.data_dir) / CERT_FILE
+    data_dir, source = _data_dir(args)
+    path = data_dir / CERT_FILE
     if not path.exists():
-        raise CommandError(f"no certificate at {path} (it is made when the server first starts)")
+        raise CommandError(
+            f"no certificate at {path.absolute()} ({source}); the server makes it at its"
+            f" first start: point --data-dir or {DATA_DIR_ENV} at the server's data dir"
+        )
     print(certificate_fingerprint(path))
     return 0
 
@@ -149,18 +194,42 @@ def cmd_client(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="pingchat", description="Administer a pingchat data dir, or chat."
-    )
-    p.add_argument("--version", action="version", version=f"pingchat {__version__}")
+def _common_options(p: argparse.ArgumentParser, default: Any) -> None:
+    """Options valid before the command and after it (``pingchat user list --init``)."""
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("PINGCHAT_DATA_DIR", "pingchat-data"),
-        help="the server's data directory (default: ./pingchat-data)",
+        default=default,
+        metavar="DIR",
+        help=f"the server's data directory (default: ${DATA_DIR_ENV}, else data_dir in"
+        " --config, else ./pingchat-data)",
     )
+    p.add_argument(
+        "--config",
+        default=default,
+        metavar="FILE",
+        help="the server's TOML config file, for its data_dir and min-password-length",
+    )
+    p.add_argument(
+        "--init",
+        action="store_true",
+        default=default,
+        help="create the data dir if there is none (otherwise that is an error)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pingchat",
+        description="Administer a pingchat data dir, or chat. The data dir is found as the"
+        f" server finds it: --data-dir, else ${DATA_DIR_ENV}, else data_dir in --config,"
+        " else ./pingchat-data.",
+    )
+    p.add_argument("--version", action="version", version=f"pingchat {__version__}")
+    _common_options(p, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
-    user = sub.add_parser("user", help="manage accounts")
+    user = sub.add_parser("user", help="manage accounts", parents=[common])
     user.add_argument(
         "action",
         choices=["add", "list", "passwd", "disable", "enable", "promote", "demote"],
@@ -174,14 +243,15 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument(
         "--min-password-length",
         type=int,
-        default=8,
+        default=None,
         metavar="N",
-        help="password policy (default: 8)",
+        help="password policy (default: min-password-length in --config, else 8)",
     )
     user.add_argument("--admin", action="store_true", help="with add: create an admin")
     user.set_defaults(func=cmd_user)
     fingerprint = sub.add_parser(
         "fingerprint",
+        parents=[common],
         help="print the SHA-256 fingerprint of the server's TLS certificate,"
         " for users to compare when their client first connects",
     )

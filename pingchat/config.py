@@ -5,12 +5,19 @@ No I/O happens here except reading the TOML file named by ``--config``.
 
 from __future__ import annotations
 
+import os
 import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+DATA_DIR_ENV = "PINGCHAT_DATA_DIR"
+DEFAULT_DATA_DIR = Path("pingchat-data")
+DATABASE_FILE = "pingchat.sqlite3"
+REGISTRATION_POLICIES = ("open", "closed", "invite")
 
 DEFAULT_CHAT = "ssl:7464"
 DEFAULT_IRC = "tcp:6667:interface=127.0.0.1"
@@ -22,7 +29,7 @@ DEFAULT_MANHOLE = "tcp:2222:interface=127.0.0.1"
 class Settings:
     """Everything the running server needs to know, already validated."""
 
-    data_dir: Path = Path("pingchat-data")
+    data_dir: Path = DEFAULT_DATA_DIR
     chat: tuple[str, ...] = (DEFAULT_CHAT,)
     irc: tuple[str, ...] = (DEFAULT_IRC,)
     ircs: tuple[str, ...] = (DEFAULT_IRCS,)
@@ -31,6 +38,9 @@ class Settings:
     tls_key: Path | None = None
     server_name: str = attrs.field(factory=socket.gethostname)
     guests: bool = False
+    # Who may create accounts: "open" (anyone), "closed" (admins only) or
+    # "invite" (with a code an admin issued).
+    registration: str = "open"
     min_password_length: int = 8
     # Per-connection request rate (requests/s) and burst; 0 disables.
     rate: float = 20.0
@@ -49,7 +59,7 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "pingchat.sqlite3"
+        return self.data_dir / DATABASE_FILE
 
 
 LISTENERS = ("chat", "irc", "ircs", "manhole")
@@ -70,3 +80,30 @@ def read_toml(path: Path) -> dict[str, Any]:
     with path.open("rb") as f:
         raw = tomllib.load(f)
     return {key.replace("-", "_"): value for key, value in raw.items()}
+
+
+def choose_data_dir(
+    command_line: str | None,
+    environ: Mapping[str, str],
+    from_file: Any = None,
+    config_file: str | Path | None = None,
+) -> tuple[Path, str]:
+    """The data dir and where it came from, for the server and the command alike.
+
+    The command line wins, then ``PINGCHAT_DATA_DIR``, then the config
+    file's ``data_dir``, then ``./pingchat-data``; the second value names
+    the source, for messages ("from PINGCHAT_DATA_DIR", ...).
+    """
+    if command_line:
+        return _expand(command_line), "from --data-dir"
+    if environ.get(DATA_DIR_ENV):
+        return _expand(environ[DATA_DIR_ENV]), f"from {DATA_DIR_ENV}"
+    if from_file is not None:
+        if not isinstance(from_file, str) or not from_file.strip():
+            raise ValueError(f"data_dir in {config_file} must be a path")
+        return _expand(from_file), f"from data_dir in {config_file}"
+    return DEFAULT_DATA_DIR, "the default: ./pingchat-data"
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expanduser(path))

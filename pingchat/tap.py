@@ -77,6 +77,13 @@ def _bool(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def _registration(value: Any) -> str:
+    value = str(value).strip().lower()
+    if value not in config.REGISTRATION_POLICIES:
+        raise ValueError("must be open, closed or invite")
+    return value
+
+
 def _name(value: Any) -> str:
     value = str(value).strip()
     if not value or " " in value:
@@ -94,6 +101,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "tls_key": lambda v: Path(os.path.expanduser(str(v))),
     "server_name": _name,
     "guests": _bool,
+    "registration": _registration,
     "min_password_length": _positive(int),
     "rate": _positive(float),
     "rate_burst": _positive(float),
@@ -119,10 +127,22 @@ class Options(usage.Options):
     optFlags = [["guests", None, "Let IRC clients chat without an account."]]
     optParameters = [
         ["config", "c", None, "TOML file with any of these options."],
-        ["data-dir", "d", None, "Data directory. [default: ./pingchat-data]"],
+        [
+            "data-dir",
+            "d",
+            None,
+            f"Data directory (or ${config.DATA_DIR_ENV}). [default: ./pingchat-data]",
+        ],
         ["tls-cert", None, None, "PEM certificate (chain) for TLS listeners."],
         ["tls-key", None, None, "PEM private key for TLS listeners."],
         ["server-name", None, None, "Name shown to clients. [default: host name]"],
+        [
+            "registration",
+            None,
+            None,
+            "Who may create accounts: open (anyone), closed (admins only) or"
+            " invite (with an admin-issued code). [default: open]",
+        ],
         ["min-password-length", None, None, "Minimum password length. [default: 8]"],
         ["rate", None, None, "Requests per second per connection. [default: 20]"],
         ["rate-burst", None, None, "Request burst per connection. [default: 60]"],
@@ -179,7 +199,15 @@ class Options(usage.Options):
             unknown = sorted(set(given) - set(CONVERTERS))
             if unknown:
                 raise usage.UsageError(f"--config: unknown option(s): {', '.join(unknown)}")
+        try:
+            given["data_dir"], _ = config.choose_data_dir(
+                self["data-dir"], os.environ, given.pop("data_dir", None), self["config"]
+            )
+        except ValueError as e:
+            raise usage.UsageError(f"--config: {e}") from e
         for key in CONVERTERS:
+            if key == "data_dir":
+                continue
             if key in config.LISTENERS:
                 if self.listener_args[key]:
                     given[key] = self.listener_args[key]

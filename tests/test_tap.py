@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -74,3 +75,23 @@ class OptionsTests(SynchronousTestCase):
         makers = {p.tapname: p for p in getPlugins(IServiceMaker, twisted.plugins)}
         self.assertIn("pingchat", makers)
         self.assertIs(makers["pingchat"].options, Options)
+
+    def test_data_dir_from_command_line_then_environment_then_config_file(self) -> None:
+        path = self.config('data_dir = "/from/file"\n')
+        environ = {k: v for k, v in os.environ.items() if k != "PINGCHAT_DATA_DIR"}
+        self.patch(os, "environ", environ)
+        self.assertEqual(self.parse("--config", path).settings.data_dir, Path("/from/file"))
+        self.assertEqual(self.parse().settings.data_dir, Path("pingchat-data"))
+        environ["PINGCHAT_DATA_DIR"] = "/from/env"
+        self.assertEqual(self.parse("--config", path).settings.data_dir, Path("/from/env"))
+        self.assertEqual(
+            self.parse("--config", path, "--data-dir", "/line").settings.data_dir, Path("/line")
+        )
+
+    def test_registration_policy(self) -> None:
+        self.assertEqual(self.parse().settings.registration, "open")
+        self.assertEqual(self.parse("--registration", "closed").settings.registration, "closed")
+        path = self.config('registration = "invite"\n')
+        self.assertEqual(self.parse("--config", path).settings.registration, "invite")
+        with self.assertRaises(usage.UsageError):
+            self.parse("--registration", "maybe")

@@ -101,7 +101,8 @@ class ManholeEndToEndTests(TestCase):
         )
         self.addCleanup(self.server.cleanup)
         made = self.server.pingchat(
-            "user", "add", ADMIN, "--admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n"
+            "--init", "user", "add", ADMIN, "--admin", "--password-stdin",
+            stdin=ADMIN_PASSWORD + "\n",
         )
         self.assertEqual(made.returncode, 0, made.stderr)
         self.server.start()
