@@ -6,15 +6,18 @@ builds objects and attaches them to a ``MultiService``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.application import internet, service
 from twisted.cred.portal import Portal
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -34,6 +37,13 @@ from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
+from pingchat.startup import (
+    DataDirLock,
+    ListenerService,
+    Opened,
+    create_data_dir,
+    exposure_line,
+)
 from pingchat.store import Database, SQLiteStore
 from pingchat.store.rooms import _load_rooms
 from pingchat.tls import (
@@ -42,6 +52,8 @@ from pingchat.tls import (
     server_endpoint,
     server_options,
 )
+
+log = Logger()
 
 
 def _listeners(value: Any) -> tuple[str, ...]:
@@ -222,6 +234,10 @@ class Options(usage.Options):
                 values[key] = CONVERTERS[key](value)
             except (TypeError, ValueError) as e:
                 raise usage.UsageError(f"--{key.replace('_', '-')}: {value!r}: {e}") from e
+        for key, what in (("chat", "the native protocol is TLS only"), ("ircs", "IRC over TLS")):
+            for description in values.get(key, ()):
+                if not description.startswith("ssl:"):
+                    raise usage.UsageError(f"--{key} {description}: {what}: use ssl:PORT")
         if ("tls_cert" in values) != ("tls_key" in values):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         if values.get("min_password_length", 8) < 1:
@@ -230,12 +246,22 @@ class Options(usage.Options):
 
 
 class DatabaseService(service.Service):
-    """Starts the writer thread with the server and drains it on shutdown."""
+    """Starts the writer thread with the server and drains it on shutdown.
+
+    It also holds the data dir's lock, if given: released once the last
+    write is on disk, so a server started next never shares the database.
+    """
 
     name = "database"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lock: DataDirLock | None = None) -> None:
         self.db = db
+        self.lock = lock
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self.lock is not None:
+            self.lock.note_pid()  # twistd has forked by now if it daemonizes
 
     def startService(self) -> None:
         super().startService()
@@ -243,7 +269,16 @@ class DatabaseService(service.Service):
 
     def stopService(self) -> Any:
         super().stopService()
-        return self.db.stop()
+        return self.db.stop().addBoth(self._release)
+
+    def release(self) -> Deferred[None]:
+        """Close the database and release the lock without having started."""
+        return self.db.stop().addBoth(self._release)
+
+    def _release(self, result: Any) -> Any:
+        if self.lock is not None:
+            self.lock.release()
+        return result
 
 
 class ThreadPoolService(service.Service):
@@ -261,21 +296,6 @@ class ThreadPoolService(service.Service):
         self.pool.stop()
 
 
-class ReadyService(service.Service):
-    """Logs one line once every listener has been asked to start."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def startService(self) -> None:
-        super().startService()
-        Logger().info(
-            "pingchat ready: data dir {data_dir}, server name {name}",
-            data_dir=str(self.server.settings.data_dir.resolve()),
-            name=self.server.settings.server_name,
-        )
-
-
 @attrs.define
 class Server:
     """The wired-up server, for tests and the manhole."""
@@ -290,6 +310,7 @@ class Server:
     hasher: PasswordHasher
     native: NativeFactory
     top: service.MultiService
+    listeners: ListenerService
     tls: Any = None
     extras: dict[str, Any] = attrs.Factory(dict)
 
@@ -298,19 +319,26 @@ def _run_inline(fn: Callable[..., Any], *args: Any) -> Any:
     return maybeDeferred(fn, *args)
 
 
-def build(settings: config.Settings, reactor: Any = None, *, inline: bool = False) -> Server:
+def build(
+    settings: config.Settings,
+    reactor: Any = None,
+    *,
+    inline: bool = False,
+    lock: DataDirLock | None = None,
+) -> Server:
     """Create every component; listeners are attached but not yet started.
 
     With *inline*, database transactions and bcrypt run at once on the calling
     thread: unit tests use this with a ``task.Clock`` or ``MemoryReactor`` and
-    get synchronous Deferreds. The server itself never runs inline.
+    get synchronous Deferreds. The server itself never runs inline. *lock*
+    (the data dir's, already held) is released when the database closes.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     data_dir = settings.data_dir
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    create_data_dir(data_dir)
     db = Database(
         settings.database_path,
         reactor,
@@ -370,13 +398,17 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
         max_backlog=settings.max_backlog,
     )
     top = service.MultiService()
-    DatabaseService(db).setServiceParent(top)
+    database = DatabaseService(db, lock)
+    database.setServiceParent(top)
     ThreadPoolService(pool).setServiceParent(top)
     chat.setServiceParent(top)
     internet.TimerService(3600, lambda: store.purge_expired_tokens(chat.now())).setServiceParent(
         top
     )
-    server = Server(settings, db, store, chat, portal, accounts, audit, hasher, native, top)
+    listeners = ListenerService(reactor, database.release, lambda opened: _ready(server, opened))
+    server = Server(
+        settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners
+    )
     tls = None
     cert_path = None
     if settings.tls_cert and settings.tls_key:
@@ -387,36 +419,83 @@ def build(settings: config.Settings, reactor: Any = None, *, inline: bool = Fals
         tls = server_options(key, cert_path)
     if cert_path is not None:
         # What clients that trust on first use should compare with.
-        Logger().info(
+        log.info(
             "TLS certificate {path}, SHA-256 fingerprint {fingerprint}",
             path=str(cert_path),
             fingerprint=certificate_fingerprint(cert_path),
         )
     server.tls = tls
     for description in settings.chat:
-        if not description.startswith("ssl:"):
-            raise usage.UsageError(
-                f"--chat {description}: the native protocol is TLS only (ssl:...)"
-            )
-        internet.StreamServerEndpointService(
-            server_endpoint(reactor, description, tls), native
-        ).setServiceParent(top)
+        listeners.add(
+            "chat",
+            description,
+            partial(server_endpoint, reactor, description, tls),
+            native,
+            registers=True,
+        )
     attach_irc(server, reactor)
     attach_manhole(server, reactor)
     lag_probe = os.environ.get("PINGCHAT_LAG_PROBE")
     if lag_probe:
         # The benchmark's view of reactor stalls; see pingchat/chat/lagprobe.py.
         LagProbe(reactor, jsonl_report(Path(lag_probe))).setServiceParent(top)
-    ReadyService(server).setServiceParent(top)
+    # Last: it opens the listeners, and says "ready" once all the rest has started.
+    listeners.setServiceParent(top)
     return server
 
 
+def _ready(server: Server, opened: list[Opened]) -> None:
+    settings = server.settings
+    warning = exposure_line(opened, settings.registration)
+    if warning is not None:
+        log.warn("{warning}", warning=warning)
+    log.info(
+        "pingchat ready: data dir {data_dir}, server name {name}, registration {registration}",
+        data_dir=str(settings.data_dir.resolve()),
+        name=settings.server_name,
+        registration=settings.registration,
+    )
+
+
 def makeService(options: Options) -> service.MultiService:
+    """The server for twistd: the data dir made and locked first, then the rest.
+
+    The lock is taken before the database is opened and before a certificate
+    is generated, so a second server on the same data dir changes nothing;
+    it exits with one line (:class:`~pingchat.startup.StartupFailed`).
+    """
     from twisted.internet import reactor
 
-    top = build(options.settings).top
+    settings = options.settings
+    if create_data_dir(settings.data_dir):
+        log.info(
+            "new data dir {path}: the pingchat command finds it with --data-dir or"
+            " PINGCHAT_DATA_DIR={path}",
+            path=str(settings.data_dir.absolute()),
+        )
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    try:
+        server = build(settings, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    top = server.top
     # Only for the real server: tests build on their own reactor and clock.
     runtime.bound_reactor_turns(reactor)
     runtime.tune_gc()
     runtime.FullCollector(reactor).setServiceParent(top)
+    atexit.register(_exit_status, server.listeners)
     return top
+
+
+def _exit_status(listeners: ListenerService) -> None:
+    """Exit with status 1 if a listener that answered late could not open.
+
+    (A listener that fails at once ends the start with StartupFailed; twistd
+    offers no other way to set the status once its reactor has run.)
+    """
+    if listeners.failed is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)

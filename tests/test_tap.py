@@ -64,6 +64,8 @@ class OptionsTests(SynchronousTestCase):
             ("--config", self.config("unknown_option = 1\n")),
             ("--config", self.config("this is not toml")),
             ("--chat", "none", "--chat", "ssl:1"),
+            ("--chat", "tcp:7464"),  # the native protocol is TLS only
+            ("--ircs", "tcp:6697"),
         ]
         for argv in bad:
             with self.assertRaises(usage.UsageError, msg=str(argv)):

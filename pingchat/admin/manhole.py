@@ -26,6 +26,7 @@ import re
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -641,9 +642,8 @@ def attach_manhole(server: Server, reactor: Any) -> None:
                 "anyone who can reach it may try admin passwords",
                 description=description,
             )
-        internet.StreamServerEndpointService(
-            endpoints.serverFromString(reactor, description), factory
-        ).setServiceParent(server.top)
+        endpoint = partial(endpoints.serverFromString, reactor, description)
+        server.listeners.add("manhole", description, endpoint, factory)
 
 
 __all__ = [

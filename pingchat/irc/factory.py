@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.application import internet
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
-from twisted.python import usage
 
 from pingchat import __version__
 from pingchat.auth.throttle import TokenBucket
@@ -197,10 +196,12 @@ def attach_irc(server: Any, reactor: Any) -> None:
         max_backlog=settings.max_backlog,
     )
     server.extras["irc"] = factory
-    for description in settings.ircs:
-        if not description.startswith("ssl:"):
-            raise usage.UsageError(f"--ircs {description}: IRC over TLS needs an ssl: endpoint")
-    for description in settings.irc + settings.ircs:
-        internet.StreamServerEndpointService(
-            server_endpoint(reactor, description, server.tls), factory
-        ).setServiceParent(server.top)
+    for option, descriptions in (("irc", settings.irc), ("ircs", settings.ircs)):
+        for description in descriptions:
+            server.listeners.add(
+                option,
+                description,
+                partial(server_endpoint, reactor, description, server.tls),
+                factory,
+                registers=True,
+            )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyotp
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import TimerService
 from twisted.conch import error as conch_error
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
@@ -513,12 +513,10 @@ class WiringTests(TestCase):
         reactor = MemoryReactorClock()
         server = make_server(self.dir, reactor, manhole=("tcp:2222:interface=127.0.0.1",))
         self.addCleanup(server.db.stop)
-        [listener] = [
-            s for s in server.top
-            if isinstance(s, StreamServerEndpointService) and isinstance(s.factory, ManholeFactory)
-        ]
-        listener.startService()
-        self.addCleanup(listener.stopService)
+        [listener] = server.listeners.listeners
+        self.assertEqual((listener.option, listener.registers), ("manhole", False))
+        server.listeners.startService()
+        self.addCleanup(server.listeners.stopService)
         [(port, factory, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (2222, "127.0.0.1"))
         self.assertIsInstance(factory, ManholeFactory)
@@ -531,9 +529,7 @@ class WiringTests(TestCase):
         reactor = MemoryReactorClock()
         server = make_server(self.dir, reactor)
         self.addCleanup(server.db.stop)
-        self.assertEqual(
-            [s for s in server.top if isinstance(getattr(s, "factory", None), ManholeFactory)], []
-        )
+        self.assertEqual(server.listeners.listeners, [])
         self.assertFalse((self.dir / HOST_KEY_FILE).exists())
 
     def test_loopback_detection(self) -> None:

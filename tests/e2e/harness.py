@@ -58,19 +58,13 @@ class ServerProcess:
         ircs: str | None = "none",
         manhole: str | None = "none",
         env: dict[str, str] | None = None,
+        data_dir_option: bool = True,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="pingchat-e2e-"))
-        self.args = [
-            TWISTD,
-            "-n",
-            "--pidfile=",
-            "pingchat",
-            "--data-dir",
-            str(self.data_dir),
-            "--server-name",
-            "localhost",
-        ]
+        self.args = [TWISTD, "-n", "--pidfile=", "pingchat", "--server-name", "localhost"]
+        if data_dir_option:
+            self.args += ["--data-dir", str(self.data_dir)]
         for option, value in (
             ("--chat", chat),
             ("--irc", irc),
@@ -87,6 +81,32 @@ class ServerProcess:
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        self._spawn()
+        wait_until(
+            lambda: (
+                self.proc.poll() is not None
+                or any("Server Shut Down" in line or "pingchat ready" in line for line in self.log)
+            ),
+            timeout,
+            what="the server to start",
+        )
+        if self.proc.poll() is not None:
+            raise AssertionError("server exited:\n" + "".join(self.log))
+        return self
+
+    def run_to_exit(self, timeout: float = 30.0) -> int:
+        """Start the server expecting it to give up; its exit status."""
+        self._spawn()
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the server did not exit:\n" + self.output()) from None
+        finally:
+            self.stop()
+        return code
+
+    def _spawn(self) -> None:
         self.log = []
         self.ports = {}
         self.proc = subprocess.Popen(
@@ -99,17 +119,6 @@ class ServerProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        wait_until(
-            lambda: (
-                self.proc.poll() is not None
-                or any("Server Shut Down" in line or "pingchat ready" in line for line in self.log)
-            ),
-            timeout,
-            what="the server to start",
-        )
-        if self.proc.poll() is not None:
-            raise AssertionError("server exited:\n" + "".join(self.log))
-        return self
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
