@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -21,8 +22,11 @@ from pingchat.auth.passwords import (
     hash_password_blocking,
 )
 from pingchat.chat.accounts import (
+    INVITE_DAYS,
     RECOVERY_CODES,
     RESERVED_NAMES,
+    check_invite_terms,
+    invite_expiry,
     new_recovery_code,
     recovery_code_hash,
 )
@@ -30,6 +34,7 @@ from pingchat.chat.model import check_account_name, iso_ms
 from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml
 from pingchat.errors import ChatError, InvalidName
 from pingchat.store import accounts as account_txns
+from pingchat.store import invite_codes as invite_txns
 from pingchat.store.audit import _add_audit
 from pingchat.store.database import Database
 from pingchat.store.security import _set_recovery_codes
@@ -114,9 +119,13 @@ def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
     return first
 
 
-def _audit(db: Database, event: str, account: str) -> None:
-    actor = f"cli:{getpass.getuser()}"
-    db.run_sync(_add_audit, _now(), event, account, actor, None, None)
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _audit(db: Database, event: str, account: str | None, **detail: Any) -> None:
+    text = json.dumps(detail, sort_keys=True) if detail else None
+    db.run_sync(_add_audit, _now(), event, account, _actor(), None, text)
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -171,6 +180,49 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"{account.name} is now {role}")
         return 0
     raise CommandError(f"unknown action: {action}")
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    """Invite codes for ``--registration invite``: create, list, revoke."""
+    db = _open(args)
+    now = _now()
+    if args.action == "create":
+        uses, days = check_invite_terms(args.uses, args.expires_days)
+        code = new_recovery_code()
+        expires = invite_expiry(now, days)
+        invite_id = db.run_sync(
+            invite_txns._add_invite_code, recovery_code_hash(code), now, _actor(), expires, uses
+        )
+        _audit(db, "invite_create", None, invite=invite_id, uses=uses, expires_at=expires)
+        print(code)
+        until = f"until {iso_ms(expires)}" if expires is not None else "with no expiry"
+        print(
+            f"invite {invite_id}: {uses} use(s), {until}; the code is shown only now",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "list":
+        invites = db.run_sync(invite_txns._list_invite_codes)
+        for i in invites:
+            expiry = iso_ms(i.expires_at) if i.expires_at is not None else "never"
+            print(
+                f"{i.id}\t{i.state(now)}\t{i.uses_left} left, {i.used} used\t"
+                f"expires {expiry}\tby {i.created_by} at {iso_ms(i.created_at)}"
+            )
+        if not invites:
+            print("(no invite codes)", file=sys.stderr)
+        return 0
+    which = args.invite
+    if not which:
+        raise CommandError("'invite revoke' needs an invite id (see 'invite list') or the code")
+    found: int | None = int(which) if which.isdigit() else None
+    if found is None:
+        found = db.run_sync(invite_txns._find_invite_code, recovery_code_hash(which))
+    if found is None or not db.run_sync(invite_txns._revoke_invite_code, found, now):
+        raise CommandError("no such invite to revoke, or revoked already (see 'invite list')")
+    _audit(db, "invite_revoke", None, invite=found)
+    print(f"invite {found} revoked")
+    return 0
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -256,6 +308,31 @@ def parser() -> argparse.ArgumentParser:
         " for users to compare when their client first connects",
     )
     fingerprint.set_defaults(func=cmd_fingerprint)
+    invite = sub.add_parser(
+        "invite",
+        parents=[common],
+        help="invite codes, for a server started with --registration invite",
+        description="create prints a new code once (on standard output); list shows"
+        " every code's state (the codes themselves are not kept); revoke takes an id"
+        " from list, or the code.",
+    )
+    invite.add_argument("action", choices=["create", "list", "revoke"])
+    invite.add_argument("invite", nargs="?", help="with revoke: the invite's id, or its code")
+    invite.add_argument(
+        "--uses",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with create: how many accounts it may create (default: 1)",
+    )
+    invite.add_argument(
+        "--expires-days",
+        type=float,
+        default=INVITE_DAYS,
+        metavar="D",
+        help=f"with create: days it stays valid, 0 for ever (default: {INVITE_DAYS:g})",
+    )
+    invite.set_defaults(func=cmd_invite)
     client = sub.add_parser("client", help="the terminal chat client")
     client.add_argument("server", help="HOST[:PORT] (default port 7464)")
     try:

@@ -82,3 +82,16 @@ class TooManyDevices(ChatError):
 
 class NoSuchDevice(ChatError):
     code = "no_such_device"
+
+
+class RegistrationClosed(ChatError):
+    """The server takes no self-registration (``--registration closed``)."""
+
+    code = "registration_closed"
+
+
+class InviteInvalid(ChatError):
+    """Registration needs an invite code, and this one is missing, wrong, used up,
+    expired or revoked (one answer for all)."""
+
+    code = "invite_invalid"

@@ -382,6 +382,7 @@ def build(
         token_ttl_ms=ttl_ms,
         login_throttle=throttle,
         sealer=sealer,
+        registration=settings.registration,
         register_limiter=AddressLimiter(
             reactor.seconds,
             settings.registrations_per_hour / 3600.0,

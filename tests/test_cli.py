@@ -209,3 +209,46 @@ class CLITests(SynchronousTestCase):
             names = [r[0] for r in conn.execute("SELECT name FROM accounts")]
             conn.close()
             self.assertEqual(names, [chosen])
+
+    def test_invite_create_list_and_revoke(self) -> None:
+        code, out, err = self.run_cli("--init", "invite", "create", "--uses", "2")
+        self.assertEqual(code, 0, err)
+        invite = out.strip()
+        self.assertRegex(invite, r"^[a-z2-9]{4}(-[a-z2-9]{4}){3}$")
+        self.assertIn("invite 1: 2 use(s), until ", err)
+        code, out, err = self.run_cli("invite", "create", "--expires-days", "0")
+        self.assertIn("with no expiry", err)
+        code, out, _ = self.run_cli("invite", "list")
+        rows = [line.split("\t") for line in out.splitlines()]
+        self.assertEqual([r[:3] for r in rows], [["1", "usable", "2 left, 0 used"],
+                                                  ["2", "usable", "1 left, 0 used"]])
+        self.assertEqual(rows[1][3], "expires never")
+        self.assertEqual(self.run_cli("invite", "revoke", invite.upper())[1], "invite 1 revoked\n")
+        self.assertEqual(self.run_cli("invite", "revoke", "2")[0], 0)
+        self.assertEqual(
+            [line.split("\t")[1] for line in self.run_cli("invite", "list")[1].splitlines()],
+            ["revoked", "revoked"],
+        )
+        for argv in [("invite", "revoke", "1"), ("invite", "revoke", invite), ("invite", "revoke"),
+                     ("invite", "create", "--uses", "0"),
+                     ("invite", "create", "--expires-days", "-1")]:
+            code, _, err = self.run_cli(*argv)
+            self.assertEqual((code, len(err.strip().splitlines())), (1, 1), (argv, err))
+            self.assertNotIn(invite, err)
+        conn = sqlite3.connect(self.dir / "pingchat.sqlite3")
+        audit = [r[0] for r in conn.execute("SELECT event FROM audit_log ORDER BY id")]
+        stored = repr(conn.execute("SELECT * FROM invite_codes").fetchall())
+        conn.close()
+        self.assertEqual(audit, ["invite_create", "invite_create", "invite_revoke",
+                                 "invite_revoke"])
+        self.assertNotIn(invite.replace("-", ""), stored)
+
+    def test_an_invite_from_the_command_registers_on_the_server(self) -> None:
+        from pingchat.testing import NativeTestClient, make_server
+
+        _, out, _ = self.run_cli("--init", "invite", "create")
+        server = make_server(self.dir, registration="invite")
+        self.addCleanup(server.db.stop)
+        c = NativeTestClient(server)
+        reply = c.request("register", user="ann", password="long enough pw", invite=out.strip())
+        self.assertTrue(reply["ok"], reply)

@@ -405,6 +405,80 @@ class AdminTools:
         )
         return d.addCallback(done)
 
+    def adduser(self, user: str, admin: bool = False) -> Deferred[Done]:
+        """Create an account with a random password, shown here once (any registration policy)."""
+        length = max(RESET_PASSWORD_LENGTH, self.server.accounts.min_password_length)
+        password = secrets.token_urlsafe(length)[:length]
+        role = "admin" if admin else "user"
+
+        def done(result: dict[str, Any]) -> Done:
+            name = result["account"].name
+            codes = "\n".join(f"  {c}" for c in result["recovery_codes"])
+            return Done(
+                f"created {role} {name}; password (shown once, pass it on safely): {password}\n"
+                f"recovery codes (shown once; each resets the password once):\n{codes}"
+            )
+
+        d: Deferred[dict[str, Any]] = self.server.accounts.create_account_admin(
+            user, password, self.actor, role
+        )
+        return d.addCallback(done)
+
+    def invite(self, uses: int = 1, expires_days: float = 7.0) -> Deferred[Done]:
+        """A new invite code for --registration invite: *uses* accounts, valid *expires_days*
+        days (0: for ever). The code is shown here once."""
+
+        def done(made: dict[str, Any]) -> Done:
+            until = iso_ms(made["expires_at"]) if made["expires_at"] is not None else "never"
+            return Done(
+                f"invite {made['id']} (shown once): {made['code']}"
+                f"  [{made['uses']} use(s), expires {until}]"
+            )
+
+        d: Deferred[dict[str, Any]] = self.server.accounts.create_invite(
+            self.actor, uses, expires_days
+        )
+        return d.addCallback(done)
+
+    def invites(self) -> Deferred[Table]:
+        """Every invite code's state, uses and expiry (the codes themselves are not kept)."""
+        now = int(self.clock.seconds() * 1000)
+
+        def shape(found: list[Any]) -> Table:
+            return Table(
+                ("id", "state", "left", "used", "expires", "by"),
+                (
+                    {
+                        "id": i.id,
+                        "state": i.state(now),
+                        "left": i.uses_left,
+                        "used": i.used,
+                        "expires": iso_ms(i.expires_at) if i.expires_at is not None else "never",
+                        "by": i.created_by,
+                    }
+                    for i in found
+                ),
+            )
+
+        d: Deferred[list[Any]] = self.store.list_invite_codes()
+        return d.addCallback(shape)
+
+    def revoke_invite(self, invite_id: int) -> Deferred[Done]:
+        """Revoke an invite code by its id (see invites())."""
+        if isinstance(invite_id, bool) or not isinstance(invite_id, int):
+            raise BadRequest("give the invite's id, a number (see invites())")
+
+        def done(revoked: bool) -> Done:
+            if not revoked:
+                raise BadRequest(f"no invite {invite_id}, or it is revoked already")
+            self._audit("invite_revoke", invite=invite_id)
+            return Done(f"invite {invite_id} revoked")
+
+        d: Deferred[bool] = self.store.revoke_invite_code(
+            invite_id, int(self.clock.seconds() * 1000)
+        )
+        return d.addCallback(done)
+
     def promote(self, user: str) -> Deferred[Done]:
         """Give *user* the admin role (manhole access)."""
         return self._set_role(user, "admin", "admin_promote")
@@ -509,7 +583,8 @@ def _door(session: Any) -> str:
 
 HELPERS = (
     "who", "rooms", "sessions", "accounts", "audit", "stats",
-    "kick", "disable", "enable", "reset", "promote", "demote",
+    "kick", "disable", "enable", "reset", "adduser", "promote", "demote",
+    "invite", "invites", "revoke_invite",
     "broadcast", "topic", "ban", "unban",
 )
 
@@ -523,6 +598,10 @@ BANNER = """\
   disable(user), enable(user)
                             disabling ends the user's sessions and refuses logins
   reset(user)               set a new random password and show it once
+  adduser(user, admin=False)
+                            create an account with a random password, shown once
+  invite(uses=1, expires_days=7), invites(), revoke_invite(id)
+                            invite codes, for --registration invite
   promote(user), demote(user)
                             grant or take the admin role
   broadcast(text)           a server notice to every session

@@ -33,8 +33,16 @@ from pingchat.chat.model import (
     iso_ms,
 )
 from pingchat.chat.service import ChatService, Session
-from pingchat.errors import AuthFailed, BadRequest, InvalidName, RateLimited
+from pingchat.errors import (
+    AuthFailed,
+    BadRequest,
+    InvalidName,
+    InviteInvalid,
+    RateLimited,
+    RegistrationClosed,
+)
 from pingchat.store import SQLiteStore
+from pingchat.store.invite_codes import INVALID_MESSAGE
 from pingchat.store.keys import DeviceKey, KeyChange
 
 log = Logger()
@@ -56,6 +64,29 @@ def new_recovery_code() -> str:
 def recovery_code_hash(code: str) -> bytes:
     normalised = code.strip().lower().replace("-", "").replace(" ", "")
     return hashlib.sha256(normalised.encode("utf-8")).digest()
+
+
+INVITE_DAYS = 7.0  # how long an invite code lasts unless told otherwise
+INVITE_MAX_USES = 10_000
+INVITE_MAX_DAYS = 3650.0
+DAY_MS = 24 * 3600 * 1000
+
+
+def check_invite_terms(uses: object, expires_days: object) -> tuple[int, float]:
+    """An invite's number of uses (1 or more) and lifetime in days (0: no expiry)."""
+    if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= INVITE_MAX_USES:
+        raise BadRequest(f"uses is a whole number from 1 to {INVITE_MAX_USES}")
+    if (
+        isinstance(expires_days, bool)
+        or not isinstance(expires_days, (int, float))
+        or not 0 <= expires_days <= INVITE_MAX_DAYS
+    ):
+        raise BadRequest(f"expires_days is a number of days from 0 (never) to {INVITE_MAX_DAYS:g}")
+    return uses, float(expires_days)
+
+
+def invite_expiry(now: int, expires_days: float) -> int | None:
+    return None if expires_days == 0 else now + int(expires_days * DAY_MS)
 
 
 def check_public_key(key: object) -> str:
@@ -91,6 +122,7 @@ class AccountManager:
         login_throttle: LoginThrottle | None = None,
         register_limiter: AddressLimiter | None = None,
         sealer: Sealer | None = None,
+        registration: str = "open",
     ) -> None:
         self.sealer = sealer or Sealer.generate()
         self.store = store
@@ -102,6 +134,8 @@ class AccountManager:
         self.token_ttl_ms = token_ttl_ms
         self.login_throttle = login_throttle
         self.register_limiter = register_limiter
+        # Who may create accounts through the doors: open, closed or invite.
+        self.registration = registration
 
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -116,20 +150,95 @@ class AccountManager:
 
     @inlineCallbacks
     def register(
-        self, name: object, password: object, address: str | None = None, role: str = "user"
+        self,
+        name: object,
+        password: object,
+        address: str | None = None,
+        role: str = "user",
+        invite: object = None,
     ) -> Any:
-        """Create an account; fires with ``{"account", "recovery_codes"}``."""
+        """Create an account as the registration policy allows.
+
+        Fires with ``{"account", "recovery_codes"}``. With ``--registration
+        closed`` every request is refused; with ``invite`` it needs a usable
+        *invite* code, spent in the same transaction that creates the
+        account. Every attempt that gets as far as the code takes a token
+        from the address's registration limiter first, so codes cannot be
+        guessed faster than registrations are allowed.
+        """
+        if self.registration == "closed":
+            raise RegistrationClosed(
+                "this server does not take registrations: ask an administrator for an account"
+            )
         name = self.check_new_name(name)
         password = check_password_policy(password, self.min_password_length)
+        code_hash = None
+        if self.registration == "invite":
+            if invite is None or invite == "":
+                raise InviteInvalid(
+                    "registering here needs an invite code: ask an administrator for one"
+                )
+            if not isinstance(invite, str) or len(invite) > 100:
+                raise BadRequest("invite must be a string (an invite code)")
+            code_hash = recovery_code_hash(invite)
         if self.register_limiter is not None:
             wait = self.register_limiter.take(address)
             if wait > 0:
                 raise RateLimited(f"too many registrations; retry after {wait:.0f}s", wait)
+        if code_hash is not None:
+            usable = yield self.store.invite_code_usable(code_hash, self.now())
+            if not usable:
+                self.audit("invite_invalid", account=name, address=address)
+                raise InviteInvalid(INVALID_MESSAGE)
+        hashed = yield self.hasher.hash(password)
+        if code_hash is None:
+            account: Account = yield self.store.create_account(name, hashed, self.now(), role)
+            detail = {}
+        else:
+            try:
+                account, invite_id = yield self.store.create_invited_account(
+                    name, hashed, self.now(), role, code_hash
+                )
+            except InviteInvalid:  # spent by someone else meanwhile
+                self.audit("invite_invalid", account=name, address=address)
+                raise
+            detail = {"invite": invite_id}
+        codes = yield self._new_recovery_codes(account)
+        self.audit("register", account=account.name, address=address, **detail)
+        return {"account": account, "recovery_codes": codes}
+
+    @inlineCallbacks
+    def create_account_admin(self, name: object, password: str, actor: str, role: str) -> Any:
+        """An administrator creates an account, whatever the registration policy."""
+        name = self.check_new_name(name)
+        password = check_password_policy(password, self.min_password_length)
         hashed = yield self.hasher.hash(password)
         account: Account = yield self.store.create_account(name, hashed, self.now(), role)
         codes = yield self._new_recovery_codes(account)
-        self.audit("register", account=account.name, address=address)
+        self.audit("register", account=account.name, actor=actor, role=role)
         return {"account": account, "recovery_codes": codes}
+
+    def create_invite(
+        self, actor: str, uses: object = 1, expires_days: object = INVITE_DAYS
+    ) -> Deferred[dict[str, Any]]:
+        """Issue an invite code (shown only in the result); audited, never logged.
+
+        Fires with ``id``, ``code``, ``uses`` and ``expires_at`` (ms, or None).
+        Bad terms raise :class:`BadRequest` at once.
+        """
+        count, days = check_invite_terms(uses, expires_days)
+        code = new_recovery_code()
+        now = self.now()
+        expires = invite_expiry(now, days)
+
+        def issued(invite_id: int) -> dict[str, Any]:
+            self.audit(
+                "invite_create", actor=actor, invite=invite_id, uses=count, expires_at=expires
+            )
+            return {"id": invite_id, "code": code, "uses": count, "expires_at": expires}
+
+        d = self.store.add_invite_code(recovery_code_hash(code), now, actor, expires, count)
+        return d.addCallback(issued)
 
     def _new_recovery_codes(self, account: Account) -> Deferred[list[str]]:
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]

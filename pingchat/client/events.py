@@ -143,6 +143,7 @@ class ServerEvents:
     def ev_hello(self, event: dict[str, Any]) -> None:
         server = event.get("server")
         self.account.server_name = str(server) if server else None
+        self.account.registration = str(event.get("registration") or "open")
 
     async def ev_message(self, event: dict[str, Any]) -> None:
         await self.show_message(event)

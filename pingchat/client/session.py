@@ -27,7 +27,8 @@ LoggedIn = Callable[[ClientProtocol, dict[str, Any], bool], None]
 same account as before (a reconnection)."""
 
 _SHOWN_ERRORS = frozenset({"auth_failed", "account_disabled", "user_exists", "invalid_name",
-                           "weak_password", "bad_request", "otp_required"})
+                           "weak_password", "bad_request", "otp_required",
+                           "registration_closed", "invite_invalid"})
 
 
 class Account(Protocol):
@@ -36,6 +37,7 @@ class Account(Protocol):
     user: str | None
     proto: ClientProtocol | None
     server_name: str | None
+    registration: str
 
     def need_proto(self) -> ClientProtocol: ...
 
@@ -56,6 +58,7 @@ class Session:
         self.user: str | None = None
         self.proto: ClientProtocol | None = None
         self.server_name: str | None = None
+        self.registration = "open"  # the server's policy, from its hello
 
     def need_proto(self) -> ClientProtocol:
         """The connection of the logged-in session, or :exc:`NotConnected`."""
@@ -173,12 +176,23 @@ class Session:
             raise e
 
     async def _register_flow(self, proto: ClientProtocol) -> bool:
+        if self.registration == "closed":
+            self.screen.error("this server does not take registrations: ask an administrator"
+                              " for an account")
+            return False
+        invite: dict[str, str] = {}
+        if self.registration == "invite":
+            code = (await self.screen.ask("Registering here needs an invite code from an"
+                                          " administrator. Invite code:", secret=True)).strip()
+            if not code:
+                return False
+            invite["invite"] = code
         name = await self._ask_name(
             "Choose a user name (a letter or _ first, then letters, digits, _ - [ ] { } |"
             " ^ `; at most 32):")
         password = await self._new_password()
         try:
-            reply = await proto.request("register", user=name, password=password)
+            reply = await proto.request("register", user=name, password=password, **invite)
         except RequestFailed as e:
             await self._auth_error(e)
             return False

@@ -49,7 +49,7 @@ class WasUser:
     left_at: int
 
 
-def default_motd(server_name: str, guests: bool) -> list[str]:
+def default_motd(server_name: str, guests: bool, registration: str = "open") -> list[str]:
     lines = [
         f"Welcome to {server_name}, a pingchat server.",
         "Rooms here are shared with the native pingchat clients: #room on IRC",
@@ -57,9 +57,21 @@ def default_motd(server_name: str, guests: bool) -> list[str]:
         "",
         "Log in with SASL PLAIN in your client, with PASS <account>:<password>,",
         "or with /msg NickServ IDENTIFY <account> <password>.",
-        "New here? /msg NickServ REGISTER <password> creates an account named",
-        "after your current nick. /msg NickServ HELP lists the other commands.",
     ]
+    if registration == "closed":
+        lines += ["New accounts are created by the administrators of this server."]
+    elif registration == "invite":
+        lines += [
+            "New here? With an invite code from an administrator,",
+            "/msg NickServ REGISTER <password> <invite-code> creates an account",
+            "named after your current nick.",
+        ]
+    else:
+        lines += [
+            "New here? /msg NickServ REGISTER <password> creates an account named",
+            "after your current nick.",
+        ]
+    lines += ["/msg NickServ HELP lists the other commands."]
     if guests:
         lines += ["", "Guests may chat in rooms without an account, under a nick",
                   "that is not a registered account name."]
@@ -104,7 +116,9 @@ class IRCFactory(Factory):
         self.login_timeout = login_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.motd = default_motd(self.server_name, guests) if motd is None else motd
+        if motd is None:
+            motd = default_motd(self.server_name, guests, accounts.registration)
+        self.motd = motd
         self.created = iso_ms(service.now())
         self.version = f"pingchat-{__version__}"
         self.connections: set[IRCProtocol] = set()

@@ -29,9 +29,18 @@ NICKSERV_HELP = [
     "IDENTIFY [account] <password>      log in (the password may be a session token)",
     "IDENTIFY <account> <password> <code>   log in with a second-factor code",
     "REGISTER <password>                create an account named after your nick",
+    "REGISTER <password> <invite-code>  the same, where registering needs an invite",
     "SET PASSWORD <current> <new>       change your password (no spaces in either)",
     "INFO [account]                     show what is known about an account",
 ]
+
+
+def how_to_register(registration: str) -> str:
+    """How a new user gets an account here, as the registration policy says."""
+    if registration == "closed":
+        return "accounts here are created by an administrator"
+    code = " <invite-code>" if registration == "invite" else ""
+    return f"to create one, /msg NickServ REGISTER <password>{code}"
 
 
 class NickServ:
@@ -89,16 +98,30 @@ class NickServ:
         return d.addCallbacks(ok, bad)
 
     def register(self, r: Reply, args: list[str]) -> Deferred[Any] | None:
+        """``REGISTER <password> [<email>] [<invite-code>]``: an account named after the nick.
+
+        Where registration needs an invite (``--registration invite``) the
+        last word is the code; an e-mail address is accepted and ignored.
+        Refusals come as a NOTICE and, for clients that read standard
+        replies, ``FAIL REGISTER <CODE> <account> :<text>``.
+        """
         if self.proto.session is not None and not self.proto.session.guest:
             self.notice(r, f"You are already logged in as {self.proto.session.name}.")
             return None
+        accounts = self.proto.factory.accounts
+        invite = None
+        if accounts.registration == "invite" and len(args) > 1:
+            invite, args = args[-1], args[:-1]
         if len(args) > 1 and "@" in args[-1]:
             args = args[:-1]  # "REGISTER <password> <email>": pingchat keeps no e-mail
         if not args or not self.proto.nick:
-            self.notice(r, "Syntax: REGISTER <password>  (the account takes your current nick)")
+            code = " <invite-code>" if accounts.registration == "invite" else ""
+            self.notice(
+                r, f"Syntax: REGISTER <password>{code}  (the account takes your current nick)"
+            )
             return None
         name, password = self.proto.nick, " ".join(args)
-        d = self.proto.factory.accounts.register(name, password, self.proto.address)
+        d = accounts.register(name, password, self.proto.address, invite=invite)
 
         def registered(result: dict[str, Any]) -> Deferred[Any]:
             account = result["account"].name
@@ -116,7 +139,14 @@ class NickServ:
 
         def bad(f: Failure) -> None:
             f.trap(ChatError, UnauthorizedLogin)
-            self.notice(r, f"Registration failed: {self.proto.auth_failure_text(f)}")
+            text = self.proto.auth_failure_text(f)
+            self.notice(r, f"Registration failed: {text}")
+            if isinstance(f.value, ChatError):
+                r.send(
+                    wire.format_line(
+                        "FAIL", ["REGISTER", f.value.code.upper(), name, text], self.proto.server
+                    )
+                )
 
         return d.addCallback(registered).addErrback(bad)
 

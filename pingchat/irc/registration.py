@@ -25,7 +25,7 @@ from pingchat.irc import caps as capabilities
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
-from pingchat.irc.nickserv import NICKSERV
+from pingchat.irc.nickserv import NICKSERV, how_to_register
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply
@@ -339,8 +339,8 @@ class RegistrationMixin(IRCBase):
     def _login_hint(self) -> str:
         return (
             "You need an account here. Log in with SASL PLAIN, or"
-            " /msg NickServ IDENTIFY <account> <password>; to create one,"
-            " /msg NickServ REGISTER <password>"
+            " /msg NickServ IDENTIFY <account> <password>; "
+            + how_to_register(self.factory.accounts.registration)
         )
 
     def _welcome(self) -> None:

@@ -83,6 +83,7 @@ class NativeProtocol(BoundedOutput, Protocol):
                 server=self.factory.service.server_name,
                 version=__version__,
                 protocol=PROTOCOL_VERSION,
+                registration=self.factory.accounts.registration,
             )
         )
 
@@ -183,7 +184,8 @@ class NativeProtocol(BoundedOutput, Protocol):
     def op_register(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         name = _field(req, "user")
         password = _field(req, "password")
-        d = self.factory.accounts.register(name, password, self.address)
+        invite = req.get("invite")
+        d = self.factory.accounts.register(name, password, self.address, invite=invite)
         return d.addCallback(
             lambda result: {
                 "user": result["account"].name,

@@ -9,6 +9,7 @@ from pingchat.store.accounts import AccountStore
 from pingchat.store.audit import AuditStore
 from pingchat.store.contacts import ContactStore
 from pingchat.store.database import Database
+from pingchat.store.invite_codes import InviteCodeStore
 from pingchat.store.keys import KeyStore
 from pingchat.store.messages import MessageStore
 from pingchat.store.rooms import RoomStore
@@ -17,7 +18,8 @@ from pingchat.store.security import SecurityStore
 
 @implementer(IStore)
 class SQLiteStore(
-    AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore, KeyStore
+    AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore,
+    InviteCodeStore, KeyStore,
 ):
     """Every transaction of pingchat, run by one :class:`Database` writer."""
 

@@ -228,6 +228,53 @@ class AccountStateTests(AdminTestCase):
         )
 
 
+class ClosedRegistrationAdminTests(AdminTestCase):
+    settings = {"registration": "closed"}
+
+    def test_adduser_creates_an_account_whatever_the_policy_and_shows_the_password_once(
+        self,
+    ) -> None:
+        done = self.result(self.ns["adduser"]("alice"))
+        first_line = done.splitlines()[0]
+        self.assertTrue(first_line.startswith("created user alice; password"), done)
+        password = first_line.rsplit(" ", 1)[1]
+        self.assertEqual(len([line for line in done.splitlines() if line.startswith("  ")]), 10)
+        logged_in = self.successResultOf(self.password_login("alice", password))
+        self.assertEqual(logged_in[1].name, "alice")
+        self.result(self.ns["adduser"]("ada", admin=True))
+        account: Account = self.result(self.server.store.get_account("ada"))
+        self.assertTrue(account.is_admin)
+        rows = self.audit_rows("register")
+        self.assertEqual({(r["account"], r["actor"]) for r in rows},
+                         {("alice", "root"), ("ada", "root")})
+        self.assertNotIn(password, str(self.result(self.server.store.recent_audit(100))))
+
+
+class InviteHelperTests(AdminTestCase):
+    settings = {"registration": "invite"}
+
+    def test_invite_shows_a_code_once_that_registers_one_account(self) -> None:
+        done = self.result(self.ns["invite"]())
+        code = done.split(": ", 1)[1].split()[0]
+        self.assertRegex(code, r"^[a-z2-9]{4}(-[a-z2-9]{4}){3}$")
+        c = self.client()
+        self.assertTrue(c.request("register", user="ann", password=PASSWORD, invite=code)["ok"])
+        table = self.result(self.ns["invites"]())
+        self.assertEqual([(r["id"], r["state"], r["used"]) for r in table], [(1, "used", 1)])
+        [row] = self.audit_rows("invite_create")
+        self.assertEqual(row["actor"], "root")
+        self.assertNotIn(code, str(self.result(self.server.store.recent_audit(100))))
+
+    def test_revoke_invite_and_bad_terms(self) -> None:
+        self.result(self.ns["invite"](uses=3, expires_days=0))
+        self.assertEqual(self.result(self.ns["revoke_invite"](1)), "invite 1 revoked")
+        self.assertEqual(self.result(self.ns["invites"]())[0]["state"], "revoked")
+        self.failureResultOf(self.ns["revoke_invite"](1), BadRequest)
+        self.assertRaises(BadRequest, self.ns["invite"], uses=0)
+        self.assertRaises(BadRequest, self.ns["invite"], expires_days=-1)
+        self.assertEqual(len(self.audit_rows("invite_revoke")), 1)
+
+
 class TalkAndRoomTests(AdminTestCase):
     def test_broadcast_reaches_every_session_on_every_door(self) -> None:
         alice = self.account("alice")

@@ -137,6 +137,34 @@ class AccountFlowTests(ClientTestCase):
         self.assertIn("differ", frontend.text())
         self.assertEqual(self.fake.sent("register")[0]["password"], "same password")
 
+    def test_where_registration_needs_an_invite_the_code_is_asked_and_sent(self) -> None:
+        def register(args: dict[str, Any]) -> dict[str, Any]:
+            if args.get("invite") != "good-code":
+                raise refuse("invite_invalid", "this invite code is not valid")
+            return {"user": args["user"], "recovery_codes": []}
+
+        self.fake.on("register", register)
+        self.fake.on("login", lambda a: logged_in(a["user"]))
+        client, frontend = self.client(
+            "register", "bad-code", "alice", "long password", "long password",
+            "register", "good-code", "alice", "long password", "long password", "stored",
+        )
+        client.events.ev_hello({"event": "hello", "server": "chat.example", "registration": "invite"})
+        self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
+        self.assertIn("! this invite code is not valid", frontend.text())
+        self.assertEqual([a["invite"] for a in self.fake.sent("register")],
+                         ["bad-code", "good-code"])
+        self.assertEqual(client.session.user, "alice")
+
+    def test_where_registration_is_closed_the_client_says_so_without_asking(self) -> None:
+        self.fake.on("login", lambda a: logged_in(a["user"]))
+        client, frontend = self.client("register", "login", "alice", "pw")
+        client.events.ev_hello({"event": "hello", "server": "chat.example", "registration": "closed"})
+        self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
+        self.assertIn("ask an administrator", frontend.text())
+        self.assertEqual(self.fake.sent("register"), [])
+        self.assertEqual(client.session.user, "alice")
+
     def test_a_saved_token_resumes_without_questions(self) -> None:
         SessionStore(self.config, self.server).save("alice", "saved")
         self.fake.on("resume", lambda a: logged_in("alice", ["#lobby"]))

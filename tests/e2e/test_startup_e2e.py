@@ -23,9 +23,9 @@ class StartupEndToEndTests(TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.data_dir = self.dir / "data"
 
-    def server(self, **kwargs: object) -> ServerProcess:
+    def server(self, *extra: str, **kwargs: object) -> ServerProcess:
         kwargs.setdefault("data_dir", self.data_dir)
-        server = ServerProcess(**kwargs)  # type: ignore[arg-type]
+        server = ServerProcess(*extra, **kwargs)  # type: ignore[arg-type]
         self.addCleanup(server.cleanup)
         return server
 
@@ -102,3 +102,24 @@ class StartupEndToEndTests(TestCase):
         self.assertEqual(made.returncode, 0, made.stderr)
         self.assertTrue(self.logs_in(server.port(), "zed"))
         self.assertEqual(os.listdir(elsewhere), [])
+
+    def test_an_invite_only_server_takes_a_code_made_by_the_command_beside_it(self) -> None:
+        server = self.server("--registration", "invite").start()
+        self.assertIn("registration invite", server.output())
+        self.assertNotIn("listening on all interfaces", server.output())
+        made = server.pingchat("invite", "create")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        code = made.stdout.strip()
+        c = LineClient("127.0.0.1", server.port())
+        try:
+            self.assertEqual(c.hello["registration"], "invite")
+            refused = c.request("register", user="ann", password=PASSWORD)
+            self.assertEqual(refused["error"]["code"], "invite_invalid")
+            reply = c.request("register", user="ann", password=PASSWORD, invite=code)
+            self.assertTrue(reply["ok"], reply)
+            again = c.request("register", user="bob", password=PASSWORD, invite=code)
+            self.assertEqual(again["error"]["code"], "invite_invalid")
+        finally:
+            c.close()
+        self.assertTrue(self.logs_in(server.port(), "ann"))
+        self.assertNotIn(code, server.output())

@@ -521,3 +521,54 @@ class TimeoutTests(IRCTestCase):
             self.clock.advance(self.factory.ping_interval / 2)
             c.send("PING :x")
         self.assertEqual(set(c.commands()), {"PONG"})
+
+
+class ClosedRegistrationTests(IRCTestCase):
+    settings = {"registration": "closed"}
+
+    def test_nickserv_register_is_refused_with_a_notice_and_a_standard_reply(self) -> None:
+        c = self.irc()
+        c.send("NICK carol", "USER a 0 * :b")
+        hint = c.read()[-1].params[-1]
+        self.assertIn("created by an administrator", hint)
+        self.assertNotIn("REGISTER", hint)
+        c.send("PRIVMSG NickServ :REGISTER a-good-password")
+        lines = c.read()
+        notice = self.find(lines, "NOTICE")
+        self.assertEqual(notice.source, "NickServ!NickServ@services")
+        self.assertIn("Registration failed: this server does not take registrations",
+                      notice.params[1])
+        fail = self.find(lines, "FAIL")
+        self.assertEqual(fail.params[:3], ("REGISTER", "REGISTRATION_CLOSED", "carol"))
+        self.assertEqual(self.successResultOf(self.server.store.list_accounts()), [])
+
+
+class InviteRegistrationTests(IRCTestCase):
+    settings = {"registration": "invite"}
+
+    def test_nickserv_register_takes_the_invite_code_as_its_last_word(self) -> None:
+        made = self.successResultOf(self.server.accounts.create_invite("root"))
+        c = self.irc()
+        c.send("NICK carol", "USER a 0 * :b")
+        self.assertIn("REGISTER <password> <invite-code>", c.read()[-1].params[-1])
+        for attempt in ("a-good-password", "a-good-password aaaa-bbbb-cccc-dddd"):
+            c.send(f"PRIVMSG NickServ :REGISTER {attempt}")
+            fail = self.find(c.read(), "FAIL")
+            self.assertEqual(fail.params[:3], ("REGISTER", "INVITE_INVALID", "carol"))
+        c.send(f"PRIVMSG NickServ :REGISTER a-good-password carol@example.org {made['code']}")
+        lines = c.read()
+        texts = [m.params[-1] for m in lines if m.command == "NOTICE"]
+        self.assertIn("Account carol created.", texts)
+        self.assertIn("900", [m.command for m in lines])
+        self.assertNotIn("FAIL", [m.command for m in lines])
+        self.client_login_works("carol", "a-good-password")
+
+    def client_login_works(self, name: str, password: str) -> None:
+        c = self.irc()
+        c.send(f"PASS :{name}:{password}", f"NICK {name}", "USER a 0 * :b")
+        self.clock.advance(0)
+        self.assertIn("001", [m.command for m in c.read()])
+
+    def test_the_motd_says_how_to_register_with_a_code(self) -> None:
+        motd = "\n".join(self.factory.motd)
+        self.assertIn("/msg NickServ REGISTER <password> <invite-code>", motd)
