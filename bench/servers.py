@@ -133,7 +133,7 @@ class Pingchat(Server):
             "--server-name", "bench",
             "--chat", f"ssl:{self.chat_port}:interface=127.0.0.1",
             "--irc", f"tcp:{self.port}:interface=127.0.0.1",
-            "--ircs", "none", "--manhole", "none",
+            "--ircs", "none", "--manhole", "none", "--web", "none",
             *PINGCHAT_LIMITS,
         ]
 

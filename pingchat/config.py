@@ -23,6 +23,9 @@ DEFAULT_CHAT = "ssl:7464"
 DEFAULT_IRC = "tcp:6667:interface=127.0.0.1"
 DEFAULT_IRCS = "ssl:6697"
 DEFAULT_MANHOLE = "tcp:2222:interface=127.0.0.1"
+# The web door: plain HTTP on loopback (http://localhost is a secure context
+# for browsers) and HTTPS with the data dir's certificate everywhere.
+DEFAULT_WEB = ("tcp:8080:interface=127.0.0.1", "ssl:8443")
 
 
 @attrs.frozen
@@ -34,6 +37,11 @@ class Settings:
     irc: tuple[str, ...] = (DEFAULT_IRC,)
     ircs: tuple[str, ...] = (DEFAULT_IRCS,)
     manhole: tuple[str, ...] = (DEFAULT_MANHOLE,)
+    web: tuple[str, ...] = DEFAULT_WEB
+    # Pages from these origins may open WebSockets too (besides our own).
+    web_origin: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For / Forwarded headers are believed (addresses or networks).
+    trusted_proxy: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     server_name: str = attrs.field(factory=socket.gethostname)
@@ -62,7 +70,9 @@ class Settings:
         return self.data_dir / DATABASE_FILE
 
 
-LISTENERS = ("chat", "irc", "ircs", "manhole")
+LISTENERS = ("chat", "irc", "ircs", "manhole", "web")
+# Options that may be given several times (and are lists in the TOML file).
+REPEATED = ("web_origin", "trusted_proxy")
 
 
 def listeners(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -52,6 +52,8 @@ from pingchat.tls import (
     server_endpoint,
     server_options,
 )
+from pingchat.web.door import attach_web
+from pingchat.web.policy import OriginPolicy, parse_network
 
 log = Logger()
 
@@ -62,6 +64,21 @@ def _listeners(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be an endpoint string or a list of them")
     return config.listeners(list(value))
+
+
+def _strings(check: Callable[[str], Any]) -> Callable[[Any], tuple[str, ...]]:
+    """A repeatable option: each value must pass *check* (which raises ValueError)."""
+
+    def convert(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a string or a list of them")
+        for v in value:
+            check(v)
+        return tuple(v.strip() for v in value)
+
+    return convert
 
 
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -109,6 +126,9 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "irc": _listeners,
     "ircs": _listeners,
     "manhole": _listeners,
+    "web": _listeners,
+    "web_origin": _strings(lambda v: OriginPolicy.parse([v])),
+    "trusted_proxy": _strings(parse_network),
     "tls_cert": lambda v: Path(os.path.expanduser(str(v))),
     "tls_key": lambda v: Path(os.path.expanduser(str(v))),
     "server_name": _name,
@@ -178,7 +198,9 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        self.listener_args: dict[str, list[str]] = {name: [] for name in config.LISTENERS}
+        self.listener_args: dict[str, list[str]] = {
+            name: [] for name in config.LISTENERS + config.REPEATED
+        }
         self.settings = config.Settings()
 
     def opt_chat(self, value: str) -> None:
@@ -196,6 +218,19 @@ class Options(usage.Options):
     def opt_manhole(self, value: str) -> None:
         """SSH manhole endpoint. [default: tcp:2222:interface=127.0.0.1]"""
         self.listener_args["manhole"].append(value)
+
+    def opt_web(self, value: str) -> None:
+        """Web door endpoint (HTTP, or HTTPS with ssl:).
+        [default: tcp:8080:interface=127.0.0.1 and ssl:8443]"""
+        self.listener_args["web"].append(value)
+
+    def opt_web_origin(self, value: str) -> None:
+        """Another origin (scheme://host[:port]) whose pages may use the WebSockets."""
+        self.listener_args["web_origin"].append(value)
+
+    def opt_trusted_proxy(self, value: str) -> None:
+        """A reverse proxy (address or network) whose X-Forwarded-For is believed."""
+        self.listener_args["trusted_proxy"].append(value)
 
     def postOptions(self) -> None:
         given: dict[str, Any] = {}
@@ -220,7 +255,7 @@ class Options(usage.Options):
         for key in CONVERTERS:
             if key == "data_dir":
                 continue
-            if key in config.LISTENERS:
+            if key in config.LISTENERS or key in config.REPEATED:
                 if self.listener_args[key]:
                     given[key] = self.listener_args[key]
             elif key == "guests":
@@ -415,7 +450,7 @@ def build(
     if settings.tls_cert and settings.tls_key:
         tls = server_options(settings.tls_key, settings.tls_cert)
         cert_path = settings.tls_cert
-    elif any(d.startswith("ssl:") for d in settings.chat + settings.ircs):
+    elif any(d.startswith("ssl:") for d in settings.chat + settings.ircs + settings.web):
         key, cert_path = ensure_certificate(data_dir, settings.server_name)
         tls = server_options(key, cert_path)
     if cert_path is not None:
@@ -436,6 +471,7 @@ def build(
         )
     attach_irc(server, reactor)
     attach_manhole(server, reactor)
+    attach_web(server, reactor)
     lag_probe = os.environ.get("PINGCHAT_LAG_PROBE")
     if lag_probe:
         # The benchmark's view of reactor stalls; see pingchat/chat/lagprobe.py.

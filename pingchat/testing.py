@@ -44,6 +44,7 @@ def make_server(data_dir: Path | None = None, clock: Clock | None = None, **sett
         "irc": (),
         "ircs": (),
         "manhole": (),
+        "web": (),
         "server_name": "test.pingchat",
         "sqlite_synchronous": "NORMAL",
     }

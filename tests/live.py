@@ -74,6 +74,7 @@ class LiveServer(TestCase):
             irc=(),
             ircs=(),
             manhole=(),
+            web=(),
             server_name="localhost",
             sqlite_synchronous="NORMAL",
             rate=0,

@@ -35,12 +35,38 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(s.irc, ("tcp:6667:interface=127.0.0.1",))
         self.assertEqual(s.ircs, ("ssl:6697",))
         self.assertEqual(s.manhole, ("tcp:2222:interface=127.0.0.1",))
+        self.assertEqual(s.web, ("tcp:8080:interface=127.0.0.1", "ssl:8443"))
+        self.assertEqual((s.web_origin, s.trusted_proxy), ((), ()))
         self.assertEqual((s.guests, s.min_password_length), (False, 8))
 
     def test_listeners_repeat_and_none_disables(self) -> None:
         s = self.parse("--chat", "ssl:1", "--chat", "ssl:2:interface=::1", "--irc", "none").settings
         self.assertEqual(s.chat, ("ssl:1", "ssl:2:interface=::1"))
         self.assertEqual(s.irc, ())
+
+    def test_web_options_repeat_and_are_validated(self) -> None:
+        s = self.parse(
+            "--web", "tcp:8080", "--web-origin", "https://gamja.example",
+            "--web-origin", "http://localhost:3000", "--trusted-proxy", "127.0.0.1",
+            "--trusted-proxy", "10.0.0.0/8",
+        ).settings
+        self.assertEqual(s.web, ("tcp:8080",))
+        self.assertEqual(s.web_origin, ("https://gamja.example", "http://localhost:3000"))
+        self.assertEqual(s.trusted_proxy, ("127.0.0.1", "10.0.0.0/8"))
+        self.assertEqual(self.parse("--web", "none").settings.web, ())
+        path = self.config('web = "none"\nweb-origin = ["https://a.example"]\n'
+                           'trusted-proxy = "::1"\n')
+        s = self.parse("--config", path).settings
+        self.assertEqual(s.web, ())
+        self.assertEqual((s.web_origin, s.trusted_proxy), (("https://a.example",), ("::1",)))
+        for argv in (
+            ("--web-origin", "gamja.example"),
+            ("--web-origin", "https://gamja.example/path"),
+            ("--trusted-proxy", "proxy.example"),
+            ("--trusted-proxy", "10.0.0.0/40"),
+        ):
+            with self.assertRaises(usage.UsageError, msg=str(argv)):
+                self.parse(*argv)
 
     def test_toml_file_and_command_line_wins(self) -> None:
         path = self.config(

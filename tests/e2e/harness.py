@@ -57,6 +57,7 @@ class ServerProcess:
         irc: str | None = "none",
         ircs: str | None = "none",
         manhole: str | None = "none",
+        web: str | None = "none",
         env: dict[str, str] | None = None,
         data_dir_option: bool = True,
     ) -> None:
@@ -70,6 +71,7 @@ class ServerProcess:
             ("--irc", irc),
             ("--ircs", ircs),
             ("--manhole", manhole),
+            ("--web", web),
         ):
             if value is not None:
                 self.args += [option, value]

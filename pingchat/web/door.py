@@ -1,0 +1,68 @@
+"""The wiring of the web door's listeners (``--web``)."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from twisted.logger import Logger
+
+from pingchat.web import _twisted_ws
+from pingchat.web.policy import OriginPolicy, TrustedProxies
+from pingchat.web.site import StaticFiles, TextGzip, WebRoot, WebSite
+from pingchat.web.upgrade import IRCEndpoint, NativeEndpoint
+
+STATIC = Path(__file__).parent / "static"
+
+log = Logger()
+
+
+def make_site(
+    native: Any,
+    irc: Any,
+    clock: Any,
+    *,
+    origins: OriginPolicy = OriginPolicy(),  # noqa: B008 - immutable
+    proxies: TrustedProxies = TrustedProxies(),  # noqa: B008 - immutable
+    static: Path = STATIC,
+    **endpoint_options: Any,
+) -> WebSite:
+    """The web door's site: the static client at ``/``, ``/ws`` and ``/irc``."""
+    root = WebRoot(
+        TextGzip(StaticFiles(static)),
+        {
+            b"ws": NativeEndpoint(native, origins, clock, **endpoint_options),
+            b"irc": IRCEndpoint(irc, origins, clock, **endpoint_options),
+        },
+    )
+    return WebSite(root, proxies, clock)
+
+
+def attach_web(server: Any, reactor: Any) -> None:
+    """Attach the ``--web`` listeners to ``server.top`` (after :func:`attach_irc`)."""
+    from pingchat.tls import server_endpoint
+
+    settings = server.settings
+    if not settings.web:
+        return
+    try:
+        _twisted_ws.check_all()
+    except _twisted_ws.AssumptionFailed as e:
+        log.warn("the web door relies on a part of Twisted that changed: {e}", e=e)
+    site = make_site(
+        server.native,
+        server.extras["irc"],
+        reactor,
+        origins=OriginPolicy.parse(settings.web_origin),
+        proxies=TrustedProxies.parse(settings.trusted_proxy),
+    )
+    server.extras["web"] = site
+    for description in settings.web:
+        server.listeners.add(
+            "web",
+            description,
+            partial(server_endpoint, reactor, description, server.tls),
+            site,
+            registers=True,
+        )
