@@ -40,6 +40,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IProducer,
     IProtocol,
+    IPushProducer,
     IReactorTime,
     ITransport,
 )
@@ -118,6 +119,33 @@ def _lines(data: bytes) -> list[bytes]:
 
 TEXT_FRAMES = FrameEncoder(binary=False)
 BINARY_FRAMES = FrameEncoder(binary=True)
+
+
+@implementer(IPushProducer)
+class _PauseOnce:
+    """Passes on a change of state only, as Twisted's TLS layer does for its producer.
+
+    A TCP transport calls ``pauseProducing`` again at every write while its
+    buffer stays full, and the HTTP channel passes each call on; a door's
+    output counts its backlog from the pause, so it must see the pause once.
+    """
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.paused = False
+
+    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
+        if not self.paused:
+            self.paused = True
+            self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - IPushProducer
+        if self.paused:
+            self.paused = False
+            self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self.producer.stopProducing()
 
 
 @implementer(IProtocol, ITransport, IConsumer)
@@ -309,7 +337,7 @@ class WebSocketConnection:
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:  # noqa: N802
         """The door's output producer, paused and resumed with the socket's buffer."""
-        self.request.registerProducer(producer, streaming)
+        self.request.registerProducer(_PauseOnce(producer), streaming)
 
     def unregisterProducer(self) -> None:  # noqa: N802 - IConsumer
         self.request.unregisterProducer()

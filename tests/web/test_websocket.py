@@ -493,6 +493,28 @@ class ProducerTests(WebTestCase):
         self.assertLess(i, 60)
         self.assertEqual(len(logged.events), 1)
 
+    def test_a_tcp_transport_pausing_at_every_write_counts_as_one_pause(self) -> None:
+        # Twisted's TCP transport calls pauseProducing at each write while its
+        # buffer is full; the backlog must keep counting from the first one.
+        alice = self.logged_in_peer("alice", "#busy")
+        bob = self.account("bob")
+        bob.request("join", room="#busy")
+        producer = alice.transport.producer
+        for i in range(100):
+            producer.pauseProducing()
+            bob.request("say", room="#busy", text=f"message {i} " + "x" * 100)
+            if alice.transport.disconnected:
+                break
+        self.assertTrue(alice.transport.disconnected)
+        self.assertLess(i, 60)
+
+    def logged_in_peer(self, name: str, room: str) -> NativePeer:
+        peer = NativePeer(self.connect())
+        self.assertTrue(peer.request("register", user=name, password=PASSWORD)["ok"])
+        self.assertTrue(peer.request("login", user=name, password=PASSWORD)["ok"])
+        self.assertTrue(peer.request("join", room=room)["ok"])
+        return peer
+
     def test_the_wire_transport_is_the_socket_transport(self) -> None:
         alice = NativePeer(self.connect())
         (proto,) = self.server.native.connections

@@ -305,6 +305,8 @@ class IRCWS(WSClient):
         else:
             self.send_text(line)
 
+    send = send_line
+
     def read_line(self) -> str:
         opcode, payload = self.recv()
         assert opcode == (BINARY if self.binary else TEXT), (opcode, payload)
