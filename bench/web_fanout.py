@@ -137,8 +137,11 @@ async def measure(kind: str, ports: dict[str, int], pid: int, n: int, m: int, r:
         proto.transport.close()
     await asyncio.sleep(0.5)
     per_delivery = cpu / (m * n) * 1e6
-    print(f"{kind:6} N={n} M={m}: server {cpu:.2f} s CPU in {wall:.2f} s, "
-          f"{per_delivery:.2f} us per delivery", flush=True)
+    print(
+        f"{kind:6} N={n} M={m}: server {cpu:.2f} s CPU in {wall:.2f} s, "
+        f"{per_delivery:.2f} us per delivery",
+        flush=True,
+    )
     return per_delivery
 
 

@@ -19,7 +19,10 @@ class IChatMind(Interface):
     must not raise.
     """
 
-    door = Attribute("Which door this client came through: 'native' or 'irc'.")
+    door = Attribute(
+        "Which door this client came through: 'native' or 'irc', or over the web"
+        " door's WebSockets 'web' (/ws) or 'web-irc' (/irc)."
+    )
 
     def message(message: Message, offline: bool = False) -> None:
         """A room message or DM the account should see.
