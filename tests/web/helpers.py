@@ -102,6 +102,7 @@ class WSPeer:
         origin: str | None = None,
         subprotocols: list[str] | None = None,
         headers: list[tuple[str, str]] | None = None,
+        extensions: list[Any] | None = None,
     ) -> None:
         self.http = http
         self.ws = WSConnection(ConnectionType.CLIENT)
@@ -115,7 +116,11 @@ class WSPeer:
         http.send(
             self.ws.send(
                 Request(
-                    host=host, target=path, subprotocols=subprotocols or [], extra_headers=extra
+                    host=host,
+                    target=path,
+                    subprotocols=subprotocols or [],
+                    extensions=extensions or [],
+                    extra_headers=extra,
                 )
             )
         )

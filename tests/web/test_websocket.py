@@ -9,6 +9,7 @@ from twisted.logger import globalLogPublisher
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
 
 from pingchat.irc import wire as irc_wire
 from pingchat.native import wire as native_wire
@@ -116,6 +117,14 @@ class HandshakeTests(WebTestCase):
             peer = WSPeer(self.connect(), "/irc", subprotocols=offered)
             assert peer.accepted is not None, offered
             self.assertEqual(peer.accepted.subprotocol, chosen, offered)
+
+    def test_no_compression_extension_is_accepted(self) -> None:
+        peer = WSPeer(self.connect(), "/ws", extensions=[PerMessageDeflate()])
+        assert peer.accepted is not None
+        self.assertEqual(peer.accepted.extensions, [])
+        # Frames stay plain: the same bytes for every recipient of a fan-out.
+        hello = peer.messages()[0]
+        self.assertIn('"event":"hello"', hello)
 
     def test_native_endpoint_takes_no_subprotocol(self) -> None:
         peer = WSPeer(self.connect(), "/ws", subprotocols=["text.ircv3.net"])
