@@ -52,7 +52,12 @@ def unsent_bytes(transport: Any) -> int | None:
         elif isinstance(transport, FileDescriptor):
             return total + _file_descriptor_unsent(transport)
         elif not isinstance(transport, ProtocolWrapper):
-            return None
+            # The web door's WebSocket connection names the socket it frames onto.
+            wire = getattr(transport, "wire_transport", None)
+            if wire is None:
+                return None
+            transport = wire
+            continue
         transport = transport.transport
     return None
 

@@ -17,9 +17,11 @@ this class adds what a server needs around it:
   :class:`FrameEncoder` that remembers its last inputs: a fan-out hands the
   same encoded line to every recipient, and the frame (unmasked, the same
   for everyone) is built once.
-* **Back-pressure.** The door's ``registerProducer`` goes to the HTTP
-  request, whose channel pauses and resumes it as the socket's buffer fills
-  and drains, so ``--max-backlog`` drops a browser that stops reading.
+* **Back-pressure, both ways.** The door's ``registerProducer`` goes to the
+  HTTP request, whose channel pauses and resumes it as the socket's buffer
+  fills and drains, so ``--max-backlog`` drops a browser that stops
+  reading; the door's ``pauseProducing`` (IRC holding a paste back) stops
+  reading the socket, as on TCP.
 * **Idle pings.** After ``ping_interval`` seconds without a byte from the
   client, a WebSocket ping; without an answer (or any data) within
   ``ping_timeout`` more, the connection is closed (1011).
@@ -121,34 +123,7 @@ TEXT_FRAMES = FrameEncoder(binary=False)
 BINARY_FRAMES = FrameEncoder(binary=True)
 
 
-@implementer(IPushProducer)
-class _PauseOnce:
-    """Passes on a change of state only, as Twisted's TLS layer does for its producer.
-
-    A TCP transport calls ``pauseProducing`` again at every write while its
-    buffer stays full, and the HTTP channel passes each call on; a door's
-    output counts its backlog from the pause, so it must see the pause once.
-    """
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self.paused = False
-
-    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
-        if not self.paused:
-            self.paused = True
-            self.producer.pauseProducing()
-
-    def resumeProducing(self) -> None:  # noqa: N802 - IPushProducer
-        if self.paused:
-            self.paused = False
-            self.producer.resumeProducing()
-
-    def stopProducing(self) -> None:  # noqa: N802 - IPushProducer
-        self.producer.stopProducing()
-
-
-@implementer(IProtocol, ITransport, IConsumer)
+@implementer(IProtocol, ITransport, IConsumer, IPushProducer)
 class WebSocketConnection:
     """The protocol of an upgraded HTTP connection and the transport of a door protocol."""
 
@@ -184,6 +159,7 @@ class WebSocketConnection:
         self._pinged = False
         self._timer: IDelayedCall | None = None
         self._lost = False
+        self._reading_paused = False
 
     @property
     def wire_transport(self) -> Any:
@@ -267,6 +243,11 @@ class WebSocketConnection:
         self._timer = None
         if self.disconnecting:
             return
+        if self._reading_paused:
+            # The door holds input back (IRC: a paste waiting for the rate
+            # limit): the client's answers wait in the socket, unread.
+            self._last_input = self.clock.seconds()
+            self._pinged = False
         idle = self.clock.seconds() - self._last_input
         if self._pinged and idle >= self.ping_interval + self.ping_timeout:
             log.info(
@@ -337,10 +318,26 @@ class WebSocketConnection:
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:  # noqa: N802
         """The door's output producer, paused and resumed with the socket's buffer."""
-        self.request.registerProducer(_PauseOnce(producer), streaming)
+        self.request.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:  # noqa: N802 - IConsumer
         self.request.unregisterProducer()
+
+    # The door's control over reading (IPushProducer, as a TCP transport offers).
+    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self._reading_paused = True
+        if self.transport is not None and not self._lost:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self._reading_paused = False
+        self._last_input = self.clock.seconds()
+        if self.transport is not None and not self._lost and not self.disconnecting:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802 - IPushProducer
+        if self.transport is not None and not self._lost:
+            self.transport.stopProducing()
 
     # twisted.web.websocket's WebSocketTransport, for code written against it.
     def sendTextMessage(self, text: str) -> None:  # noqa: N802

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.testing import StringTransport
+from wsproto.connection import ConnectionState
 
 from pingchat.irc import wire
 from pingchat.web.door import make_site
@@ -53,6 +54,8 @@ class WebIRCTestClient:
 
     def send(self, *lines: str) -> None:
         for line in lines:
+            if self.peer.ws.state is not ConnectionState.OPEN:
+                return  # closed by the server: nothing more goes out (as on TCP)
             self.peer.send_text(line)
 
     def send_raw(self, data: bytes) -> None:
@@ -172,4 +175,8 @@ class SlowReaderTests(OverWebSocket, test_robustness.SlowReaderTests):
 
 
 class PipeliningTests(OverWebSocket, test_robustness.PipeliningTests):
+    pass
+
+
+class SlowRateTests(OverWebSocket, test_robustness.SlowRateTests):
     pass

@@ -19,6 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.web.websocket import WebSocketClientEndpoint
 
+from pingchat.output import unsent_bytes
 from pingchat.tls import ensure_certificate, server_endpoint, server_options
 from pingchat.web.door import make_site
 from pingchat.web.policy import OriginPolicy
@@ -223,6 +224,28 @@ class NativeOverWebSocketLive(WebLive):
             self.assertIn("default-src 'none'", e.headers["content-security-policy"])
 
         return deferToThread(scenario).addCallback(check)
+
+
+class MeasuredLive(WebLive):
+    def test_output_held_for_a_browser_is_measured_on_its_socket(self) -> Any:
+        # BoundedOutput measures what the socket (and TLS) still hold, through
+        # wire_transport; None would mean it falls back to counting writes.
+        seen: list[int | None] = []
+
+        def measure() -> None:
+            for proto in self.server.native.connections:
+                seen.append(unsent_bytes(proto.transport))
+
+        def run() -> None:
+            for tls in (False, True):
+                c = self.ws(tls=tls)
+                try:
+                    assert c.request("ping")["ok"]
+                    self.on_reactor(measure)
+                finally:
+                    c.close()
+
+        return deferToThread(run).addCallback(lambda _: self.assertEqual(seen, [0, 0]))
 
 
 class HTTPSLive(WebLive):

@@ -468,6 +468,22 @@ class PingTests(WebTestCase):
         self.assertTrue(alice.transport.disconnecting)
         self.assertEqual(len(logged.events), 1)
 
+    def test_while_the_door_holds_reading_back_the_client_is_not_timed_out(self) -> None:
+        # IRC stops reading while a paste waits for the rate limit; the
+        # client's pongs then wait unread in the socket.
+        alice = NativePeer(self.connect())
+        (conn,) = [p.transport for p in self.server.native.connections]
+        conn.pauseProducing()
+        self.assertEqual(alice.transport.producerState, "paused")
+        for _ in range(20):
+            self.clock.advance(PING_INTERVAL)
+        self.assertFalse(alice.transport.disconnecting)
+        conn.resumeProducing()
+        self.assertEqual(alice.transport.producerState, "producing")
+        self.clock.advance(PING_INTERVAL)
+        self.clock.advance(PING_TIMEOUT)
+        self.assertTrue(alice.transport.disconnecting)  # the keepalive is back
+
     def test_timers_end_with_the_connection(self) -> None:
         alice = NativePeer(self.connect())
         alice.http.lose()
