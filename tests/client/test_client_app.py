@@ -149,7 +149,8 @@ class AccountFlowTests(ClientTestCase):
             "register", "bad-code", "alice", "long password", "long password",
             "register", "good-code", "alice", "long password", "long password", "stored",
         )
-        client.events.ev_hello({"event": "hello", "server": "chat.example", "registration": "invite"})
+        client.events.ev_hello(
+            {"event": "hello", "server": "chat.example", "registration": "invite"})
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertIn("! this invite code is not valid", frontend.text())
         self.assertEqual([a["invite"] for a in self.fake.sent("register")],
@@ -159,7 +160,8 @@ class AccountFlowTests(ClientTestCase):
     def test_where_registration_is_closed_the_client_says_so_without_asking(self) -> None:
         self.fake.on("login", lambda a: logged_in(a["user"]))
         client, frontend = self.client("register", "login", "alice", "pw")
-        client.events.ev_hello({"event": "hello", "server": "chat.example", "registration": "closed"})
+        client.events.ev_hello(
+            {"event": "hello", "server": "chat.example", "registration": "closed"})
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertIn("ask an administrator", frontend.text())
         self.assertEqual(self.fake.sent("register"), [])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.trial.unittest import SynchronousTestCase
 
+from pingchat.startup import Listener
 from pingchat.testing import make_server
 from pingchat.web.door import STATIC
 from pingchat.web.site import WebSite
@@ -19,8 +20,9 @@ class WiringTests(SynchronousTestCase):
         self.dir = Path(tempfile.mkdtemp(prefix="pingchat-web-door-"))
         self.addCleanup(shutil.rmtree, self.dir, True)
 
-    def services(self, server: object) -> list[StreamServerEndpointService]:
-        return [s for s in server.top if isinstance(s, StreamServerEndpointService)]  # type: ignore[attr-defined]
+    def services(self, server: Any) -> list[Listener]:
+        """The server's ``--web`` listeners."""
+        return [s for s in server.listeners.listeners if s.option == "web"]
 
     def test_web_listeners_serve_one_site_on_the_shared_factories(self) -> None:
         server = make_server(
