@@ -29,6 +29,19 @@ from pingchat.interfaces import IChatMind
 START_TIME = 1_790_000_000.0  # 2026-09-21, a fixed "now" for the clock
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def strict_json(line: bytes | str) -> Any:
+    """Parse *line* as RFC 8259 JSON: ``NaN`` and ``Infinity``, which Python's
+    ``json`` reads and writes by default, raise ``ValueError``; so does text
+    that is not UTF-8."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8")
+    return json.loads(line, parse_constant=_not_json)
+
+
 def make_server(data_dir: Path | None = None, clock: Clock | None = None, **settings: Any) -> Any:
     """An inline :class:`pingchat.tap.Server` with no listeners, on a Clock."""
     from pingchat.tap import build
@@ -131,7 +144,7 @@ class NativeTestClient:
     def _read(self) -> list[dict[str, Any]]:
         data = self.transport.value()
         self.transport.clear()
-        return [json.loads(line) for line in data.splitlines() if line.strip()]
+        return [strict_json(line) for line in data.splitlines() if line.strip()]
 
     def pump(self) -> None:
         for obj in self._read():

@@ -98,9 +98,24 @@ class NativeProtocol(BoundedOutput, Protocol):
             logout()
 
     def send(self, obj: dict[str, Any]) -> None:
+        """Write one reply or event; what JSON cannot hold is never written.
+
+        A reply that cannot be encoded (a server bug: the parser lets in no
+        NaN, Infinity or lone surrogate) still answers its request, with an
+        ``internal_error``; such an event is logged and dropped.
+        """
         if self.closed or self.transport is None:
             return
-        self.send_line(wire.encode(obj))
+        try:
+            line = wire.encode(obj)
+        except ValueError:
+            log.failure(
+                "not sent: a {kind} that is not JSON", kind="reply" if "ok" in obj else "event"
+            )
+            if "ok" not in obj:
+                return
+            line = wire.encode(wire.error(obj.get("id"), "internal_error", "internal server error"))
+        self.send_line(line)
 
     def send_line(self, data: bytes) -> None:
         """Write one encoded line, or drop a client that has stopped reading."""
@@ -132,10 +147,19 @@ class NativeProtocol(BoundedOutput, Protocol):
     # -- requests --------------------------------------------------------------
 
     def line_received(self, line: bytes) -> None:
-        request_id: Any = None
+        """Answer one request line, exactly once, echoing its id when it had a valid one.
+
+        Every door that carries native requests (TLS lines, WebSocket text
+        frames) comes through here: ``wire.parse_request`` refuses what is not
+        JSON or not Unicode text before any op sees it.
+        """
         try:
             req = wire.parse_request(line)
-            request_id = req.get("id")
+        except wire.RefusedLine as e:
+            self._reply_error(e.request_id, e)
+            return
+        request_id = req.get("id")
+        try:
             wait = self.bucket.take(self.factory.clock.seconds())
             if wait > 0:
                 raise RateLimited(f"too many requests; retry after {wait:.2f}s", wait)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from twisted.logger import LogLevel, globalLogPublisher
+
 from pingchat.auth.tokens import token_hash
+from pingchat.native.protocol import NativeProtocol
+from pingchat.testing import NativeTestClient, strict_json
 from tests.helpers import PASSWORD, ServerTestCase
 
 
@@ -377,3 +381,92 @@ class HistoryCatchUpTests(ServerTestCase):
         between = alice.request("history", room="#log", after=ids[2], before=ids[8], limit=2)
         self.assertEqual([m["text"] for m in between["messages"]], ["m6", "m7"])
         self.assertEqual(alice.request("history", room="#log", after=ids[9])["messages"], [])
+
+
+class InputEdgeTests(ServerTestCase):
+    """What no op may ever see: text that is not Unicode, numbers that are not JSON."""
+
+    settings = {"rate": 0}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self._observe)
+        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        if "log_failure" in event or event.get("log_level") in (LogLevel.error, LogLevel.critical):
+            self.logged.append(event)
+
+    def answer(self, client: NativeTestClient, line: bytes) -> dict[str, Any]:
+        """The one line that answers *line*, parsed as strict JSON (no NaN, no Infinity)."""
+        client.send_line(line + b"\n")
+        self.clock.advance(0)
+        lines = client.transport.value().splitlines()
+        client.transport.clear()
+        replies = [r for r in map(strict_json, lines) if "event" not in r]
+        self.assertEqual(len(replies), 1, lines)
+        return replies[0]
+
+    def test_a_lone_surrogate_in_any_op_is_bad_request_and_nothing_is_logged(self) -> None:
+        alice = self.account("alice")
+        alice.request("join", room="#a")
+        anonymous = self.client()
+        for client, request in [
+            (anonymous, rb'"op":"login","user":"bob","password":"\ud800x"'),
+            (anonymous, rb'"op":"login","user":"b\udfffob","password":"secret password"'),
+            (anonymous, rb'"op":"register","user":"bob","password":"\ud800xxxxxxxxxxxxx"'),
+            (anonymous, rb'"op":"resume","token":"\ud800"'),
+            (anonymous, rb'"op":"recover","user":"alice","code":"\ud800","new_password":"x"'),
+            (alice, rb'"op":"say","room":"#a","text":"hi \ud800"'),
+            (alice, rb'"op":"dm","to":"alice","text":"\udc00"'),
+            (alice, rb'"op":"away","text":"\ud800"'),
+            (alice, rb'"op":"join","room":"#\ud800"'),
+            (alice, rb'"op":"passwd","old":"\ud800","new":"another password"'),
+            (alice, rb'"op":"topic","room":"#a","topic":"\ud800","\ud801":["\ud802"]'),
+        ]:
+            reply = self.answer(client, b'{"id":1,' + request + b"}")
+            self.assertEqual(reply["id"], 1, request)
+            self.assertEqual(reply["error"]["code"], "bad_request", request)
+        self.assertEqual(self.logged, [])
+        # nothing changed: the account still has its password, the rooms are as they were
+        self.assertTrue(self.login("alice").request("say", room="#a", text="still here")["ok"])
+        self.assertNotIn("#\ud800", [r["name"] for r in alice.request("rooms")["rooms"]])
+
+    def test_nan_infinity_and_huge_numbers_get_bad_json_in_strict_json(self) -> None:
+        c = self.client()
+        for line, request_id in [
+            (b'{"id":NaN,"op":"ping"}', None),
+            (b'{"id":Infinity,"op":"ping"}', None),
+            (b'{"id":-Infinity,"op":"ping"}', None),
+            (b'{"id":1e400,"op":"ping"}', None),
+            (b'{"id":3,"op":"ping","x":NaN}', 3),
+            (b'{"id":"z","op":"history","limit":1e999}', "z"),
+        ]:
+            reply = self.answer(c, line)
+            self.assertEqual(reply["error"]["code"], "bad_json", line)
+            self.assertEqual(reply["id"], request_id, line)
+        self.assertTrue(c.request("ping")["ok"])
+        self.assertEqual(self.logged, [])
+
+    def test_the_id_is_echoed_whatever_is_wrong_with_the_op(self) -> None:
+        c = self.client()
+        for line, code in [
+            (b'{"id":4,"op":null}', "bad_request"),
+            (b'{"id":4}', "bad_request"),
+            (b'{"id":4,"op":{"x":1}}', "bad_request"),
+            (b'{"id":4,"op":"teleport"}', "unknown_op"),
+            (b'{"id":4,"op":"say","room":"#a","text":"x"}', "not_authenticated"),
+        ]:
+            reply = self.answer(c, line)
+            self.assertEqual((reply["id"], reply["error"]["code"]), (4, code), line)
+
+    def test_a_reply_that_cannot_be_encoded_is_an_internal_error_not_a_broken_line(
+        self,
+    ) -> None:
+        c = self.client()
+        self.patch(NativeProtocol, "op_ping", lambda self, req: {"x": float("nan")})
+        reply = self.answer(c, b'{"id":9,"op":"ping"}')
+        self.assertEqual((reply["id"], reply["error"]["code"]), (9, "internal_error"))
+        self.assertEqual(len(self.logged), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
