@@ -24,6 +24,8 @@ ACCOUNT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-\[\]\\^{}|`]{0,31}")
 ROOM_NAME_MAX = 50  # '#' + 1..49 characters
 MAX_TEXT_BYTES = 4096
 FORBIDDEN_ROOM_CHARS = frozenset(" ,\x07\r\n\x00:")
+# The widest integer the store holds (SQLite INTEGER, PostgreSQL BIGINT).
+INT64 = range(-(2**63), 2**63)
 
 
 def fold(name: str) -> str:
@@ -104,6 +106,13 @@ def _check_base64(value: object, field: str, limit: int) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest(f"{field} is not valid base64") from None
+
+
+def check_int64(value: int, field: str) -> int:
+    """Return *value* if the store can hold it (a message id bound), else ``BadRequest``."""
+    if value not in INT64:
+        raise BadRequest(f"{field} is out of range (a 64-bit integer)")
+    return value
 
 
 def check_ciphertext(ciphertext: object, nonce: object) -> None:

@@ -26,6 +26,7 @@ from pingchat.chat.model import (
     Presence,
     RoomInfo,
     check_account_name,
+    check_int64,
     check_room_name,
     check_text,
     clean_text,
@@ -48,6 +49,7 @@ log = Logger()
 HISTORY_MAX = 200
 TOPIC_MAX = 390
 ROOM_FLAGS = frozenset("imnst")  # modes without arguments (+s: secret, not in lists)
+ROOM_LIMIT_MAX = 2**31 - 1  # +l: a 32-bit integer, as IRC servers take it
 
 
 @attrs.define
@@ -665,8 +667,8 @@ class ChatService(Service):
                         limit = int(arg or "")
                     except ValueError:
                         raise BadRequest("the limit must be a number") from None
-                    if limit < 1:
-                        raise BadRequest("the limit must be positive")
+                    if not 1 <= limit <= ROOM_LIMIT_MAX:
+                        raise BadRequest(f"the limit must be a number from 1 to {ROOM_LIMIT_MAX}")
                     applied.append((change, str(limit)))
                 elif limit is not None:
                     limit = None
@@ -863,6 +865,10 @@ class ChatService(Service):
         limit = max(1, min(int(limit), HISTORY_MAX))
         if (room is None) == (with_ is None):
             raise BadRequest("history needs exactly one of room or with")
+        if before is not None:
+            check_int64(before, "before")
+        if after is not None:
+            check_int64(after, "after")
         if room is not None:
             r = self._member_room(session, room)
             return self.store.room_history(

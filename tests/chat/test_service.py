@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from pingchat.chat.service import Session
-from pingchat.errors import Forbidden, NotInRoom
+from pingchat.errors import BadRequest, Forbidden, NotInRoom
 from pingchat.testing import RecordingMind
 from tests.helpers import ServerTestCase
 
@@ -224,3 +224,25 @@ class ServiceTests(ServerTestCase):
             (amind.disconnected, bmind.disconnected),
             ("the server is shutting down", "the server is shutting down"),
         )
+
+    def test_history_bounds_beyond_64_bit_integers_are_bad_request(self) -> None:
+        # found by tests/native/test_fuzz.py: SQLite raised OverflowError (an
+        # internal error, on the native door and IRC's CHATHISTORY alike)
+        alice, _ = self.session("alice")
+        self.successResultOf(self.server.chat.join(alice, "#a"))
+        for bounds in ({"before": 2**63}, {"after": -(2**63) - 1}, {"before": 10**30}):
+            with self.assertRaises(BadRequest, msg=bounds):
+                self.server.chat.history(alice, room="#a", **bounds)
+            with self.assertRaises(BadRequest, msg=bounds):
+                self.server.chat.history(alice, with_="bob", **bounds)
+        edge = self.server.chat.history(alice, room="#a", before=2**63 - 1, after=-(2**63))
+        self.assertEqual(self.successResultOf(edge), [])
+
+    def test_a_room_limit_beyond_a_32_bit_integer_is_bad_request(self) -> None:
+        alice, _ = self.session("alice")
+        self.successResultOf(self.server.chat.join(alice, "#a"))
+        for limit in (str(2**31), str(2**63), "9" * 30):
+            with self.assertRaises(BadRequest, msg=limit):
+                self.server.chat.change_modes(alice, "#a", [("+l", limit)])
+        applied = self.server.chat.change_modes(alice, "#a", [("+l", str(2**31 - 1))])
+        self.assertEqual(self.successResultOf(applied), [("+l", str(2**31 - 1))])
