@@ -151,18 +151,21 @@ class NativeProtocol(BoundedOutput, Protocol):
 
         Every door that carries native requests (TLS lines, WebSocket text
         frames) comes through here: ``wire.parse_request`` refuses what is not
-        JSON or not Unicode text before any op sees it.
+        JSON or not Unicode text before any op sees it. Every line counts
+        toward the request rate, the refused ones too.
         """
+        refused: wire.RefusedLine | None = None
         try:
             req = wire.parse_request(line)
         except wire.RefusedLine as e:
-            self._reply_error(e.request_id, e)
-            return
-        request_id = req.get("id")
+            refused, req = e, {}
+        request_id = refused.request_id if refused else req.get("id")
         try:
             wait = self.bucket.take(self.factory.clock.seconds())
             if wait > 0:
                 raise RateLimited(f"too many requests; retry after {wait:.2f}s", wait)
+            if refused is not None:
+                raise refused
             op = req["op"]
             handler = getattr(self, "op_" + op.replace(".", "_"), None)
             if handler is None or not op.replace(".", "_").isidentifier():

@@ -77,6 +77,21 @@ class ConnectionTests(ServerTestCase):
         self.clock.advance(10)
         self.assertTrue(c.request("ping")["ok"])
 
+    def test_refused_lines_count_toward_the_request_rate(self) -> None:
+        c = self.client()
+        for line in (b'{"id":1,"op":null}', b'{"id":1,"op":"ping","x":NaN}', b"not json"):
+            c.send_line(line + b"\n")
+        for _ in range(100):
+            c.send_line(b'{"id":1,"op":null}\n')
+        c.pump()
+        self.assertEqual(len(c.replies), 103)
+        limited = [r for r in c.replies if r["error"]["code"] == "rate_limited"]
+        self.assertGreater(len(limited), 30)
+        self.assertEqual({r["id"] for r in limited}, {1})
+        c.replies.clear()
+        self.clock.advance(10)
+        self.assertTrue(c.request("ping")["ok"])
+
 
 class AccountTests(ServerTestCase):
     def test_register_returns_ten_recovery_codes(self) -> None:
