@@ -472,10 +472,10 @@ class FuzzTests(ServerTestCase):
         """A sweep, as a complement to the random search: each field of each op
         (and id, and a stray key), set to each of AWKWARD in turn."""
         for op, args in TEMPLATES.items():
+            anonymous = self.fresh_client(logged_in=False)
+            alice = self.fresh_client(logged_in=True)
+            self.bob_joins()
             for name in [*OP_FIELDS[op], "id", "stray"]:
-                anonymous = self.fresh_client(logged_in=False)
-                alice = self.fresh_client(logged_in=True)
-                self.bob_joins()
                 for value in AWKWARD:
                     if op in ("part", "logout") and not alice.protocol.session:
                         alice = self.fresh_client(logged_in=True)
@@ -490,8 +490,8 @@ class FuzzTests(ServerTestCase):
                     self.assertTrue(same(reply["id"], request_id), (line, reply))
                     if code is not None:
                         self.assertEqual(reply["error"]["code"], code, (line, reply))
-                self.done(anonymous)
-                self.done(alice)
+            self.done(anonymous)
+            self.done(alice)
 
     def test_every_template_is_well_formed_and_every_op_has_one(self) -> None:
         # the argument property starts from requests that get past validation
