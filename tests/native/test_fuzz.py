@@ -115,6 +115,7 @@ TYPICAL = {
     **dict.fromkeys(["before", "after", "limit"], numbers),
     "set": st.text("+-imnstkblov", max_size=6),
     "dm_policy": st.sampled_from(["anyone", "contacts"]) | unicode_text,
+    "device": st.sampled_from(["laptop-0001", "default", "x" * 65]) | unicode_text,
     **dict.fromkeys(
         ["ciphertext", "nonce", "public_key"], st.binary().map(base64.b64encode).map(bytes.decode)
     ),
@@ -164,7 +165,12 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "contact.add": {"user": "bob"},
     "contact.remove": {"user": "bob"},
     "settings": {"dm_policy": "anyone"},
-    "key.publish": {"public_key": base64.b64encode(bytes(32)).decode()},
+    "key.publish": {
+        "public_key": base64.b64encode(bytes(32)).decode(),
+        "device": "laptop-0001",
+        "label": "fuzz",
+    },
+    "key.revoke": {"device": "laptop-0001"},
     "key.get": {"user": "bob"},
     # last: these end what the others need
     "part": {"room": "#mine"},
@@ -300,14 +306,18 @@ def same(a: Any, b: Any) -> bool:
 
 
 class FuzzTests(ServerTestCase):
-    # no request rate limit, and no login back-off for alice: the fuzzed
-    # passwd/otp.disable/recovery.regenerate tries fail as alice
+    # no request rate limit, and no login back-off per address for alice:
+    # the fuzzed passwd/otp.disable/recovery.regenerate tries fail as alice
     settings = {"rate": 0, "login_free_attempts": 10**9}
 
     def setUp(self) -> None:
         super().setUp()
-        self.alice = self.account("alice")
-        self.token = self.alice.token  # type: ignore[attr-defined]
+        self.account("alice")
+        reply = self.client().request("login", user="alice", password=PASSWORD)
+        # the device secret lets alice back in while the fuzzed password
+        # tries (passwd, otp.disable, ... from many addresses) hold her
+        # account back as a whole
+        self.token, self.device = reply["token"], reply["device"]
         self.bob = self.account("bob")
         self.bob.request("join", room="#room")
         self.examples = 0
@@ -332,9 +342,9 @@ class FuzzTests(ServerTestCase):
         if logged_in:
             reply = client.request("resume", token=self.token)
             if not reply["ok"]:  # a fuzzed logout revoked it
-                reply = client.request("login", user="alice", password=PASSWORD)
+                reply = client.request("login", user="alice", password=PASSWORD, device=self.device)
                 self.assertTrue(reply["ok"], reply)
-                self.token = reply["token"]
+                self.token, self.device = reply["token"], reply["device"]
             self.assertTrue(client.request("join", room=self.mine())["ok"])
             self.clock.advance(0)
             client.pump()
