@@ -1,6 +1,7 @@
-"""Start and stop the servers under test, each pinned to its own core.
+"""Start and stop the servers under test, each pinned to its own core (or not).
 
-Every listener is on 127.0.0.1; ports are picked free by the kernel.
+Every listener is on 127.0.0.1; ports are picked free by the kernel. Used by
+the benchmark (``bench/run.py``) and the soak (``bench/soak.py``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def free_port() -> int:
         return port
 
 
-def pin(core: int) -> None:
-    os.sched_setaffinity(0, {core})
+def pin(core: int | None) -> None:
+    if core is not None:
+        os.sched_setaffinity(0, {core})
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -58,9 +60,10 @@ class Server:
 
     name = "?"
 
-    def __init__(self, core: int, bcrypt_rounds: int) -> None:
-        self.core = core
+    def __init__(self, core: int | None, bcrypt_rounds: int) -> None:
+        self.core = core  # None: not pinned
         self.bcrypt_rounds = bcrypt_rounds
+        self.env: dict[str, str] = {}  # added to the server's environment
         self.dir = Path(tempfile.mkdtemp(prefix=f"pingchat-bench-{self.name}-"))
         self.lag_file = self.dir / "lag.jsonl"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -77,7 +80,7 @@ class Server:
     def start(self) -> None:
         self.prepare()
         env = {**os.environ, "PINGCHAT_BCRYPT_ROUNDS": str(self.bcrypt_rounds),
-               "PINGCHAT_LAG_PROBE": str(self.lag_file)}
+               "PINGCHAT_LAG_PROBE": str(self.lag_file), **self.env}
         with (self.dir / "server.log").open("wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -119,29 +122,61 @@ class Server:
 
 
 class Pingchat(Server):
+    """``twistd -n pingchat`` on free loopback ports, with a temporary data dir.
+
+    *twistd* is the script to run (default: the one beside this Python);
+    *pythonpath* is put first on the server's ``PYTHONPATH``, so that another
+    checkout's ``pingchat`` (and its ``twisted/plugins``) is the one served.
+    *ircs* adds the IRC-over-TLS door; *options* replaces the benchmark's
+    raised limits (``PINGCHAT_LIMITS``).
+    """
+
     name = "pingchat"
 
-    def __init__(self, core: int, bcrypt_rounds: int, history: int = 0) -> None:
+    def __init__(
+        self,
+        core: int | None,
+        bcrypt_rounds: int,
+        history: int = 0,
+        *,
+        twistd: str | None = None,
+        pythonpath: str | None = None,
+        ircs: bool = False,
+        options: list[str] | None = None,
+    ) -> None:
         super().__init__(core, bcrypt_rounds)
         self.chat_port = free_port()
+        self.ircs_port: int | None = free_port() if ircs else None
         self.history = history
+        self.twistd = twistd or str(VENV_BIN / "twistd")
+        self.options = PINGCHAT_LIMITS if options is None else options
+        self.env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout may be read-only
+        if pythonpath:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p
+            )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
 
     def command(self) -> list[str]:
+        ircs = "none" if self.ircs_port is None else f"ssl:{self.ircs_port}:interface=127.0.0.1"
         return [
-            str(VENV_BIN / "twistd"), "-n", "--pidfile=", "pingchat",
-            "--data-dir", str(self.dir / "data"),
+            self.twistd, "-n", "--pidfile=", "pingchat",
+            "--data-dir", str(self.data_dir),
             "--server-name", "bench",
             "--chat", f"ssl:{self.chat_port}:interface=127.0.0.1",
             "--irc", f"tcp:{self.port}:interface=127.0.0.1",
-            "--ircs", "none", "--manhole", "none", "--web", "none",
-            *PINGCHAT_LIMITS,
+            "--ircs", ircs, "--manhole", "none", "--web", "none",
+            *self.options,
         ]
 
     def prepare(self) -> None:
         if self.history:
             from bench.seed import seed_history
 
-            seed_history(self.dir / "data", "#history", self.history)
+            seed_history(self.data_dir, "#history", self.history)
 
     def start(self) -> None:
         super().start()
