@@ -1,0 +1,1 @@
+"""The soak: a long mixed load against one pingchat server (``python -m bench.soak``)."""
