@@ -57,9 +57,11 @@ It fails (exit status 1, one ``FAIL:`` line per reason) when
 3. after every client has left, the server still counts sessions other than
    the monitor's, or holds more than 10 fds above what it held before the
    load started;
-4. a slow reader is not dropped: once the busy room has carried
-   1.5 x ``--max-backlog`` + 1 MiB to a reading member on the same protocol
-   since the slow reader stopped reading, plus 15 s, it counts as stuck;
+4. a slow reader is not dropped: what the server must hold for it (what the
+   busy room carried since it stopped reading, as a member on the same
+   protocol received it, less what the two kernels hold for its connection,
+   from ``/proc/net/tcp``) stays above 1.5 x ``--max-backlog`` + 512 KiB for
+   15 s;
 5. any reply looks like a crash (``internal_error``, ``INTERNAL_ERROR``) or a
    native line is not JSON;
 6. a bad-input probe did not get the answer its rule says;
@@ -274,7 +276,8 @@ class Soak:
             f"{'?' if last.sessions is None else last.sessions}/{last.expected}",
             f"{100 * cpu:.0f}", str(len(self.tally.acked)), str(self.lost_live),
             str(self.tally.unacked),
-            f"{sum(r.state == 'dropped' for r in slow)}/{sum(r.state == 'stuck' for r in slow)}",
+            f"{sum(r.state == 'dropped' for r in slow)}/"
+            f"{sum(r.state == 'stuck' or r.late for r in slow)}",
             f"{self.load.churn.ok}/{self.load.churn.failed}", f"{ok}/{failed}",
             str(len(self.tally.crashes)), "-" if stall is None else f"{stall:.0f}",
             str(len(self.log.alarms)),
@@ -317,13 +320,15 @@ class Soak:
         for door in ("native", "irc", "ircs"):
             readers = [r for r in self.load.slow if r.door == door]
             dropped = [r for r in readers if r.state == "dropped"]
-            stuck = [r for r in readers if r.state == "stuck"]
+            stuck = [r for r in readers if r.state == "stuck" or r.late]
             text = f"slow readers, {door}: {len(readers)} started, {len(dropped)} dropped"
             if dropped:
                 secs = statistics.median(r.seconds or 0 for r in dropped)
                 held = statistics.median(r.held for r in dropped) / MiB
                 text += f" (median {secs:.0f}s, holding about {held:.2f} MiB)"
             text += f", {len(stuck)} stuck"
+            if any(r.late for r in stuck):
+                text += f" ({sum(r.late for r in stuck)} of them dropped late)"
             pending = [r for r in readers if r.state == "pending"]
             if pending:
                 held = max(r.held for r in pending) / MiB

@@ -114,6 +114,7 @@ class SlowReader:
     base: int  # observer.bytes_in when this one stopped reading
     state: str = "pending"  # pending | dropped | stuck
     overdue_at: float | None = None
+    late: bool = False  # dropped, but only after it had been counted stuck
     seconds: float | None = None  # from stopping to read to being dropped
     room_bytes: int | None = None  # what the room carried meanwhile, seen by the observer
     held: int = 0  # the latest estimate of what the server holds for it in memory
@@ -358,6 +359,7 @@ class Load:
         while reader.state != "dropped":
             await asyncio.sleep(1.0)
             if client.tcp_state() != "established":
+                reader.late = reader.state == "stuck"
                 reader.state = "dropped"
                 reader.seconds = time.monotonic() - reader.started
                 reader.room_bytes = observer.bytes_in - reader.base
@@ -368,10 +370,11 @@ class Load:
                 return
             if next(keepalive) % 30 == 29:  # still talking, so no keepalive drops it
                 client.write(b'{"op":"ping"}\n' if door.kind == "native" else b"PING :soak\r\n")
-            late = reader.estimate() > allowance
-            if late and reader.overdue_at is None:
+            if reader.estimate() <= allowance:
+                reader.overdue_at = None
+            elif reader.overdue_at is None:
                 reader.overdue_at = time.monotonic()
-            if reader.overdue_at and time.monotonic() - reader.overdue_at > 15:
+            elif time.monotonic() - reader.overdue_at > 15:
                 reader.state = "stuck"
 
     # -- the end -------------------------------------------------------------------------
