@@ -39,6 +39,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python import log as legacy_log
 
+from pingchat import twisted_internals
+
 log = Logger()
 
 # Ready descriptors handled per reactor turn. A turn that reads a line from
@@ -177,7 +179,9 @@ def bound_reactor_turns(
     ``pingchat_turn_io`` (seconds), so that the timed work after it can keep
     the two within :data:`TURN_TOTAL`.
     Returns whether the reactor was changed: other reactors (and the ones the
-    tests use) are left alone. Handling one event is Twisted's own code.
+    tests use) are left alone, and so is an epoll reactor whose internals
+    are not what this relies on (:mod:`pingchat.twisted_internals` says so
+    in a warning). Handling one event is Twisted's own code.
     """
     try:
         from twisted.internet.epollreactor import EPollReactor
@@ -185,9 +189,10 @@ def bound_reactor_turns(
         return False
     if not isinstance(reactor, EPollReactor):
         return False
-    poller = reactor._poller
-    selectables = reactor._selectables
-    do_read_or_write = reactor._doReadOrWrite
+    handles = twisted_internals.epoll_loop(reactor)
+    if handles is None:  # Twisted's internals are not what this relies on: its own loop
+        return False
+    poll, selectables, do_read_or_write = handles
     # As Twisted's loop does: errors are logged with the selectable's name.
     call_with_logger = legacy_log.callWithLogger
     held: list[tuple[int, int]] = []
@@ -198,7 +203,7 @@ def bound_reactor_turns(
             events, held = held, []
         else:
             try:
-                events = poller.poll(-1 if timeout is None else timeout, max_events)
+                events = poll(-1 if timeout is None else timeout, max_events)
             except OSError as err:
                 if err.errno == errno.EINTR:
                     return
@@ -216,7 +221,7 @@ def bound_reactor_turns(
         finally:
             reactor.pingchat_turn_io = clock() - started  # type: ignore[attr-defined]
 
-    reactor.doIteration = reactor.doPoll = do_poll  # type: ignore[method-assign]
+    twisted_internals.replace_turn(reactor, do_poll)
     return True
 
 
@@ -334,6 +339,10 @@ class TurnFlushServer(tcp.Server):
     control: ``pauseProducing`` for a full buffer, errors, closing).
     ``TCP_NODELAY`` is set: a native login's reply went out in two sends and
     waited ~40 ms for the client's delayed ACK.
+
+    Twisted's buffer is read through :mod:`pingchat.twisted_internals`;
+    where its assumptions do not hold, listeners make Twisted's own
+    ``tcp.Server`` instead (:class:`ServerPort`).
     """
 
     _turn: list[bytes] | None = None  # written this turn, not yet sent
@@ -348,19 +357,28 @@ class TurnFlushServer(tcp.Server):
     def write(self, data: bytes) -> None:
         if not isinstance(data, bytes):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        if not self.connected or self._writeDisconnected or not data:
+        if not data:
             return
-        if self.dataBuffer or self._tempDataBuffer:
+        turn = self._turn
+        if turn is not None:
+            # Begun this turn while connected with nothing waiting for the
+            # socket; nothing is put in Twisted's buffer before flush_turn.
+            turn.append(data)
+        elif twisted_internals.writes_refused(self):
+            return
+        elif twisted_internals.waiting_for_socket(self):
             super().write(data)  # already waiting for the socket: keep the order
-        elif self._turn is None:
+        else:
             self._turn = [data]
             self._flusher.add(self)
-        else:
-            self._turn.append(data)
 
     def writeSequence(self, iovec: Any) -> None:  # noqa: N802 - ITransport
         for data in iovec:
             self.write(data)
+
+    def held_bytes(self) -> int:
+        """Bytes written this turn and not yet sent (twisted_internals.HeldBytes)."""
+        return sum(map(len, self._turn)) if self._turn else 0
 
     def flush_turn(self) -> None:
         """Send what this turn wrote; leave the rest to Twisted's buffer."""
@@ -368,15 +386,10 @@ class TurnFlushServer(tcp.Server):
             return
         data = b"".join(self._turn)
         self._turn = None
-        if not self.connected or self._writeDisconnected:
+        if twisted_internals.writes_refused(self):
             return
-        if not (self.dataBuffer or self._tempDataBuffer):
-            # writeSomeData without its two layers of calls (slicing to
-            # SEND_LIMIT, retrying on EINTR, which Python does by itself).
-            try:
-                sent = self.socket.send(data) if len(data) <= self.SEND_LIMIT else 0
-            except OSError:
-                sent = 0  # full, or the connection is gone: doWrite finds out which
+        if not twisted_internals.waiting_for_socket(self):
+            sent = twisted_internals.send_now(self, data)
             if sent == len(data):
                 return
             data = data[sent:]
@@ -391,25 +404,17 @@ class TurnFlushServer(tcp.Server):
         super().loseWriteConnection()
 
 
-class ServerPort(tcp.Port):
+class ServerPort(twisted_internals.ListeningPort):
     """pingchat's TCP listening port.
 
     It accepts at most :data:`MAX_ACCEPTS_PER_TURN` connections per readable
     event (the rest stay in the kernel's accept queue for the next turn),
-    and its connections are :class:`TurnFlushServer` transports.
+    and its connections are :class:`TurnFlushServer` transports; each where
+    Twisted's internals are as :mod:`pingchat.twisted_internals` expects.
     """
 
-    transport = TurnFlushServer
     max_accepts = MAX_ACCEPTS_PER_TURN
-    _number_accepts = MAX_ACCEPTS_PER_TURN
-
-    @property  # type: ignore[override]
-    def numberAccepts(self) -> int:  # noqa: N802 - Twisted's attribute
-        return self._number_accepts
-
-    @numberAccepts.setter
-    def numberAccepts(self, value: int) -> None:  # noqa: N802
-        self._number_accepts = max(1, min(value, self.max_accepts))
+    connection_class = TurnFlushServer
 
 
 class ServerReactor:

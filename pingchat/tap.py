@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from pingchat import config, runtime
+from pingchat import config, runtime, twisted_internals
 from pingchat.admin.manhole import attach_manhole
 from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
@@ -512,6 +512,9 @@ def makeService(options: Options) -> service.MultiService:
         )
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
+    # Probe Twisted's internals once, now: a shortcut whose assumptions do
+    # not hold is left out with one warning line (pingchat.twisted_internals).
+    twisted_internals.check_all()
     try:
         server = build(settings, lock=lock)
     except BaseException:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -31,11 +30,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions, TLSVersion
-from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pingchat import twisted_internals
 from pingchat.runtime import ServerReactor, TurnFlusher, server_reactor, turn_flusher
 
 KEY_FILE = "tls-key.pem"
@@ -123,48 +122,6 @@ def server_options(key_path: Path, cert_path: Path) -> CertificateOptions:
 COMPACT_AFTER = 4096
 COMPACT_DELAY = 1.0  # seconds after such a burst; see CompactTLSTransport
 
-# CompactTLSTransport._fast_write: at most one TLS record's worth of data
-# (larger writes take Twisted's path, which splits them), and the buffer
-# records are read into (the reactor thread's only).
-FAST_WRITE_MAX = 2**14
-_lib, _ffi = Binding.lib, Binding.ffi
-_RECORDS = _ffi.new("char[]", 2**16)
-# CompactTLSTransport._fast_read decrypts into this (as Twisted, 32 KiB a read).
-_PLAIN = _ffi.new("char[]", 2**15)
-
-
-def compact_bios(connection: Any) -> bool:
-    """Give a memory-BIO ``OpenSSL.SSL.Connection`` two new, empty BIOs.
-
-    pyOpenSSL's memory BIOs (OpenSSL ``BIO_s_mem``) never give back what
-    they grew to: after the handshake they hold ~1.7 KiB (~4.5 KiB with a
-    post-quantum key share), and the largest record or read ever seen (up to
-    ~22 KiB out, a whole socket read in) stays allocated for as long as the
-    connection lives. Only when both BIOs are empty are they swapped (the
-    old ones are freed by ``SSL_set_bio``); returns whether they were. The
-    TLS state itself is untouched. pyOpenSSL keeps the BIOs in private
-    attributes: if they are not there, nothing is done.
-    """
-    ssl, into, out = (
-        getattr(connection, name, None) for name in ("_ssl", "_into_ssl", "_from_ssl")
-    )
-    if ssl is None or into is None or out is None:
-        return False
-    lib, null = Binding.lib, Binding.ffi.NULL
-    # BIO_get_mem_data: the number of bytes not yet read
-    if lib.BIO_get_mem_data(into, null) != 0 or lib.BIO_get_mem_data(out, null) != 0:
-        return False
-    new_into = lib.BIO_new(lib.BIO_s_mem())
-    new_out = lib.BIO_new(lib.BIO_s_mem())
-    if new_into == null or new_out == null:
-        for bio in (new_into, new_out):
-            if bio != null:
-                lib.BIO_free(bio)
-        return False
-    lib.SSL_set_bio(ssl, new_into, new_out)
-    connection._into_ssl, connection._from_ssl = new_into, new_out
-    return True
-
 
 class TurnWrites:
     """A TLS connection's writes of one reactor turn, given to TLS together at its end.
@@ -205,23 +162,27 @@ class TurnWrites:
 
     flush = close = flush_turn
 
+    def held_bytes(self) -> int:
+        """Bytes written this turn, not yet given to TLS (twisted_internals.HeldBytes)."""
+        return sum(map(len, self._buffer)) if self._buffer else 0
 
-class CompactTLSTransport(BufferingTLSTransport):
+
+class CompactTLSTransport(twisted_internals.TLSTransport):
     """Twisted's TLS transport, leaner per read and write, with compacted BIOs.
 
     *Per write.* With a :class:`~pingchat.runtime.TurnFlusher` as the
     factory's clock, a turn's writes are joined by :class:`TurnWrites`, and
     the joined data is encrypted with one ``SSL_write`` and taken from the
-    outgoing BIO directly through cffi (:meth:`_fast_write`). pyOpenSSL's
-    ``send`` and ``bio_read`` around the same two calls, and Twisted's loop
-    around those, cost about as much again as the encryption (a fan-out to
-    200 members writes to 200 connections each turn). Anything unusual (the
-    handshake not done, data held back by TLS, an error, more than one
-    record's worth) takes Twisted's own path.
+    outgoing BIO directly through cffi (``twisted_internals._fast_write``).
+    pyOpenSSL's ``send`` and ``bio_read`` around the same two calls, and
+    Twisted's loop around those, cost about as much again as the encryption
+    (a fan-out to 200 members writes to 200 connections each turn). Anything
+    unusual (the handshake not done, data held back by TLS, an error, more
+    than one record's worth) takes Twisted's own path.
 
     *Per read.* Once the handshake is done, what arrives is decrypted by
-    :meth:`_fast_read`, which calls ``SSL_read`` until OpenSSL wants more
-    instead of calling pyOpenSSL's ``recv`` until it raises.
+    ``SSL_read`` until OpenSSL wants more instead of calling pyOpenSSL's
+    ``recv`` until it raises (``twisted_internals._fast_read``).
 
     *Compaction.* Once after the handshake, and :data:`COMPACT_DELAY`
     seconds after any read or write of :data:`COMPACT_AFTER` bytes or more:
@@ -231,106 +192,35 @@ class CompactTLSTransport(BufferingTLSTransport):
     X25519MLKEM768 clients). The delay matters to busy connections: a member
     of a busy room is written several KiB every reactor turn, and compacting
     after each of them was ~3 % of the server's time in a fan-out.
+
+    Each of these is done only where Twisted's and pyOpenSSL's internals
+    are what :mod:`pingchat.twisted_internals` checked them to be;
+    otherwise that part is Twisted's own.
     """
 
     _compacted = False
     _compaction: IDelayedCall | None = None
 
     def __init__(
-        self, factory: TLSMemoryBIOFactory, wrappedProtocol: Any, _connectWrapped: bool = True
+        self,
+        factory: TLSMemoryBIOFactory,
+        wrappedProtocol: Any,
+        _connectWrapped: bool = True,
     ) -> None:
         super().__init__(factory, wrappedProtocol, _connectWrapped)
-        clock = factory._clock
+        clock = self.factory.clock
         if isinstance(clock, TurnFlusher):
-            tls_write = super(BufferingTLSTransport, self).write
-            self._aggregator = TurnWrites(tls_write, clock)  # type: ignore[assignment]
-            self.write = self._aggregator.write  # type: ignore[method-assign]
+            self.batch_writes(lambda tls_write: TurnWrites(tls_write, clock))
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
-        if not self._fast_read(data):
-            super().dataReceived(data)
-        if not self._handshakeDone:
-            return
+    def received(self, data: bytes) -> None:
         if not self._compacted:
             self._compact()
         elif len(data) >= COMPACT_AFTER:
             self._compact_soon()
 
-    def _fast_read(self, data: bytes) -> bool:
-        """Decrypt *data* and hand what it holds to the protocol; False leaves it to Twisted.
-
-        Twisted's ``dataReceived`` asks pyOpenSSL's ``recv`` for 32 KiB until
-        it raises ``WantReadError``: two calls for a one-line request, a
-        fresh buffer and an exception each time (~13 µs against ~6 here for
-        a 60-byte request). This loop stops on ``SSL_ERROR_WANT_READ``
-        itself. Before the handshake is done, with writes held back by TLS,
-        or on any other result (the peer's ``close_notify``, an error) the
-        rest is Twisted's: it reads the same result again and handles it.
-        """
-        connection = self._tlsConnection
-        if not self._handshakeDone or self._lostTLSConnection or self._appSendBuffer:
-            return False
-        ssl = getattr(connection, "_ssl", None)
-        into = getattr(connection, "_into_ssl", None)
-        if ssl is None or into is None:
-            return False
-        # A memory BIO takes all or nothing; on nothing, Twisted's path tries again.
-        if _lib.BIO_write(into, _ffi.from_buffer(data), len(data)) != len(data):
-            return False
-        while not self._lostTLSConnection:
-            n = _lib.SSL_read(ssl, _PLAIN, len(_PLAIN))
-            if n > 0:
-                if not self._aborted:
-                    ProtocolWrapper.dataReceived(self, _ffi.buffer(_PLAIN, n)[:])
-            elif _lib.SSL_get_error(ssl, n) == _lib.SSL_ERROR_WANT_READ:
-                break
-            else:
-                self._flushReceiveBIO()
-                return True
-        # Reading can make TLS answer (a TLS 1.3 key update, an alert).
-        if not self._lostTLSConnection and _lib.BIO_get_mem_data(connection._from_ssl, _ffi.NULL):
-            self._send_records(connection)
-        return True
-
-    def _write(self, data: bytes) -> None:
-        if not self._fast_write(data):
-            super()._write(data)  # type: ignore[misc]
-        if len(data) >= COMPACT_AFTER and self._handshakeDone:
+    def encrypted(self, data: bytes) -> None:
+        if len(data) >= COMPACT_AFTER:
             self._compact_soon()
-
-    def _fast_write(self, data: bytes) -> bool:
-        """Encrypt and send *data* in one go; False leaves it to Twisted's ``_write``."""
-        connection = self._tlsConnection
-        if (
-            not self._handshakeDone
-            or self._lostTLSConnection
-            or self._appSendBuffer
-            or not 0 < len(data) <= FAST_WRITE_MAX
-        ):
-            return False
-        ssl = getattr(connection, "_ssl", None)
-        if ssl is None or getattr(connection, "_from_ssl", None) is None:
-            return False
-        written = _lib.SSL_write(ssl, _ffi.from_buffer(data), len(data))
-        if written <= 0:
-            # Nothing was taken. OpenSSL wants the same data offered again,
-            # which Twisted's path does, and it turns the error into the
-            # right exception (and clears OpenSSL's error queue).
-            return False
-        self._send_records(connection)
-        if written < len(data):
-            super()._write(data[written:])  # type: ignore[misc]
-        return True
-
-    def _send_records(self, connection: Any) -> None:
-        """Hand everything in the outgoing BIO to the transport."""
-        assert self.transport is not None
-        write = self.transport.write
-        while True:
-            n = _lib.BIO_read(connection._from_ssl, _RECORDS, len(_RECORDS))
-            if n <= 0:
-                return
-            write(_ffi.buffer(_RECORDS, n)[:])
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         if self._compaction is not None:
@@ -340,21 +230,19 @@ class CompactTLSTransport(BufferingTLSTransport):
 
     def _compact_soon(self) -> None:
         if self._compaction is None:
-            self._compaction = self.factory._clock.callLater(COMPACT_DELAY, self._compact_later)
+            self._compaction = self.factory.clock.callLater(COMPACT_DELAY, self._compact_later)
 
     def _compact_later(self) -> None:
         self._compaction = None
         self._compact()
 
     def _compact(self) -> None:
-        if self._lostTLSConnection or self._aborted or self.disconnecting:
-            return
-        if compact_bios(self._tlsConnection):
+        if self.compact_memory():
             self._compacted = True
 
 
-class CompactTLSFactory(TLSMemoryBIOFactory):
-    """``TLSMemoryBIOFactory`` building :class:`CompactTLSTransport`."""
+class CompactTLSFactory(twisted_internals.TLSFactory):
+    """The TLS factory of ``ssl:`` listeners, building :class:`CompactTLSTransport`."""
 
     protocol = CompactTLSTransport
 

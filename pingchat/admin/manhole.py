@@ -393,7 +393,9 @@ class AdminManhole(ColoredManhole):
             self._prompt()
 
     def _prompt(self) -> None:
-        if self._needsNewline():
+        # As Conch's Manhole does, from the terminal's public lastWrite.
+        last = self.terminal.lastWrite
+        if not last.endswith(b"\n") and not last.endswith(b"\x1bE"):
             self.terminal.nextLine()
         self.terminal.write(self.ps[self.pn])
 
@@ -523,7 +525,13 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
             _text(self.user or b""), _text(password), None, self.address
         )
         d: Deferred[Any] = self.portal.login(credentials, None, IConchUser)
-        return d.addErrback(self._ebPassword)
+        return d.addErrback(self._after_password_delay)
+
+    def _after_password_delay(self, failure: Failure) -> Deferred[Any]:
+        """Fail after ``passwordDelay`` seconds, as Conch does, to slow guessing down."""
+        d: Deferred[Any] = Deferred()
+        self.clock.callLater(self.passwordDelay, d.callback, failure)
+        return d
 
     def auth_keyboard_interactive(self, packet: bytes) -> Deferred[Any]:
         conversation = self._conversation = _Conversation()

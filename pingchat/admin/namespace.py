@@ -31,6 +31,7 @@ from pingchat.chat.model import (
 )
 from pingchat.chat.service import TOPIC_MAX, PresenceState, Room
 from pingchat.errors import BadRequest, Forbidden, NoSuchUser
+from pingchat.twisted_internals import pending_output_bytes
 
 if TYPE_CHECKING:
     from pingchat.tap import Server
@@ -560,21 +561,8 @@ class AdminTools:
 
 
 def _buffered(transport: Any) -> int:
-    """Bytes a connection's transports hold that the kernel has not taken yet.
-
-    Reads Twisted's write buffers (``FileDescriptor.dataBuffer`` and
-    ``_tempDataLen``) down through a TLS wrapper; 0 where they are absent.
-    """
-    total = 0
-    for _ in range(3):
-        if transport is None:
-            break
-        data = getattr(transport, "dataBuffer", b"")
-        total += (len(data) if isinstance(data, bytes) else 0) + int(
-            getattr(transport, "_tempDataLen", 0) or 0
-        )
-        transport = getattr(transport, "transport", None)
-    return total
+    """Bytes a connection's transports hold that the kernel has not taken yet (0 if unknown)."""
+    return pending_output_bytes(transport) or 0
 
 
 def _door(session: Any) -> str:

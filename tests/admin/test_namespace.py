@@ -358,14 +358,23 @@ class StatsTests(AdminTestCase):
 
 
 class BufferedTests(ServerTestCase):
-    def test_buffered_output_is_summed_through_a_tls_wrapper(self) -> None:
-        from types import SimpleNamespace
+    def test_buffered_output_is_what_the_transports_have_not_sent(self) -> None:
+        from twisted.internet.abstract import FileDescriptor
+        from twisted.internet.testing import StringTransport
 
         from pingchat.admin.namespace import _buffered
 
-        tcp = SimpleNamespace(dataBuffer=b"12345", _tempDataLen=3, transport=None)
-        tls = SimpleNamespace(transport=tcp)
-        self.assertEqual(_buffered(tls), 8)
+        class Reactor:
+            def addWriter(self, fd: object) -> None:  # noqa: N802
+                pass
+
+        tcp: Any = FileDescriptor(Reactor())  # type: ignore[arg-type]
+        tcp.connected = 1
+        tcp.write(b"12345")
+        tcp.write(b"678")
+        self.assertEqual(_buffered(tcp), 8)
+        # Transports it cannot read count as nothing, not as an error.
+        self.assertEqual(_buffered(StringTransport()), 0)
         self.assertEqual(_buffered(None), 0)
 
 

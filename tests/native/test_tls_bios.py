@@ -16,9 +16,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import TestCase
 
-from pingchat import tls
 from pingchat.runtime import TurnFlusher
-from pingchat.tls import COMPACT_AFTER, COMPACT_DELAY, CompactTLSFactory, compact_bios
+from pingchat.tls import COMPACT_AFTER, COMPACT_DELAY, CompactTLSFactory, ensure_certificate
+from pingchat.tls import server_options as make_server_options
+from pingchat.twisted_internals import openssl
+from pingchat.twisted_internals.openssl import compact_bios
 
 
 class Echo(Protocol):
@@ -42,9 +44,9 @@ class TLSTestCase(TestCase):
     def setUp(self) -> None:
         self.dir = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, self.dir, True)
-        key, cert = tls.ensure_certificate(self.dir, "localhost")
+        key, cert = ensure_certificate(self.dir, "localhost")
         self.cert = cert
-        self.server_options = tls.server_options(key, cert)
+        self.server_options = make_server_options(key, cert)
         self.client_options = optionsForClientTLS(
             "localhost", trustRoot=Certificate.loadPEM(cert.read_bytes())
         )
@@ -153,7 +155,7 @@ class CompactTLSTransportTests(TLSTestCase):
                 compacted.append(connection)
             return done
 
-        self.patch(tls, "compact_bios", counting)
+        self.patch(openssl, "compact_bios", counting)
         clock = Clock()
         collect, server, pump = self.pair(Echo, clock)
         collect.write(b"hello\n")
@@ -221,8 +223,8 @@ class TurnWritesTests(TLSTestCase):
     """With a TurnFlusher as its clock, a turn's writes are one SSL_write, in order."""
 
     def connect(self) -> tuple[Any, Any, Any, CountingLib]:
-        lib = CountingLib(tls._lib)
-        self.patch(tls, "_lib", lib)
+        lib = CountingLib(openssl.lib)
+        self.patch(openssl, "lib", lib)
         clock = Clock()
         collect, server, pump = self.pair(LineEcho, clock, TurnFlusher(clock))
         return collect, server, pump, lib
@@ -291,8 +293,8 @@ class FastReadTests(TLSTestCase):
     """After the handshake, records are decrypted by SSL_read until OpenSSL wants more."""
 
     def connect(self) -> tuple[Any, Any, Any, Clock, ReadCountingLib]:
-        lib = ReadCountingLib(tls._lib)
-        self.patch(tls, "_lib", lib)
+        lib = ReadCountingLib(openssl.lib)
+        self.patch(openssl, "lib", lib)
         clock = Clock()
         collect, server, pump = self.pair(Lines, clock, TurnFlusher(clock))
         pump.flush()
