@@ -173,7 +173,7 @@ class CompactTLSTransport(twisted_internals.TLSTransport):
     *Per write.* With a :class:`~pingchat.runtime.TurnFlusher` as the
     factory's clock, a turn's writes are joined by :class:`TurnWrites`, and
     the joined data is encrypted with one ``SSL_write`` and taken from the
-    outgoing BIO directly through cffi (``twisted_internals._fast_write``).
+    outgoing BIO directly through cffi (``twisted_internals.openssl.fast_write``).
     pyOpenSSL's ``send`` and ``bio_read`` around the same two calls, and
     Twisted's loop around those, cost about as much again as the encryption
     (a fan-out to 200 members writes to 200 connections each turn). Anything
@@ -182,7 +182,7 @@ class CompactTLSTransport(twisted_internals.TLSTransport):
 
     *Per read.* Once the handshake is done, what arrives is decrypted by
     ``SSL_read`` until OpenSSL wants more instead of calling pyOpenSSL's
-    ``recv`` until it raises (``twisted_internals._fast_read``).
+    ``recv`` until it raises (``twisted_internals.openssl.fast_read``).
 
     *Compaction.* Once after the handshake, and :data:`COMPACT_DELAY`
     seconds after any read or write of :data:`COMPACT_AFTER` bytes or more:
@@ -213,13 +213,15 @@ class CompactTLSTransport(twisted_internals.TLSTransport):
             self.batch_writes(lambda tls_write: TurnWrites(tls_write, clock))
 
     def received(self, data: bytes) -> None:
+        if not self.factory.compaction:
+            return
         if not self._compacted:
             self._compact()
         elif len(data) >= COMPACT_AFTER:
             self._compact_soon()
 
     def encrypted(self, data: bytes) -> None:
-        if len(data) >= COMPACT_AFTER:
+        if len(data) >= COMPACT_AFTER and self.factory.compaction:
             self._compact_soon()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
