@@ -211,13 +211,13 @@ class CompactTLSTransport(twisted_internals.TLSTransport):
         clock = self.factory.clock
         if isinstance(clock, TurnFlusher):
             self.batch_writes(lambda tls_write: TurnWrites(tls_write, clock))
+        if not self.factory.compaction:
+            self._compacted = True  # nothing to do: reads take the short branch
 
     def received(self, data: bytes) -> None:
-        if not self.factory.compaction:
-            return
         if not self._compacted:
             self._compact()
-        elif len(data) >= COMPACT_AFTER:
+        elif len(data) >= COMPACT_AFTER and self.factory.compaction:
             self._compact_soon()
 
     def encrypted(self, data: bytes) -> None:

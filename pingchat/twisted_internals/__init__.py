@@ -89,6 +89,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TL
 
 from . import openssl, probes
 from .fence import Assumption, Broken, Fence, Shortcut, run_probe, versions
+from .openssl import fast_read, fast_write
 
 __all__ = [
     "ASSUMPTIONS", "FENCE", "SHORTCUTS", "Assumption", "Broken", "Fence", "HeldBytes",
@@ -327,13 +328,13 @@ class TLSTransport(BufferingTLSTransport):
     factory: TLSFactory
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
-        if not (self.factory.fast_reads and openssl.fast_read(self, data)):
+        if not (self.factory.fast_reads and fast_read(self, data)):
             super().dataReceived(data)
         if self._handshakeDone:
             self.received(data)
 
     def _write(self, data: bytes) -> None:
-        if not (self.factory.fast_writes and openssl.fast_write(self, data)):
+        if not (self.factory.fast_writes and fast_write(self, data)):
             super()._write(data)  # type: ignore[misc]
         if self._handshakeDone:
             self.encrypted(data)
