@@ -169,6 +169,7 @@ class ProbeTests(SynchronousTestCase):
             I.EPOLL_REACTOR, (EPollReactor, "_doReadOrWrite", lambda self, selectable, fd: None)
         )
         self.assertIn("_doReadOrWrite takes", problem)
+        self.assertIn("['self', 'selectable', 'fd']", problem)
 
     def test_reactor_loop_calls_doIteration(self) -> None:  # noqa: N802
         self.assertBroken(I.REACTOR_LOOP, (EPollReactor, "doIteration", ReactorBase.doIteration))

@@ -21,7 +21,17 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TL
 from twisted.python.failure import Failure
 
 from . import openssl
+from .fence import Broken
 from .fence import require as _require
+
+
+def _require_call(name: str, function: Any, *arguments: str) -> None:
+    """*function* (*name*) takes these positional arguments, as pingchat passes them."""
+    try:
+        inspect.signature(function).bind(*arguments)
+    except TypeError:
+        parameters = list(inspect.signature(function).parameters)
+        raise Broken(f"{name} takes {parameters}, not {list(arguments)}") from None
 
 
 class _Selectable:
@@ -64,10 +74,8 @@ def probe_epoll_reactor() -> None:
         dispatched == [(selectable, 7, EPollReactor._POLL_IN)],
         f"doPoll did not hand the event from _selectables to _doReadOrWrite: {dispatched}",
     )
-    parameters = list(inspect.signature(EPollReactor._doReadOrWrite).parameters)
-    _require(
-        parameters == ["self", "selectable", "fd", "event"],
-        f"_doReadOrWrite takes {parameters}",
+    _require_call(
+        "_doReadOrWrite", EPollReactor._doReadOrWrite, "self", "selectable", "fd", "event"
     )
     del reactor._doReadOrWrite
     EPollReactor._doReadOrWrite(reactor, selectable, 7, EPollReactor._POLL_IN)
@@ -103,10 +111,17 @@ def probe_port_transport_class() -> None:
         "transport" in tcp.Port.doRead.__code__.co_names,
         "tcp.Port.doRead does not build connections with self.transport",
     )
-    parameters = list(inspect.signature(tcp.Server.__init__).parameters)
-    _require(
-        parameters == ["self", "sock", "protocol", "client", "server", "sessionno", "reactor"],
-        f"tcp.Server takes {parameters}",
+    # pingchat's server transports pass these on as they come.
+    _require_call(
+        "tcp.Server",
+        tcp.Server.__init__,
+        "self",
+        "sock",
+        "protocol",
+        "client",
+        "server",
+        "sessionno",
+        "reactor",
     )
 
 
@@ -282,8 +297,7 @@ def probe_tls_write_hook() -> None:
         f"write() and _unbufferPendingWrites() did not go through _write: {encrypted}",
     )
     _require(client.wrappedProtocol.data == b"earlylater", "what _write took did not arrive")
-    parameters = list(inspect.signature(TLSMemoryBIOProtocol._write).parameters)
-    _require(len(parameters) == 2, f"_write takes {parameters}")
+    _require_call("TLSMemoryBIOProtocol._write", TLSMemoryBIOProtocol._write, "self", "data")
 
 
 def probe_tls_receive_loop() -> None:
@@ -312,10 +326,13 @@ def probe_tls_write_batching() -> None:
         isinstance(end, BufferingTLSTransport),
         "TLSMemoryBIOFactory builds no BufferingTLSTransport",
     )
-    parameters = list(inspect.signature(BufferingTLSTransport.__init__).parameters)
-    _require(
-        parameters == ["self", "factory", "wrappedProtocol", "_connectWrapped"],
-        f"BufferingTLSTransport takes {parameters}",
+    _require_call(
+        "BufferingTLSTransport",
+        BufferingTLSTransport.__init__,
+        "self",
+        "factory",
+        "wrappedProtocol",
+        "_connectWrapped",
     )
     end.makeConnection(StringTransport())
     aggregator = end._aggregator
