@@ -164,7 +164,7 @@ class TurnWrites:
 
     def held_bytes(self) -> int:
         """Bytes written this turn, not yet given to TLS (twisted_internals.HeldBytes)."""
-        return sum(map(len, self._buffer)) if self._buffer else 0
+        return self.pending
 
 
 class CompactTLSTransport(twisted_internals.TLSTransport):

@@ -477,6 +477,20 @@ class PendingOutputTests(FenceTestCase):
         fd.write(b"c" * 10)
         self.assertEqual(pending_output_bytes(fd), 100)
 
+    def test_through_wrappers_and_a_websockets_wire(self) -> None:
+        from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+        fd = MemoryFD()
+        fd.write(b"a" * 10)
+        wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+        wrapper.makeConnection(fd)
+        self.assertEqual(pending_output_bytes(wrapper), 10)
+
+        class WebSocket:  # the web door's connection names the transport it frames onto
+            wire_transport = wrapper
+
+        self.assertEqual(pending_output_bytes(WebSocket()), 10)
+
     def test_transports_of_other_kinds_are_unknown(self) -> None:
         self.assertIsNone(pending_output_bytes(StringTransport()))
         self.assertIsNone(pending_output_bytes(None))

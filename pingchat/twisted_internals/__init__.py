@@ -85,6 +85,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import abstract, tcp
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from . import openssl, probes
@@ -276,12 +277,15 @@ def pending_output_bytes(transport: object) -> int | None:
     """Bytes written to *transport* that the kernel has not taken yet, or None if unknown.
 
     Through a TLS layer (``TLSMemoryBIOProtocol``: its small-write batch,
-    and what it holds back until the handshake is done) down to the TCP
-    connection (Twisted's buffer, and a turn's writes that pingchat holds,
-    see :class:`HeldBytes`). Plain text above TLS and records below it are
+    and what it holds back until the handshake is done), other protocol
+    wrappers, and a WebSocket connection that names the transport it frames
+    onto (``wire_transport``, the web door's), down to the TCP connection
+    (Twisted's buffer, and a turn's writes that pingchat holds, see
+    :class:`HeldBytes`). Plain text above TLS and records below it are
     added up as they are: a record is the text and ~22 bytes. None for
     transports of another kind, or when the assumptions it reads do not
-    hold.
+    hold. (``pingchat.output.unsent_bytes`` measures the same, for now
+    with its own reads of these names.)
     """
     total = 0
     for _ in range(4):  # TLS over TCP, or TLS over TLS over ...
@@ -294,8 +298,12 @@ def pending_output_bytes(transport: object) -> int | None:
             if not FENCE.enabled(TCP_PENDING):
                 return None
             return total + _fd_unsent(transport)
+        elif isinstance(transport, ProtocolWrapper):
+            transport = transport.transport
         else:
-            return None
+            transport = getattr(transport, "wire_transport", None)
+            if transport is None:
+                return None
     return None
 
 
@@ -305,8 +313,11 @@ def _fd_unsent(fd: Any) -> int:
 
 
 def _tls_unsent(layer: Any) -> int:
-    total = sum(map(len, getattr(layer, "_appSendBuffer", None) or ()))
-    aggregator: Any = getattr(layer, "_aggregator", None)
+    # vars(), not getattr(): a ProtocolWrapper hands on what it lacks to the
+    # protocol it wraps.
+    state = vars(layer)
+    total = sum(map(len, state.get("_appSendBuffer") or ()))
+    aggregator: Any = state.get("_aggregator")
     if hasattr(aggregator, "held_bytes"):
         total += aggregator.held_bytes()
     elif type(aggregator).__name__ == "_AggregateSmallWrites":  # Twisted's
