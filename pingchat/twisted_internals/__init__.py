@@ -2,11 +2,13 @@
 
 pingchat's speed rests on a few shortcuts through names that Twisted,
 pyOpenSSL and cryptography do not promise to keep (docs/performance.md has
-what each one is worth). This package is the only code that touches them:
-here are the functions and classes ``runtime.py``, ``tls.py`` and the
-manhole's ``stats()`` call (and that ``output.py`` may call:
-:func:`pending_output_bytes`), ``probes.py`` checks the assumptions, and
-``openssl.py`` calls OpenSSL through cffi; ``fence.py`` is the machinery.
+what each one is worth). This package is where pingchat touches them
+(``output.unsent_bytes`` and ``web/_twisted_ws.py`` still do it
+themselves, see docs/architecture.md): here are the functions and classes
+``runtime.py``, ``tls.py`` and the manhole's ``stats()`` call (and that
+``output.py`` may call: :func:`pending_output_bytes`), ``probes.py``
+checks the assumptions, and ``openssl.py`` calls OpenSSL through cffi;
+``fence.py`` is the machinery.
 Each shortcut (a :class:`Shortcut`) rests on named assumptions (an
 :class:`Assumption`), and each assumption has a probe that checks it against
 the installed libraries: the attribute is there, the method takes those
@@ -68,15 +70,15 @@ What pingchat relies on (the names the probes check), by assumption:
 Not fenced but gone: the SSH manhole called Conch's ``Manhole._needsNewline``
 and ``SSHUserAuthServer._ebPassword``; it now does the same with public names.
 
-To add one (the web door's WebSocket subprotocol will need
-``request.channel._protocolUpgradeForWebsockets`` and
-``twisted.web._websocket_impl._WebSocketWireProtocol``): write a probe that
-raises :class:`Broken` unless a tiny example behaves as the door expects,
-declare the :class:`Assumption` and the :class:`Shortcut` that rests on it
-(with what falling back costs), add it to :data:`SHORTCUTS`, give the door a
-function here that does the private access, and let the door ask
-:func:`enabled` once (when its factory is built) and take Twisted's public
-path when it says no. Add its test to ``tests/test_twisted_internals.py``.
+To add one (the web door's ``HTTPChannel._protocolUpgradeForWebsockets``,
+now checked in ``pingchat/web/_twisted_ws.py``, is the next): write a probe
+that raises :class:`Broken` unless a tiny example behaves as the door
+expects, declare the :class:`Assumption` and the :class:`Shortcut` that
+rests on it (with what falling back costs), add it to :data:`SHORTCUTS`,
+give the door a function here that does the private access, and let the
+door ask :func:`enabled` once (when its factory is built) and take
+Twisted's public path when it says no. Add its test to
+``tests/test_twisted_internals.py``.
 """
 
 from __future__ import annotations
