@@ -11,9 +11,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
-from pingchat.output import unsent_bytes
 from pingchat.runtime import turn_flusher
 from pingchat.tls import CompactTLSFactory, TurnWrites
+from pingchat.twisted_internals import pending_output_bytes as unsent_bytes
 
 
 def socket_transport(

@@ -286,8 +286,8 @@ def pending_output_bytes(transport: object) -> int | None:
     :class:`HeldBytes`). Plain text above TLS and records below it are
     added up as they are: a record is the text and ~22 bytes. None for
     transports of another kind, or when the assumptions it reads do not
-    hold. (``pingchat.output.unsent_bytes`` measures the same, for now
-    with its own reads of these names.)
+    hold. :class:`pingchat.output.BoundedOutput` measures a slow reader's
+    backlog with it.
     """
     total = 0
     for _ in range(4):  # TLS over TCP, or TLS over TLS over ...

@@ -19,8 +19,8 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.web.websocket import WebSocketClientEndpoint
 
-from pingchat.output import unsent_bytes
 from pingchat.tls import ensure_certificate, server_endpoint, server_options
+from pingchat.twisted_internals import pending_output_bytes as unsent_bytes
 from pingchat.web.door import make_site
 from pingchat.web.policy import OriginPolicy
 from tests.live import PASSWORD, LiveServer
