@@ -303,8 +303,7 @@ class IRCProtocol(
         self.closed = True
         self._remember()
         self._end_session(reason)
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self.lose_connection()
 
     def _registration_timed_out(self) -> None:
         self._timer = None

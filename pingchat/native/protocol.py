@@ -591,8 +591,7 @@ class NativeProtocol(BoundedOutput, Protocol):
     def disconnect(self, reason: str) -> None:
         self.send(wire.event("disconnect", reason=reason))
         self._end_session()
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self.lose_connection()
 
 
 def _succeed(value: dict[str, Any]) -> Deferred[dict[str, Any]]:

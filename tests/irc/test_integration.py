@@ -146,13 +146,21 @@ class LoopbackTests(LoopbackTestCase):
         direct = yield alice.wait_for(lambda m: m.command == "TAGMSG" and m.params == ("alice",))
         self.assertEqual(direct.tags["+typing"], "done")
 
+    def test_quit_closes_the_socket(self) -> defer.Deferred[None]:
+        return self._quit_closes_the_socket(tls=False)
+
+    def test_quit_closes_the_socket_over_tls(self) -> defer.Deferred[None]:
+        # The connection is its own output producer; Twisted's TLS transport
+        # holds its shutdown back while a producer is registered.
+        return self._quit_closes_the_socket(tls=True)
+
     @defer.inlineCallbacks
-    def test_quit_closes_the_socket(self) -> Any:
-        port = yield self.listen("tcp:0:interface=127.0.0.1")
-        alice = yield self.connect(port, tls=False)
+    def _quit_closes_the_socket(self, tls: bool) -> Any:
+        port = yield self.listen(("ssl:" if tls else "tcp:") + "0:interface=127.0.0.1")
+        alice = yield self.connect(port, tls=tls)
         yield self.login(alice, "alice")
         alice.send("QUIT :bye")
         error = yield alice.wait_for(lambda m: m.command == "ERROR")
         self.assertIn("bye", error.params[0])
-        yield alice.lost
+        yield alice.lost.addTimeout(10, reactor)
         self.assertFalse(self.server.chat.is_online("alice"))

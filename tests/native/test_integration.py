@@ -31,6 +31,21 @@ class LiveTests(LiveServer):
         d.addCallback(self.assertEqual, [f"n{i}" for i in range(20)])
         return d
 
+    def test_a_disconnected_session_has_its_tls_connection_closed(self) -> Any:
+        # The connection is its own output producer, and Twisted's TLS
+        # transport holds its shutdown back while a producer is registered:
+        # the server must close the socket itself, not wait for the client.
+        def scenario() -> bytes:
+            alice = self.account(self.connect(), "alice")
+            try:
+                self.on_reactor(self.server.chat.disconnect_user, "alice", "maintenance")
+                assert alice.event("disconnect")["reason"] == "maintenance"
+                return alice.sock.recv(1)  # b"" once the server has closed
+            finally:
+                alice.close()
+
+        return deferToThread(scenario).addCallback(self.assertEqual, b"")
+
     def test_bcrypt_and_sqlite_stay_off_the_reactor_thread(self) -> Any:
         import threading
 
