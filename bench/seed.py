@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pingchat.chat.model import fold
+from pingchat.model import fold
 from pingchat.store import migrations
 from pingchat.store.database import connect
 

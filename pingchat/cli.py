@@ -30,9 +30,9 @@ from pingchat.chat.accounts import (
     new_recovery_code,
     recovery_code_hash,
 )
-from pingchat.chat.model import check_account_name, iso_ms
 from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml
 from pingchat.errors import ChatError, InvalidName
+from pingchat.model import check_account_name, iso_ms
 from pingchat.store import accounts as account_txns
 from pingchat.store import invite_codes as invite_txns
 from pingchat.store.audit import _add_audit

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-from pingchat.chat.model import Message
+from pingchat.model import Message
 
 
 class IChatMind(Interface):

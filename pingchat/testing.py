@@ -22,9 +22,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from pingchat.chat.model import Message
 from pingchat.config import Settings
 from pingchat.interfaces import IChatMind
+from pingchat.model import Message
 
 START_TIME = 1_790_000_000.0  # 2026-09-21, a fixed "now" for the clock
 

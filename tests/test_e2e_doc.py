@@ -17,16 +17,16 @@ from twisted.internet.defer import succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from pingchat.chat.accounts import check_public_key, key_fingerprint
-from pingchat.chat.model import (
+from pingchat.client.configdir import ConfigDir
+from pingchat.client.e2e import Identity, PeerKeys
+from pingchat.client.keyring import OTHER_DEVICES, KeyRing
+from pingchat.model import (
     Message,
     check_device_id,
     check_device_label,
     check_envelopes,
     parse_iso_ms,
 )
-from pingchat.client.configdir import ConfigDir
-from pingchat.client.e2e import Identity, PeerKeys
-from pingchat.client.keyring import OTHER_DEVICES, KeyRing
 
 DOC = Path(__file__).parents[1] / "docs" / "e2e.md"
 TEXT = "the door code is 4711"

@@ -60,8 +60,8 @@ from pingchat.auth.checkers import (
     PasswordChecker,
     PasswordCredentials,
 )
-from pingchat.chat.model import Account, fold
 from pingchat.errors import ChatError
+from pingchat.model import Account, fold
 from pingchat.tls import write_secret
 
 if TYPE_CHECKING:

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from pingchat.chat.model import (
+from pingchat.errors import BadRequest, Forbidden, NoSuchUser
+from pingchat.model import (
+    TOPIC_MAX,
     Account,
+    PresenceState,
+    Room,
     check_account_name,
     check_room_name,
     check_text,
@@ -29,8 +33,6 @@ from pingchat.chat.model import (
     fold,
     iso_ms,
 )
-from pingchat.chat.service import TOPIC_MAX, PresenceState, Room
-from pingchat.errors import BadRequest, Forbidden, NoSuchUser
 from pingchat.twisted_internals import pending_output_bytes
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from zope.interface import Attribute, implementer
 
 from pingchat.auth.passwords import PasswordHasher
 from pingchat.auth.tokens import DEFAULT_TTL_MS, device_hash, token_hash
-from pingchat.chat.model import Account
+from pingchat.model import Account
 from pingchat.store import SQLiteStore
 
 

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pingchat.auth.audit import Auditor
 from pingchat.auth.sealing import Sealer
-from pingchat.chat.model import Account
+from pingchat.model import Account
 from pingchat.store import SQLiteStore
 
 STEP = 30

@@ -25,13 +25,6 @@ from pingchat.auth.tokens import (
     new_token,
     token_hash,
 )
-from pingchat.chat.model import (
-    LEGACY_DEVICE,
-    MAX_DEVICES,
-    Account,
-    check_account_name,
-    iso_ms,
-)
 from pingchat.chat.service import ChatService, Session
 from pingchat.errors import (
     AuthFailed,
@@ -40,6 +33,13 @@ from pingchat.errors import (
     InviteInvalid,
     RateLimited,
     RegistrationClosed,
+)
+from pingchat.model import (
+    LEGACY_DEVICE,
+    MAX_DEVICES,
+    Account,
+    check_account_name,
+    iso_ms,
 )
 from pingchat.store import SQLiteStore
 from pingchat.store.invite_codes import INVALID_MESSAGE

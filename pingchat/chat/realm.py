@@ -10,9 +10,9 @@ from twisted.internet.defer import Deferred
 from zope.interface import Interface, implementer
 
 from pingchat.auth.checkers import LoginDisabled, LoginFailed
-from pingchat.chat.model import Account
 from pingchat.chat.service import ChatService
 from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.model import Account
 
 
 @implementer(IRealm)

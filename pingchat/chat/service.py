@@ -8,7 +8,6 @@ and acknowledged only after the store has committed it.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,18 +19,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pingchat.chat.model import (
-    Account,
-    Message,
-    Presence,
-    RoomInfo,
-    check_account_name,
-    check_int64,
-    check_room_name,
-    check_text,
-    clean_text,
-    fold,
-)
 from pingchat.errors import (
     BadRequest,
     Forbidden,
@@ -41,96 +28,30 @@ from pingchat.errors import (
 )
 from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.loglines import TurnLines
+from pingchat.model import (
+    HISTORY_MAX,
+    ROOM_FLAGS,
+    ROOM_LIMIT_MAX,
+    TOPIC_MAX,
+    Account,
+    Member,
+    Message,
+    Presence,
+    PresenceState,
+    Room,
+    RoomInfo,
+    RoomSnapshot,
+    check_account_name,
+    check_int64,
+    check_room_name,
+    check_text,
+    clean_text,
+    fold,
+    hostmask,
+)
 from pingchat.store import SQLiteStore
-from pingchat.store.rooms import RoomSnapshot
 
 log = Logger()
-
-HISTORY_MAX = 200
-TOPIC_MAX = 390
-ROOM_FLAGS = frozenset("imnst")  # modes without arguments (+s: secret, not in lists)
-ROOM_LIMIT_MAX = 2**31 - 1  # +l: a 32-bit integer, as IRC servers take it
-
-
-@attrs.define
-class Member:
-    """An account's (or guest's) place in a room."""
-
-    name: str
-    op: bool = False
-    voice: bool = False
-    guest: bool = False
-
-    @property
-    def prefix(self) -> str:
-        return "@" if self.op else "+" if self.voice else ""
-
-
-@attrs.define(eq=False)
-class Room:
-    """A room's live state: persisted fields plus its member list."""
-
-    id: int
-    name: str
-    topic: str = ""
-    topic_by: str | None = None
-    topic_at: int | None = None
-    created_at: int = 0
-    flags: set[str] = attrs.Factory(lambda: {"n", "t"})
-    key: str | None = None
-    limit: int | None = None
-    members: dict[str, Member] = attrs.Factory(dict)
-    bans: list[str] = attrs.Factory(list)
-    invites: set[str] = attrs.Factory(set)
-
-    @classmethod
-    def from_info(cls, info: RoomInfo) -> Room:
-        return cls(
-            id=info.id,
-            name=info.name,
-            topic=info.topic,
-            topic_by=info.topic_by,
-            topic_at=info.topic_at,
-            created_at=info.created_at,
-            flags=set(info.modes) & ROOM_FLAGS,
-            key=info.key,
-            limit=info.limit,
-        )
-
-    def mode_string(self, show_key: bool = True) -> tuple[str, list[str]]:
-        """``('+ntk', ['secret'])``: the room's modes as IRC shows them."""
-        letters = "".join(sorted(self.flags))
-        args: list[str] = []
-        if self.key is not None:
-            letters += "k"
-            args.append(self.key if show_key else "*")
-        if self.limit is not None:
-            letters += "l"
-            args.append(str(self.limit))
-        return "+" + letters, args
-
-    def member(self, name: str) -> Member | None:
-        return self.members.get(fold(name))
-
-    def is_op(self, name: str) -> bool:
-        m = self.members.get(fold(name))
-        return m is not None and m.op
-
-    def is_banned(self, name: str, hostmask: str) -> bool:
-        for mask in self.bans:
-            pattern = fold(mask)
-            if fnmatch.fnmatchcase(fold(hostmask), pattern) or pattern == fold(name):
-                return True
-        return False
-
-
-def hostmask(name: str, guest: bool = False, user: str | None = None) -> str:
-    """The IRC ``nick!user@host`` shown for a user; hosts are cloaked.
-
-    The user part is the name, except for a guest whose door gave one (IRC's
-    ``USER``): accounts keep one stable mask across doors.
-    """
-    return f"{name}!{user or name}@{'guest' if guest else 'user/' + name}"
 
 
 @implementer(IChatAvatar)
@@ -172,13 +93,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name} via {getattr(self.mind, 'door', '?')}>"
-
-
-@attrs.define
-class PresenceState:
-    presence: Presence = Presence.OFFLINE
-    away: str | None = None
-    last_seen: int | None = None
 
 
 class ChatService(Service):

@@ -12,13 +12,13 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock
 
-from pingchat.chat.model import fold
 from pingchat.client import commands
 from pingchat.client.commands import Command, CommandError
 from pingchat.client.connection import ClientProtocol
 from pingchat.client.screen import Screen
 from pingchat.client.session import Account
 from pingchat.client.view import ChatWindow, Line, local_time, members_text, message_line, who
+from pingchat.model import fold
 
 
 class Rooms(Protocol):

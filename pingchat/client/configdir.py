@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from pingchat.chat.model import fold
+from pingchat.model import fold
 
 DEFAULT_PORT = 7464
 

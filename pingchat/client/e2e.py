@@ -29,8 +29,8 @@ from typing import Any
 from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
 
-from pingchat.chat.model import fold
 from pingchat.client.configdir import ConfigDir, write_private
+from pingchat.model import fold
 
 LEGACY_DEVICE = "default"  # an account's one key from before device ids
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")

@@ -16,12 +16,12 @@ from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 
-from pingchat.chat.model import fold
 from pingchat.client.connection import ClientProtocol, NotConnected, RequestFailed
 from pingchat.client.keyring import OTHER_DEVICES, Opened
 from pingchat.client.screen import Screen
 from pingchat.client.session import Account
 from pingchat.client.view import ChatWindow, Line, members_text, message_line
+from pingchat.model import fold
 
 log = Logger()
 

@@ -20,7 +20,6 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import fold
 from pingchat.client.e2e import (
     LEGACY_DEVICE,
     DecryptionFailed,
@@ -29,6 +28,7 @@ from pingchat.client.e2e import (
     PeerKeys,
     key_fingerprint,
 )
+from pingchat.model import fold
 
 Request = Callable[..., Deferred[dict[str, Any]]]
 Notify = Callable[[str, str, str], None]

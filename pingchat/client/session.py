@@ -15,12 +15,12 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from pingchat.chat.model import fold
 from pingchat.client.commands import Command
 from pingchat.client.configdir import SessionStore
 from pingchat.client.connection import ClientProtocol, NotConnected, RequestFailed
 from pingchat.client.screen import Screen
 from pingchat.client.view import Line, qr_lines
+from pingchat.model import fold
 
 LoggedIn = Callable[[ClientProtocol, dict[str, Any], bool], None]
 """``logged_in(proto, reply, again)``: *again* when a resumed session is the

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from pingchat.chat.model import fold
+from pingchat.model import fold
 
 MAX_LINES = 2000
 

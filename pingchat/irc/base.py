@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pingchat.chat.model import Message
-    from pingchat.chat.service import ChatService, Room, Session
+    from pingchat.chat.service import ChatService, Session
     from pingchat.irc import wire
     from pingchat.irc.chathistory import ChatHistory
     from pingchat.irc.nickserv import NickServ
+    from pingchat.model import Message, Room
 
 
 class NeedMoreParams(Exception):

@@ -15,10 +15,9 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from pingchat.chat.model import ACCOUNT_NAME_RE, Message, fold, iso_ms, parse_iso_ms
-from pingchat.chat.service import HISTORY_MAX
 from pingchat.errors import ChatError
 from pingchat.irc import wire
+from pingchat.model import ACCOUNT_NAME_RE, HISTORY_MAX, Message, fold, iso_ms, parse_iso_ms
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import IRCProtocol, Reply

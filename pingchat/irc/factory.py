@@ -14,9 +14,9 @@ from twisted.internet.protocol import Factory
 from pingchat import __version__
 from pingchat.auth.throttle import TokenBucket
 from pingchat.chat.accounts import AccountManager
-from pingchat.chat.model import ROOM_NAME_MAX, Message, iso_ms
-from pingchat.chat.service import HISTORY_MAX, ROOM_FLAGS, TOPIC_MAX, ChatService
+from pingchat.chat.service import ChatService
 from pingchat.irc import wire
+from pingchat.model import HISTORY_MAX, ROOM_FLAGS, ROOM_NAME_MAX, TOPIC_MAX, Message, iso_ms
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress

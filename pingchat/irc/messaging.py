@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from pingchat.chat.model import ACCOUNT_NAME_RE, Message, clean_text, fold
 from pingchat.errors import (
     BadRequest,
     ChatError,
@@ -26,6 +25,7 @@ from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
 from pingchat.irc.factory import MAX_TARGETS
 from pingchat.irc.nickserv import NICKSERV
+from pingchat.model import ACCOUNT_NAME_RE, Message, clean_text, fold
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply

@@ -13,10 +13,10 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from pingchat.chat.model import ACCOUNT_NAME_RE, fold, iso_ms
 from pingchat.chat.service import Session
 from pingchat.errors import ChatError, InvalidName, NoSuchUser
 from pingchat.irc import wire
+from pingchat.model import ACCOUNT_NAME_RE, fold, iso_ms
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import IRCProtocol, Reply

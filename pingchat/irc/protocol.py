@@ -34,8 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pingchat.chat.model import Message, clean_text, fold, iso_ms
-from pingchat.chat.service import ChatService, Session, hostmask
+from pingchat.chat.service import ChatService, Session
 from pingchat.errors import ChatError
 from pingchat.interfaces import IChatMind
 from pingchat.irc import caps as capabilities
@@ -50,6 +49,7 @@ from pingchat.irc.nickserv import NICKSERV_MASK, NickServ
 from pingchat.irc.queries import QueriesMixin
 from pingchat.irc.registration import RegistrationMixin
 from pingchat.irc.rooms import RoomsMixin
+from pingchat.model import Message, clean_text, fold, hostmask, iso_ms
 from pingchat.output import BoundedOutput
 
 if TYPE_CHECKING:

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from pingchat.chat.model import clean_text, fold, iso_ms
-from pingchat.chat.service import Room
 from pingchat.errors import InvalidName, NoSuchUser
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
 from pingchat.irc.nickserv import NICKSERV
+from pingchat.model import Room, clean_text, fold, iso_ms
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply

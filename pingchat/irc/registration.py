@@ -17,7 +17,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
-from pingchat.chat.model import ACCOUNT_NAME_RE, fold
 from pingchat.chat.service import Session
 from pingchat.errors import ChatError, Forbidden, NoSuchUser
 from pingchat.interfaces import IChatAvatar, IChatMind
@@ -26,6 +25,7 @@ from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
 from pingchat.irc.nickserv import NICKSERV, how_to_register
+from pingchat.model import ACCOUNT_NAME_RE, fold
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from pingchat.chat.model import check_room_name, fold
-from pingchat.chat.service import Room, Session
+from pingchat.chat.service import Session
 from pingchat.errors import BadRequest, ChatError, Forbidden, InvalidName, NoSuchUser
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase, NeedMoreParams
 from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
+from pingchat.model import Room, check_room_name, fold
 
 if TYPE_CHECKING:
     from pingchat.irc.protocol import Reply

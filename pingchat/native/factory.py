@@ -11,8 +11,8 @@ from twisted.logger import Logger
 
 from pingchat.auth.throttle import TokenBucket
 from pingchat.chat.accounts import AccountManager
-from pingchat.chat.model import Message
 from pingchat.chat.service import ChatService
+from pingchat.model import Message
 from pingchat.native import wire
 
 if TYPE_CHECKING:

@@ -19,8 +19,13 @@ from zope.interface import implementer
 
 from pingchat import PROTOCOL_VERSION, __version__
 from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
-from pingchat.chat.model import (
+from pingchat.chat.service import Session
+from pingchat.errors import BadRequest, ChatError, NotAuthenticated, RateLimited
+from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.model import (
+    ROOM_FLAGS,
     Message,
+    Room,
     check_account_name,
     check_ciphertext,
     check_device_id,
@@ -29,9 +34,6 @@ from pingchat.chat.model import (
     check_room_name,
     iso_ms,
 )
-from pingchat.chat.service import ROOM_FLAGS, Room, Session
-from pingchat.errors import BadRequest, ChatError, NotAuthenticated, RateLimited
-from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.native import wire
 from pingchat.output import BoundedOutput
 

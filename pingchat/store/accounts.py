@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import Account, fold
 from pingchat.errors import NoSuchUser, UserExists
+from pingchat.model import Account, fold
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import Account
 from pingchat.errors import InviteInvalid
+from pingchat.model import Account
 from pingchat.store.accounts import _create_account
 
 if TYPE_CHECKING:

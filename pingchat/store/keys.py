@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import LEGACY_DEVICE
 from pingchat.errors import NoSuchDevice, TooManyDevices
+from pingchat.model import LEGACY_DEVICE
 from pingchat.store.accounts import require_account
 
 if TYPE_CHECKING:

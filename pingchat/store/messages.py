@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import Message, fold
 from pingchat.errors import Forbidden, NoSuchUser
+from pingchat.model import Message, fold
 from pingchat.store.accounts import require_account
 from pingchat.store.contacts import _take_pending_events, is_contact
 

@@ -5,23 +5,12 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-import attrs
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.model import Membership, RoomInfo, fold
+from pingchat.model import Membership, RoomInfo, RoomSnapshot, fold
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
-
-
-@attrs.frozen
-class RoomSnapshot:
-    """A room with its members and bans, as loaded at start-up."""
-
-    info: RoomInfo
-    members: list[Membership]
-    bans: list[str]
-    invites: list[str]
 
 
 def _row_to_room(row: sqlite3.Row) -> RoomInfo:

@@ -15,9 +15,9 @@ from pingchat.admin.namespace import (
     Table,
 )
 from pingchat.auth.checkers import LoginDisabled, LoginFailed, PasswordCredentials
-from pingchat.chat.model import Account
 from pingchat.errors import BadRequest, Forbidden, InvalidName, NoSuchRoom, NoSuchUser
 from pingchat.interfaces import IChatAvatar
+from pingchat.model import Account
 from pingchat.testing import RecordingMind
 from tests.helpers import PASSWORD, ServerTestCase
 

@@ -14,7 +14,6 @@ from twisted.trial.unittest import TestCase
 
 from pingchat.chat.accounts import check_public_key
 from pingchat.chat.accounts import key_fingerprint as server_key_fingerprint
-from pingchat.chat.model import check_ciphertext, check_device_id
 from pingchat.client.configdir import ConfigDir
 from pingchat.client.e2e import (
     DecryptionFailed,
@@ -24,6 +23,7 @@ from pingchat.client.e2e import (
     key_fingerprint,
     load_or_create_device_id,
 )
+from pingchat.model import check_ciphertext, check_device_id
 
 
 def tempdir(case: TestCase) -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pingchat.chat.model import Message, iso_ms
 from pingchat.irc import wire
+from pingchat.model import Message, iso_ms
 from pingchat.testing import NativeTestClient
 from tests.irc.helpers import PASSWORD, IRCTestCase
 

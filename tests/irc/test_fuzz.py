@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from pingchat.chat.model import clean_text
 from pingchat.irc import wire
+from pingchat.model import clean_text
 from tests.irc.helpers import IRCTestCase, IRCTestClient
 
 COMMANDS = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pingchat.chat.model import iso_ms
+from pingchat.model import iso_ms
 from tests.irc.helpers import IRCTestCase
 
 ALL = ("server-time", "message-tags", "echo-message", "account-tag", "batch",

@@ -57,8 +57,7 @@ class WelcomeTests(IRCTestCase):
         self.assertTrue(all(len(m.params) <= 15 for m in lines if m.command == "005"))
 
     def test_isupport_numeric_is_truthful_about_the_core(self) -> None:
-        from pingchat.chat.model import ROOM_NAME_MAX
-        from pingchat.chat.service import HISTORY_MAX, TOPIC_MAX
+        from pingchat.model import HISTORY_MAX, ROOM_NAME_MAX, TOPIC_MAX
 
         tokens = dict(t.partition("=")[::2] for t in self.factory.isupport())
         self.assertEqual(int(tokens["CHANNELLEN"]), ROOM_NAME_MAX)

@@ -129,7 +129,7 @@ class KeyOpsTests(ServerTestCase):
 
 
 def iso(ms: int) -> str:
-    from pingchat.chat.model import iso_ms
+    from pingchat.model import iso_ms
 
     return iso_ms(ms)
 

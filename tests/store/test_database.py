@@ -112,7 +112,7 @@ class MessageRowTests(SynchronousTestCase):
         # either side must fail here, not swap two fields in history.
         import attrs
 
-        from pingchat.chat.model import Message
+        from pingchat.model import Message
         from pingchat.store.messages import _SELECT
 
         db = Database(temp_dir(self) / "db.sqlite3", threaded=False)

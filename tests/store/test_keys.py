@@ -11,8 +11,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pingchat.chat.model import MAX_DEVICES
 from pingchat.errors import NoSuchDevice, NoSuchUser, TooManyDevices
+from pingchat.model import MAX_DEVICES
 from pingchat.store import Database, SQLiteStore, migrations
 from pingchat.store.keys import DeviceKey
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pingchat.chat.model import check_room_name, clean_text, fold, iso_ms, parse_iso_ms
 from pingchat.errors import InvalidName
+from pingchat.model import check_room_name, clean_text, fold, iso_ms, parse_iso_ms
 
 
 class TimestampTests(SynchronousTestCase):

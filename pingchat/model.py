@@ -1,13 +1,16 @@
-"""Pure values and rules of the chat world: names, messages, timestamps.
+"""The chat world's values and rules: names, messages, rooms, timestamps.
 
-Nothing here does I/O or reads the clock; time is passed in as milliseconds
-since the epoch.
+The bottom of pingchat: the store, the interfaces, the chat service and every
+door import their values from here (one definition each), and this module
+imports nothing of pingchat but its errors. Nothing here does I/O or reads
+the clock; time is passed in as milliseconds since the epoch.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import re
 import time
 import unicodedata
@@ -26,6 +29,10 @@ MAX_TEXT_BYTES = 4096
 FORBIDDEN_ROOM_CHARS = frozenset(" ,\x07\r\n\x00:")
 # The widest integer the store holds (SQLite INTEGER, PostgreSQL BIGINT).
 INT64 = range(-(2**63), 2**63)
+TOPIC_MAX = 390
+ROOM_FLAGS = frozenset("imnst")  # modes without arguments (+s: secret, not in lists)
+ROOM_LIMIT_MAX = 2**31 - 1  # +l: a 32-bit integer, as IRC servers take it
+HISTORY_MAX = 200  # messages in one page of history
 
 
 def fold(name: str) -> str:
@@ -240,6 +247,15 @@ class Presence(Enum):
     OFFLINE = "offline"
 
 
+@attrs.define
+class PresenceState:
+    """An account's (or guest's) presence as the service keeps it, online or not."""
+
+    presence: Presence = Presence.OFFLINE
+    away: str | None = None
+    last_seen: int | None = None
+
+
 class Role(Enum):
     USER = "user"
     ADMIN = "admin"
@@ -341,3 +357,97 @@ class Membership:
     account: str
     op: bool = False
     voice: bool = False
+
+
+@attrs.frozen
+class RoomSnapshot:
+    """A room with its members and bans, as loaded at start-up."""
+
+    info: RoomInfo
+    members: list[Membership]
+    bans: list[str]
+    invites: list[str]
+
+
+@attrs.define
+class Member:
+    """An account's (or guest's) place in a room."""
+
+    name: str
+    op: bool = False
+    voice: bool = False
+    guest: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return "@" if self.op else "+" if self.voice else ""
+
+
+@attrs.define(eq=False)
+class Room:
+    """A room's live state: its stored fields, members (by folded name), bans, invites.
+
+    The chat service owns it and changes it; doors only read it.
+    """
+
+    id: int
+    name: str
+    topic: str = ""
+    topic_by: str | None = None
+    topic_at: int | None = None
+    created_at: int = 0
+    flags: set[str] = attrs.Factory(lambda: {"n", "t"})
+    key: str | None = None
+    limit: int | None = None
+    members: dict[str, Member] = attrs.Factory(dict)
+    bans: list[str] = attrs.Factory(list)
+    invites: set[str] = attrs.Factory(set)
+
+    @classmethod
+    def from_info(cls, info: RoomInfo) -> Room:
+        return cls(
+            id=info.id,
+            name=info.name,
+            topic=info.topic,
+            topic_by=info.topic_by,
+            topic_at=info.topic_at,
+            created_at=info.created_at,
+            flags=set(info.modes) & ROOM_FLAGS,
+            key=info.key,
+            limit=info.limit,
+        )
+
+    def mode_string(self, show_key: bool = True) -> tuple[str, list[str]]:
+        """``('+ntk', ['secret'])``: the room's modes as IRC shows them."""
+        letters = "".join(sorted(self.flags))
+        args: list[str] = []
+        if self.key is not None:
+            letters += "k"
+            args.append(self.key if show_key else "*")
+        if self.limit is not None:
+            letters += "l"
+            args.append(str(self.limit))
+        return "+" + letters, args
+
+    def member(self, name: str) -> Member | None:
+        return self.members.get(fold(name))
+
+    def is_op(self, name: str) -> bool:
+        m = self.members.get(fold(name))
+        return m is not None and m.op
+
+    def is_banned(self, name: str, hostmask: str) -> bool:
+        for mask in self.bans:
+            pattern = fold(mask)
+            if fnmatch.fnmatchcase(fold(hostmask), pattern) or pattern == fold(name):
+                return True
+        return False
+
+
+def hostmask(name: str, guest: bool = False, user: str | None = None) -> str:
+    """The IRC ``nick!user@host`` shown for a user; hosts are cloaked.
+
+    The user part is the name, except for a guest whose door gave one (IRC's
+    ``USER``): accounts keep one stable mask across doors.
+    """
+    return f"{name}!{user or name}@{'guest' if guest else 'user/' + name}"
