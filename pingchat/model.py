@@ -387,7 +387,8 @@ class Member:
 class Room:
     """A room's live state: its stored fields, members (by folded name), bans, invites.
 
-    The chat service owns it and changes it; doors only read it.
+    The chat service owns it and changes it; doors only read it, as the
+    service hands it out (``ChatService.room_named``, ``rooms_of``).
     """
 
     id: int

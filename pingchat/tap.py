@@ -399,7 +399,7 @@ def build(
     )
     ttl_ms = int(settings.token_ttl_days * 24 * 3600 * 1000)
     portal = Portal(
-        ChatRealm(chat),
+        ChatRealm(chat, store),
         [
             PasswordChecker(
                 store, hasher, reactor, throttle, OTPVerifier(store, reactor, audit, sealer), audit

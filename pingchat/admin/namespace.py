@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from pingchat.chat.service import ChatService
 from pingchat.errors import BadRequest, Forbidden, NoSuchUser
 from pingchat.model import (
     TOPIC_MAX,
     Account,
-    PresenceState,
     Room,
     check_account_name,
     check_room_name,
@@ -175,7 +175,7 @@ class AdminTools:
         self.address = address
 
     @property
-    def chat(self) -> Any:
+    def chat(self) -> ChatService:
         return self.server.chat
 
     @property
@@ -212,31 +212,28 @@ class AdminTools:
     def who(self) -> Table:
         """Everyone connected: presence, doors, number of sessions, addresses."""
         rows = []
-        for folded, sessions in self.chat.sessions.items():
-            if not sessions:
-                continue
-            state = self.chat.presence.get(folded, PresenceState())
+        for user in self.chat.who():
+            sessions = self.chat.sessions_of(user["user"])
             rows.append({
-                "user": sessions[0].name,
-                "presence": state.presence.value,
+                "user": user["user"],
+                "presence": user["presence"],
                 "doors": sorted({_door(s) for s in sessions}),
                 "sessions": len(sessions),
                 "addresses": sorted({s.address or "?" for s in sessions}),
-                "guest": sessions[0].guest,
-                "away": state.away,
+                "guest": user["guest"],
+                "away": user["away"],
             })
-        rows.sort(key=lambda r: fold(r["user"]))
         return Table(("user", "presence", "doors", "sessions", "addresses", "guest", "away"), rows)
 
     def rooms(self) -> Table:
         """Every room (secret ones too): members online/total, modes, topic."""
-        rows = []
-        for room in self.chat.rooms.values():
+        rows: list[dict[str, Any]] = []
+        for room in self.chat.all_rooms():
             modes, args = room.mode_string(show_key=False)
             rows.append({
                 "room": room.name,
                 "members": len(room.members),
-                "online": sum(1 for f in room.members if f in self.chat.sessions),
+                "online": sum(1 for m in room.members.values() if self.chat.is_online(m.name)),
                 "modes": " ".join([modes, *args]),
                 "bans": len(room.bans),
                 "topic": room.topic[:60],
@@ -298,7 +295,7 @@ class AdminTools:
         chat = self.chat
         doors = self._connections()
         by_door: dict[str, int] = collections.Counter(
-            _door(s) for sessions in chat.sessions.values() for s in sessions
+            _door(s) for s in chat.all_sessions()
         )
         paused, pending, buffered = 0, 0, 0
         for connections in self._door_connections().values():
@@ -310,8 +307,8 @@ class AdminTools:
         report = Report()
         report["connections"] = doors
         report["sessions"] = dict(sorted(by_door.items()))
-        report["users_online"] = len(chat.sessions)
-        report["rooms"] = len(chat.rooms)
+        report["users_online"] = chat.online_count()
+        report["rooms"] = chat.room_count()
         report["messages_stored"] = chat.messages_stored
         report["messages_delivered"] = chat.messages_delivered
         if self.meter is not None:

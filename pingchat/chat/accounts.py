@@ -31,6 +31,7 @@ from pingchat.errors import (
     BadRequest,
     InvalidName,
     InviteInvalid,
+    NoSuchUser,
     RateLimited,
     RegistrationClosed,
 )
@@ -442,6 +443,16 @@ class AccountManager:
     def contacts(self, session: Session) -> Deferred[dict[str, list[str]]]:
         assert session.account is not None
         return self.store.contacts(session.account.id)
+
+    def account_settings(self, session: Session) -> Deferred[Account]:
+        """The session's account as stored now, with its settings (``dm_policy``)."""
+
+        def found(account: Account | None) -> Account:
+            if account is None:
+                raise NoSuchUser(f"no such user: {session.name}")
+            return account
+
+        return self.store.get_account(session.name).addCallback(found)
 
     def set_dm_policy(self, session: Session, policy: object) -> Deferred[Account]:
         if policy not in ("anyone", "contacts"):

@@ -13,14 +13,16 @@ from pingchat.auth.checkers import LoginDisabled, LoginFailed
 from pingchat.chat.service import ChatService
 from pingchat.interfaces import IChatAvatar, IChatMind
 from pingchat.model import Account
+from pingchat.store import SQLiteStore
 
 
 @implementer(IRealm)
 class ChatRealm:
     """Hands out one :class:`Session` per connection, bound to its account."""
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: ChatService, store: SQLiteStore) -> None:
         self.service = service
+        self.store = store
 
     def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
@@ -39,4 +41,4 @@ class ChatRealm:
             session = self.service.attach(account, IChatMind(mind), getattr(mind, "address", None))
             return IChatAvatar, session, lambda: self.service.detach(session)
 
-        return self.service.store.get_account(name).addCallback(attach)
+        return self.store.get_account(name).addCallback(attach)

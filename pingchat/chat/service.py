@@ -8,7 +8,7 @@ and acknowledged only after the store has committed it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -96,7 +96,13 @@ class Session:
 
 
 class ChatService(Service):
-    """Rooms, sessions, presence and routing, independent of any protocol."""
+    """Rooms, sessions, presence and routing, independent of any protocol.
+
+    Doors act through its methods (``join``, ``say``, ``dm``...) and read the
+    live world only through its questions (``room_named``, ``rooms_of``,
+    ``sessions_of``, ``presence_of``...) and the rooms and sessions these hand
+    out; the dicts behind them and the store are its own.
+    """
 
     name = "chat"
 
@@ -107,12 +113,12 @@ class ChatService(Service):
         server_name: str = "pingchat",
         rooms: Iterable[RoomSnapshot] = (),
     ) -> None:
-        self.store = store
+        self._store = store
         self.clock = clock
         self.server_name = server_name
-        self.rooms: dict[str, Room] = {}
-        self.sessions: dict[str, list[Session]] = {}
-        self.presence: dict[str, PresenceState] = {}
+        self._rooms: dict[str, Room] = {}  # by folded name
+        self._sessions: dict[str, list[Session]] = {}
+        self._presence: dict[str, PresenceState] = {}
         self._creating: dict[str, list[Deferred[Room]]] = {}  # room -> who waits for it
         # Each room's sessions and their ``message`` methods, made at its
         # first message and forgotten whenever a membership or a session
@@ -143,7 +149,7 @@ class ChatService(Service):
                 room.members[fold(m.account)] = Member(m.account, m.op, m.voice)
             room.bans = list(snap.bans)
             room.invites = {fold(n) for n in snap.invites}
-            self.rooms[fold(room.name)] = room
+            self._rooms[fold(room.name)] = room
         self._changed()
 
     def now(self) -> int:
@@ -152,7 +158,7 @@ class ChatService(Service):
     def stopService(self) -> None:
         """Close every session while the store can still record it."""
         super().stopService()
-        for sessions in list(self.sessions.values()):
+        for sessions in list(self._sessions.values()):
             for session in list(sessions):
                 session.mind.disconnect("the server is shutting down")
         self._started_lines.flush()
@@ -167,10 +173,10 @@ class ChatService(Service):
         session = Session(
             self, account, account.name if account else name, mind, address, self.now()
         )
-        sessions = self.sessions.setdefault(session.folded, [])
+        sessions = self._sessions.setdefault(session.folded, [])
         sessions.append(session)
         self._changed()
-        state = self.presence.setdefault(session.folded, PresenceState())
+        state = self._presence.setdefault(session.folded, PresenceState())
         if len(sessions) == 1:
             state.presence = Presence.AWAY if state.away else Presence.ONLINE
             self._announce_presence(session.name, state)
@@ -182,23 +188,23 @@ class ChatService(Service):
         if not session.attached:
             return
         session.attached = False
-        sessions = self.sessions.get(session.folded, [])
+        sessions = self._sessions.get(session.folded, [])
         if session in sessions:
             sessions.remove(session)
         self._changed()
         if sessions:
             return
-        self.sessions.pop(session.folded, None)
-        state = self.presence.setdefault(session.folded, PresenceState())
+        self._sessions.pop(session.folded, None)
+        state = self._presence.setdefault(session.folded, PresenceState())
         state.presence = Presence.OFFLINE
         state.away = None
         state.last_seen = self.now()
         if session.account is not None:
-            self.store.touch_last_seen(session.account.id, state.last_seen).addErrback(
+            self._store.touch_last_seen(session.account.id, state.last_seen).addErrback(
                 lambda f: log.failure("could not record last seen", f)
             )
         else:
-            for room in list(self.rooms.values()):
+            for room in list(self._rooms.values()):
                 if session.folded in room.members:
                     self._remove_member(room, session.name, None, "quit")
         self._announce_presence(session.name, state)
@@ -217,19 +223,19 @@ class ChatService(Service):
         if not session.attached:
             raise Forbidden("this session has ended")
         old, folded = session.name, fold(name)
-        if folded != session.folded and folded in self.sessions:
+        if folded != session.folded and folded in self._sessions:
             raise Forbidden(f"{name} is in use")
-        sessions = self.sessions.pop(session.folded, [])
-        state = self.presence.pop(session.folded, PresenceState())
+        sessions = self._sessions.pop(session.folded, [])
+        state = self._presence.pop(session.folded, PresenceState())
         rooms = self.rooms_of(old)
         for room in rooms:
             member = room.members.pop(session.folded)
             member.name = name
             room.members[folded] = member
         session.name, session.folded = name, folded
-        self.sessions[folded] = sessions
+        self._sessions[folded] = sessions
         self._changed()
-        self.presence[folded] = state
+        self._presence[folded] = state
         for mind in self._minds(self._audience(name)):
             renamed = getattr(mind, "renamed", None)
             if renamed is not None:
@@ -258,26 +264,47 @@ class ChatService(Service):
                     session.mind.contact_event(e["user"], e["status"])
             return messages
 
-        return self.store.take_queued(session.account.id).addCallback(deliver)
+        return self._store.take_queued(session.account.id).addCallback(deliver)
 
     def sessions_of(self, name: str) -> list[Session]:
-        return list(self.sessions.get(fold(name), ()))
+        """The live sessions of *name* (an account or a guest), oldest first."""
+        return list(self._sessions.get(fold(name), ()))
 
     def is_online(self, name: str) -> bool:
-        return fold(name) in self.sessions
+        """Whether *name* has at least one live session."""
+        return fold(name) in self._sessions
+
+    def online_count(self) -> int:
+        """How many accounts and guests have at least one live session."""
+        return len(self._sessions)
+
+    def all_sessions(self) -> Iterator[Session]:
+        """Every live session, through every door. It walks the live sessions:
+        make a list of them before doing what ends or starts one."""
+        for sessions in self._sessions.values():
+            yield from sessions
+
+    def presence_of(self, name: str) -> PresenceState | None:
+        """*name*'s presence (online, away and its message, last seen), or None
+        if nobody of that name has been online since the server started.
+
+        The service's own record, handed out to be read, not changed:
+        ``set_away`` changes it.
+        """
+        return self._presence.get(fold(name))
 
     def _audience(self, name: str) -> set[str]:
         """Folded names of the accounts that share a room with *name*, and itself."""
         folded = fold(name)
         seen = {folded}
-        for room in self.rooms.values():
+        for room in self._rooms.values():
             if folded in room.members:
                 seen.update(room.members)
         return seen
 
     def _minds(self, names: Iterable[str], exclude: Session | None = None) -> Iterator[IChatMind]:
         for folded in names:
-            for s in self.sessions.get(folded, ()):
+            for s in self._sessions.get(folded, ()):
                 if s is not exclude:
                     yield s.mind
 
@@ -302,7 +329,7 @@ class ChatService(Service):
 
     def set_away(self, session: Session, text: str | None) -> None:
         """Mark the account away (with a message) or back (``None``)."""
-        state = self.presence.setdefault(session.folded, PresenceState())
+        state = self._presence.setdefault(session.folded, PresenceState())
         if text is not None:
             text = clean_text(text)[:300] or None
         state.away = text
@@ -312,9 +339,9 @@ class ChatService(Service):
     def who(self) -> list[dict[str, Any]]:
         """Everyone online, with presence."""
         out = []
-        for sessions in self.sessions.values():
+        for sessions in self._sessions.values():
             name = sessions[0].name
-            state = self.presence.get(fold(name), PresenceState())
+            state = self._presence.get(fold(name), PresenceState())
             out.append(
                 {
                     "user": name,
@@ -329,12 +356,12 @@ class ChatService(Service):
         check_account_name(name)
 
         def found(account: Account | None) -> dict[str, Any]:
-            online = self.sessions.get(fold(name))
+            online = self._sessions.get(fold(name))
             if account is None and not online:
                 raise NoSuchUser(f"no such user: {name}")
-            state = self.presence.get(fold(name), PresenceState())
+            state = self._presence.get(fold(name), PresenceState())
             last_seen = state.last_seen or (account.last_seen if account else None)
-            rooms = sorted(r.name for r in self.rooms.values() if fold(name) in r.members)
+            rooms = sorted(r.name for r in self._rooms.values() if fold(name) in r.members)
             return {
                 "user": account.name if account else online[0].name,  # type: ignore[index]
                 "presence": state.presence.value if online else Presence.OFFLINE.value,
@@ -347,15 +374,34 @@ class ChatService(Service):
                 "doors": sorted({getattr(s.mind, "door", "?") for s in online or ()}),
             }
 
-        return self.store.get_account(name).addCallback(found)
+        return self._store.get_account(name).addCallback(found)
 
     # -- rooms -----------------------------------------------------------------
 
+    def room_named(self, name: str) -> Room | None:
+        """The room called *name* (in any case), or None.
+
+        The live room, handed out to be read (members, modes, topic): it
+        changes only through the service's methods (``join``, ``set_topic``,
+        ``change_modes``...).
+        """
+        return self._rooms.get(fold(name))
+
     def get_room(self, name: str) -> Room:
-        room = self.rooms.get(fold(name))
+        """The room called *name*; ``NoSuchRoom`` if there is none."""
+        room = self._rooms.get(fold(name))
         if room is None:
             raise NoSuchRoom(f"no such room: {name}")
         return room
+
+    def all_rooms(self) -> Collection[Room]:
+        """Every room, secret (+s) ones too: a door shows each only to whom it
+        may (as ``room_list`` does). A live view, not a copy."""
+        return self._rooms.values()
+
+    def room_count(self) -> int:
+        """How many rooms there are, secret ones too."""
+        return len(self._rooms)
 
     def _member_room(self, session: Session, name: str) -> Room:
         room = self.get_room(name)
@@ -369,26 +415,28 @@ class ChatService(Service):
         return sorted(
             (
                 {"name": r.name, "topic": r.topic, "members": len(r.members)}
-                for r in self.rooms.values()
+                for r in self._rooms.values()
                 if "s" not in r.flags or folded in r.members
             ),
             key=lambda r: fold(r["name"]),
         )
 
     def rooms_of(self, name: str) -> list[Room]:
+        """The rooms *name* is a member of."""
         folded = fold(name)
-        return [r for r in self.rooms.values() if folded in r.members]
+        return [r for r in self._rooms.values() if folded in r.members]
 
     def members(self, room: Room) -> list[dict[str, Any]]:
+        """*room*'s members with their privileges and presence."""
         out = []
         for folded, m in room.members.items():
-            state = self.presence.get(folded, PresenceState())
+            state = self._presence.get(folded, PresenceState())
             out.append(
                 {
                     "user": m.name,
                     "op": m.op,
                     "voice": m.voice,
-                    "presence": state.presence.value if folded in self.sessions else "offline",
+                    "presence": state.presence.value if folded in self._sessions else "offline",
                 }
             )
         return out
@@ -407,7 +455,7 @@ class ChatService(Service):
 
         def created(info: RoomInfo) -> Room:
             room = Room.from_info(info)
-            self.rooms[folded] = room
+            self._rooms[folded] = room
             log.info("room {room} created", room=room.name)
             return room
 
@@ -420,12 +468,12 @@ class ChatService(Service):
             return result
 
         self._creating[folded] = []
-        return self.store.create_room(name, self.now()).addCallback(created).addBoth(done)
+        return self._store.create_room(name, self.now()).addCallback(created).addBoth(done)
 
     def join(self, session: Session, name: str, key: str | None = None) -> Deferred[Room]:
         """Join (creating it if need be) a room; the first member becomes operator."""
         check_room_name(name)
-        room = self.rooms.get(fold(name))
+        room = self._rooms.get(fold(name))
         if room is None:
             return self._create_room(name).addCallback(
                 lambda r: self._join_existing(session, r, key)
@@ -461,7 +509,7 @@ class ChatService(Service):
 
         if session.guest:
             return succeed(None).addCallback(stored)
-        return self.store.add_member(room.id, session.name, op, self.now()).addCallbacks(
+        return self._store.add_member(room.id, session.name, op, self.now()).addCallbacks(
             stored, failed
         )
 
@@ -483,11 +531,11 @@ class ChatService(Service):
         for mind in self._minds(audience):
             if how == "kick":
                 mind.kicked(room.name, member.name, by or self.server_name, reason)
-            elif how == "part" or folded not in self.sessions:
+            elif how == "part" or folded not in self._sessions:
                 mind.parted(room.name, member.name, reason)
         if member.guest:
             return succeed(None)
-        return self.store.remove_member(room.id, member.name)
+        return self._store.remove_member(room.id, member.name)
 
     def set_topic(self, session: Session, name: str, topic: str) -> Deferred[Room]:
         room = self._member_room(session, name)
@@ -506,7 +554,7 @@ class ChatService(Service):
                 mind.topic_changed(room.name, topic, by)
             return room
 
-        return self.store.set_topic(room.id, topic, by, now).addCallback(stored)
+        return self._store.set_topic(room.id, topic, by, now).addCallback(stored)
 
     def kick(
         self, session: Session | None, name: str, user: str, reason: str | None = None
@@ -538,8 +586,8 @@ class ChatService(Service):
             for mind in self._minds([fold(user)]):
                 mind.invited(room.name, session.name)
 
-        d = self.store.get_account(user).addCallback(found)
-        return d.addCallback(lambda _: self.store.add_invite(room.id, user))
+        d = self._store.get_account(user).addCallback(found)
+        return d.addCallback(lambda _: self._store.add_invite(room.id, user))
 
     def change_modes(
         self, session: Session | None, name: str, changes: list[tuple[str, str | None]]
@@ -623,7 +671,7 @@ class ChatService(Service):
                 mind.modes_changed(room.name, by, applied)
             return applied
 
-        return self.store.save_room_modes(
+        return self._store.save_room_modes(
             room.id,
             "".join(sorted(flags)),
             key,
@@ -652,7 +700,7 @@ class ChatService(Service):
         text = check_text(text)
         room = self._room_to_speak_in(session, name)
         sender_id = session.account.id if session.account else None
-        d = self.store.add_room_message(
+        d = self._store.add_room_message(
             room.id, room.name, session.name, sender_id, text, self.now(), kind
         )
         if client_tags:
@@ -686,7 +734,7 @@ class ChatService(Service):
     def _fan_out(self, message: Message, room: Room, origin: Session | None) -> Message:
         receivers = self._receivers.get(room)
         if receivers is None:
-            sessions = self.sessions
+            sessions = self._sessions
             receivers = self._receivers[room] = {
                 s: s.mind.message for folded in room.members for s in sessions.get(folded, ())
             }
@@ -728,8 +776,8 @@ class ChatService(Service):
             raise Forbidden("guests cannot send direct messages to accounts; log in first")
         if text is not None:
             text = check_text(text)
-        online = fold(to) in self.sessions
-        d = self.store.add_dm(
+        online = fold(to) in self._sessions
+        d = self._store.add_dm(
             session.account.id,
             session.name,
             to,
@@ -750,18 +798,18 @@ class ChatService(Service):
         self, message: Message, origin: Session, online: bool
     ) -> Deferred[tuple[Message, bool]] | tuple[Message, bool]:
         self.messages_stored += 1
-        recipients = self.sessions.get(fold(message.to or ""), [])
+        recipients = self._sessions.get(fold(message.to or ""), [])
         for s in recipients:
             s.mind.message(message)
         if fold(message.to or "") != origin.folded:
-            for s in self.sessions.get(origin.folded, ()):
+            for s in self._sessions.get(origin.folded, ()):
                 if s is not origin:
                     s.mind.message(message)
         self.messages_delivered += len(recipients)
         if online and not recipients:
             # The recipient left while the message was being stored: queue it
             # now so it still arrives at the next login.
-            return self.store.queue_offline(message.id).addCallback(lambda _: (message, False))
+            return self._store.queue_offline(message.id).addCallback(lambda _: (message, False))
         return message, online
 
     def history(
@@ -785,14 +833,14 @@ class ChatService(Service):
             check_int64(after, "after")
         if room is not None:
             r = self._member_room(session, room)
-            return self.store.room_history(
+            return self._store.room_history(
                 r.id, before=before, after=after, limit=limit, newest_first=newest_first
             )
         assert with_ is not None
         check_account_name(with_)
         if session.account is None:
             raise Forbidden("guests have no direct message history")
-        return self.store.dm_history(
+        return self._store.dm_history(
             session.account.id,
             with_,
             before=before,
@@ -809,12 +857,12 @@ class ChatService(Service):
             raise BadRequest("history needs exactly one of room or with")
         if room is not None:
             r = self._member_room(session, room)
-            return self.store.first_id_at(ts, room_id=r.id)
+            return self._store.first_id_at(ts, room_id=r.id)
         assert with_ is not None
         check_account_name(with_)
         if session.account is None:
             raise Forbidden("guests have no direct message history")
-        return self.store.first_id_at(ts, me_id=session.account.id, other=with_)
+        return self._store.first_id_at(ts, me_id=session.account.id, other=with_)
 
     def history_targets(
         self, session: Session, after_ts: int, before_ts: int, limit: int = 50
@@ -823,7 +871,7 @@ class ChatService(Service):
         limit = max(1, min(int(limit), HISTORY_MAX))
         room_ids = [r.id for r in self.rooms_of(session.name)]
         me_id = session.account.id if session.account else None
-        return self.store.conversation_targets(me_id, room_ids, after_ts, before_ts, limit)
+        return self._store.conversation_targets(me_id, room_ids, after_ts, before_ts, limit)
 
     # -- administration ----------------------------------------------------------
 
@@ -831,7 +879,7 @@ class ChatService(Service):
         """Send a server notice to every session; returns how many received it."""
         text = check_text(text)
         n = 0
-        for sessions in list(self.sessions.values()):
+        for sessions in list(self._sessions.values()):
             for s in sessions:
                 s.mind.notice(text, sender or self.server_name)
                 n += 1

@@ -77,7 +77,7 @@ class ChatHistory:
         target = msg.params[1]
         where: dict[str, str] = {}
         if target.startswith("#"):
-            room = self.proto.service.rooms.get(fold(target))
+            room = self.proto.service.room_named(target)
             if room is None or self.proto.my_session.folded not in room.members:
                 fail_("INVALID_TARGET", sub, target, "No such channel, or you are not in it")
                 return None

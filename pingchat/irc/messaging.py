@@ -68,7 +68,7 @@ class MessagingMixin(IRCBase):
                 self._echo(r, "TAGMSG", m.room or m.to or target, m)
 
     def _tag_room(self, r: Reply, target: str, tags: dict[str, str]) -> Message | None:
-        room = self.service.rooms.get(fold(target))
+        room = self.service.room_named(target)
         if room is None:
             r.num(n.ERR_NOSUCHCHANNEL, target, "No such channel")
             return None
@@ -154,7 +154,7 @@ class MessagingMixin(IRCBase):
 
     def _say(self, r: Reply, target: str, text: str, kind: str, quiet: bool,
              client_tags: dict[str, str] | None = None) -> Deferred[Any] | None:
-        room = self.service.rooms.get(fold(target))
+        room = self.service.room_named(target)
         if room is None:
             if not quiet:
                 r.num(n.ERR_NOSUCHCHANNEL, target, "No such channel")
@@ -227,7 +227,7 @@ class MessagingMixin(IRCBase):
                 s.mind.message(m)
             if "echo-message" in self.caps:
                 self._echo(r, command, sessions[0].name, m)
-            state = self.service.presence.get(sessions[0].folded)
+            state = self.service.presence_of(sessions[0].name)
             if not quiet and state is not None and state.away:
                 r.num(n.RPL_AWAY, sessions[0].name, state.away)
             return None
@@ -240,7 +240,7 @@ class MessagingMixin(IRCBase):
                 self._echo(r, command, m.to or target, m)
             if quiet:
                 return
-            state = self.service.presence.get(fold(target))
+            state = self.service.presence_of(target)
             if not delivered:
                 r.num(n.RPL_AWAY, m.to or target,
                       "Offline; your message will be delivered when they connect")

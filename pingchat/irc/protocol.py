@@ -692,7 +692,7 @@ class IRCProtocol(
         r = self._routed("JOIN")
         send = r.send if r is not None else self.event
         if self.session is not None and fold(user) == self.session.folded:
-            found = self.service.rooms.get(fold(room))
+            found = self.service.room_named(room)
             if found is not None:
                 self._join_burst(send, found)
             return
@@ -702,7 +702,7 @@ class IRCProtocol(
                 "JOIN", [room, self.account_of(user) or "*", self.realname_of(user)], mask))
         else:
             send(wire.format_line("JOIN", [room], mask))
-        state = self.service.presence.get(fold(user))
+        state = self.service.presence_of(user)
         if "away-notify" in self.caps and state is not None and state.away:
             send(wire.format_line("AWAY", [state.away], mask))
 

@@ -77,7 +77,7 @@ class QueriesMixin(IRCBase):
             if not sessions:
                 continue
             s = sessions[0]
-            away = self.service.presence.get(s.folded)
+            away = self.service.presence_of(s.name)
             flag = "-" if away is not None and away.away else "+"
             user_host = s.hostmask.split("!", 1)[1]
             replies.append(f"{s.name}={flag}{user_host}")
@@ -108,7 +108,7 @@ class QueriesMixin(IRCBase):
     # -- who and whois ---------------------------------------------------------------------
 
     def _flags(self, name: str, room: Room | None) -> str:
-        state = self.service.presence.get(fold(name))
+        state = self.service.presence_of(name)
         online = self.service.is_online(name)
         here = "H" if online and not (state is not None and state.away) else "G"
         if room is not None:
@@ -123,7 +123,7 @@ class QueriesMixin(IRCBase):
         whox = msg.param(1) if msg.param(1).startswith("%") else None
         entries: list[tuple[str, Room | None]] = []
         if mask.startswith("#"):
-            room = self.service.rooms.get(fold(mask))
+            room = self.service.room_named(mask)
             if room is not None:
                 entries = [(m.name, room) for m in room.members.values()]
         else:
@@ -190,7 +190,7 @@ class QueriesMixin(IRCBase):
             r.num(n.RPL_WHOISUSER, name, user, host, "*", self.realname_of(name))
             channels = []
             for room_name in info["rooms"]:
-                room = self.service.rooms.get(fold(room_name))
+                room = self.service.room_named(room_name)
                 if room is None:
                     continue
                 if "s" in room.flags and self.my_session.folded not in room.members:

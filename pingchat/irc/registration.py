@@ -401,7 +401,7 @@ class RegistrationMixin(IRCBase):
                               "are supported by this server"))
 
     def _lusers(self, send: Callable[[str], None]) -> None:
-        users = len(self.service.sessions)
+        users = self.service.online_count()
         self.factory.max_users = max(self.factory.max_users, users)
         unknown = len(self.factory.connections) - self.factory.logged_in
         top = self.factory.max_users
@@ -410,7 +410,7 @@ class RegistrationMixin(IRCBase):
         send(self.numeric(n.RPL_LUSEROP, "0", "operator(s) online"))
         if unknown:
             send(self.numeric(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)"))
-        send(self.numeric(n.RPL_LUSERCHANNELS, str(len(self.service.rooms)), "channels formed"))
+        send(self.numeric(n.RPL_LUSERCHANNELS, str(self.service.room_count()), "channels formed"))
         send(self.numeric(n.RPL_LUSERME, f"I have {users} clients and 0 servers"))
         send(self.numeric(n.RPL_LOCALUSERS, str(users), str(top),
                           f"Current local users {users}, max {top}"))

@@ -63,7 +63,7 @@ class RoomsMixin(IRCBase):
         except InvalidName as e:
             r.num(n.ERR_BADCHANMASK, name, f"Bad channel name: {e.message}")
             return None
-        room = self.service.rooms.get(fold(name))
+        room = self.service.room_named(name)
         if room is not None:
             if session.folded in room.members:
                 return None
@@ -142,7 +142,7 @@ class RoomsMixin(IRCBase):
             r.num(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
             return
         for name in msg.params[0].split(","):
-            room = self.service.rooms.get(fold(name))
+            room = self.service.room_named(name)
             if room is None:
                 r.num(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
             else:
@@ -153,7 +153,7 @@ class RoomsMixin(IRCBase):
         reason = msg.param(1) or None
         ds = []
         for name in msg.params[0].split(","):
-            room = self.service.rooms.get(fold(name))
+            room = self.service.room_named(name)
             if room is None:
                 r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
                 continue
@@ -166,7 +166,7 @@ class RoomsMixin(IRCBase):
     def irc_TOPIC(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
         self.need(msg, 1)
         name = msg.params[0]
-        room = self.service.rooms.get(fold(name))
+        room = self.service.room_named(name)
         if room is None:
             r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
             return None
@@ -195,7 +195,7 @@ class RoomsMixin(IRCBase):
         r.num(n.RPL_LISTSTART, "Channel", "Users  Name")
         me = self.my_session.folded
         # Secret (+s) rooms are listed to their members only.
-        for room in sorted(self.service.rooms.values(), key=lambda room: fold(room.name)):
+        for room in sorted(self.service.all_rooms(), key=lambda room: fold(room.name)):
             if "s" in room.flags and me not in room.members:
                 continue
             if masks and not any(fnmatch.fnmatchcase(fold(room.name), fold(m)) for m in masks):
@@ -217,7 +217,7 @@ class RoomsMixin(IRCBase):
             raise NeedMoreParams()
         ds = []
         for name, user in pairs:
-            room = self.service.rooms.get(fold(name))
+            room = self.service.room_named(name)
             if room is None:
                 r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
             elif self.my_session.folded not in room.members:
@@ -236,7 +236,7 @@ class RoomsMixin(IRCBase):
             return None
         self.need(msg, 2)
         user, name = msg.params[0], msg.params[1]
-        room = self.service.rooms.get(fold(name))
+        room = self.service.room_named(name)
         if room is None:
             r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
             return None
@@ -273,7 +273,7 @@ class RoomsMixin(IRCBase):
         if not target.startswith("#"):
             self._user_mode(msg, r)
             return None
-        room = self.service.rooms.get(fold(target))
+        room = self.service.room_named(target)
         if room is None:
             r.num(n.ERR_NOSUCHCHANNEL, target, "No such channel")
             return None

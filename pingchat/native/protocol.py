@@ -521,7 +521,7 @@ class NativeProtocol(BoundedOutput, Protocol):
         """``settings {dm_policy?}``: read or change per-account settings."""
         policy = _field(req, "dm_policy", required=False)
         if policy is None:
-            d = self.factory.service.store.get_account(self.me.name)
+            d = self.factory.accounts.account_settings(self.me)
         else:
             d = self.factory.accounts.set_dm_policy(self.me, policy)
         return d.addCallback(lambda a: {"dm_policy": a.dm_policy})

@@ -34,8 +34,8 @@ class ServiceTests(ServerTestCase):
 
             return call
 
-        self.patch(chat.store, "create_room", later(chat.store.create_room))
-        self.patch(chat.store, "add_member", later(chat.store.add_member))
+        self.patch(self.server.store, "create_room", later(self.server.store.create_room))
+        self.patch(self.server.store, "add_member", later(self.server.store.add_member))
         joins = [chat.join(s, "#new") for s in sessions]
         while held:  # the commits, in order
             done, d = held.pop(0)
@@ -49,7 +49,7 @@ class ServiceTests(ServerTestCase):
         (a, _), (b, _) = self.session("alice"), self.session("bob")
         # Hold the store so both joins see the room missing at the same time.
         held: list[Deferred[object]] = []
-        original = chat.store.create_room
+        original = self.server.store.create_room
 
         def slow_create(name: str, now: int) -> Deferred[object]:
             d: Deferred[object] = Deferred()
@@ -57,7 +57,7 @@ class ServiceTests(ServerTestCase):
             original(name, now).chainDeferred(d)
             return d
 
-        self.patch(chat.store, "create_room", slow_create)
+        self.patch(self.server.store, "create_room", slow_create)
         first, second = chat.join(a, "#new"), chat.join(b, "#new")
         self.assertEqual(len(held), 1)
         self.assertIs(self.successResultOf(first), self.successResultOf(second))
@@ -194,14 +194,14 @@ class ServiceTests(ServerTestCase):
         a, _ = self.session("alice")
         b, _ = self.session("bob")
         held: list[tuple[Deferred[object], Deferred[object]]] = []
-        original = chat.store.add_dm
+        original = self.server.store.add_dm
 
         def slow_add_dm(*args: object, **kw: object) -> Deferred[object]:
             d: Deferred[object] = Deferred()
             held.append((d, original(*args, **kw)))  # type: ignore[arg-type]
             return d
 
-        self.patch(chat.store, "add_dm", slow_add_dm)
+        self.patch(self.server.store, "add_dm", slow_add_dm)
         sent = chat.dm(a, "bob", text="are you there?")
         chat.detach(b)
         outer, stored = held[0]
@@ -246,3 +246,50 @@ class ServiceTests(ServerTestCase):
                 self.server.chat.change_modes(alice, "#a", [("+l", limit)])
         applied = self.server.chat.change_modes(alice, "#a", [("+l", str(2**31 - 1))])
         self.assertEqual(self.successResultOf(applied), [("+l", str(2**31 - 1))])
+
+    # -- what the doors ask about the live world --
+
+    def test_room_named_finds_a_room_in_any_case_and_none_for_a_missing_one(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        room = self.successResultOf(chat.join(a, "#Mixed"))
+        self.assertIs(chat.room_named("#mixed"), room)
+        self.assertIs(chat.room_named("#MIXED"), room)
+        self.assertIsNone(chat.room_named("#nowhere"))
+
+    def test_all_rooms_and_room_count_include_secret_rooms(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        self.assertEqual((list(chat.all_rooms()), chat.room_count()), ([], 0))
+        self.successResultOf(chat.join(a, "#open"))
+        self.successResultOf(chat.join(a, "#hidden"))
+        self.successResultOf(chat.change_modes(a, "#hidden", [("+s", None)]))
+        self.assertEqual(sorted(r.name for r in chat.all_rooms()), ["#hidden", "#open"])
+        self.assertEqual(chat.room_count(), 2)
+        self.assertEqual([r["name"] for r in chat.room_list("bob")], ["#open"])
+
+    def test_online_count_and_all_sessions_follow_attach_and_detach(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        a2, _ = self.session("alice")
+        b, _ = self.session("bob")
+        self.assertEqual(chat.online_count(), 2)  # accounts online, not sessions
+        self.assertEqual(set(chat.all_sessions()), {a, a2, b})
+        chat.detach(a)
+        chat.detach(b)
+        self.assertEqual(chat.online_count(), 1)
+        self.assertEqual(list(chat.all_sessions()), [a2])
+
+    def test_presence_of_tells_away_and_last_seen_and_nothing_of_strangers(self) -> None:
+        chat = self.server.chat
+        a, _ = self.session("alice")
+        self.assertIsNone(chat.presence_of("nobody"))
+        chat.set_away(a, "lunch")
+        state = chat.presence_of("ALICE")
+        assert state is not None
+        self.assertEqual((state.presence.value, state.away), ("away", "lunch"))
+        chat.detach(a)
+        state = chat.presence_of("alice")
+        assert state is not None
+        self.assertEqual((state.presence.value, state.away), ("offline", None))
+        self.assertEqual(state.last_seen, chat.now())

@@ -82,12 +82,11 @@ class IRCBacklogTests(LiveServer):
         peak: list[list[int]] = []  # the largest measure, once Carol is connected
 
         def watch_carol() -> IRCProtocol | None:
-            for sessions in self.server.chat.sessions.values():
-                for s in sessions:
-                    if s.name == "carol":
-                        assert isinstance(s.mind, IRCProtocol)
-                        peak.append(watch_output(s.mind))
-                        return s.mind
+            for s in self.server.chat.all_sessions():
+                if s.name == "carol":
+                    assert isinstance(s.mind, IRCProtocol)
+                    peak.append(watch_output(s.mind))
+                    return s.mind
             return None
 
         def carol_online() -> bool:

@@ -259,7 +259,7 @@ class NoGuestsTests(IRCTestCase):
         lines = c.read()
         self.assertEqual([m.command for m in lines], ["451", "451", "451"])
         self.assertIn("REGISTER", lines[0].params[-1])
-        self.assertEqual(self.server.chat.sessions, {})
+        self.assertEqual(self.server.chat.online_count(), 0)
 
     def test_nickserv_identify_logs_in_after_registration(self) -> None:
         self.make_account("alice")

@@ -50,10 +50,9 @@ class BacklogTests(LiveServer):
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
         def carols_protocol() -> NativeProtocol | None:
-            for sessions in self.server.chat.sessions.values():
-                for s in sessions:
-                    if s.name == "carol":
-                        return s.mind  # type: ignore[no-any-return]
+            for s in self.server.chat.all_sessions():
+                if s.name == "carol":
+                    return s.mind  # type: ignore[no-any-return]
             return None
 
         peak: list[list[int]] = []  # the largest measure, once Carol is connected
