@@ -5,7 +5,9 @@ mixins, one per group of commands (:mod:`pingchat.irc.registration`,
 :mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
 :mod:`pingchat.irc.messaging`). :class:`IRCBase` declares, for the type
 checker only, the state and methods they use from the protocol and from each
-other; at run time it is empty.
+other, and what the helpers over a connection (:class:`~pingchat.irc.reply.Reply`,
+NickServ, CHATHISTORY) use of it; at run time it is empty. It imports none of
+them: the protocol sits on top of the package, this module at its bottom.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
     from pingchat.chat.service import ChatService, Session
     from pingchat.irc import wire
-    from pingchat.irc.chathistory import ChatHistory
-    from pingchat.irc.nickserv import NickServ
     from pingchat.model import Message, Room
 
 
@@ -56,10 +59,6 @@ class IRCBase:
         def service(self) -> ChatService: ...
         @property
         def server(self) -> str: ...
-        @property
-        def nickserv(self) -> NickServ: ...
-        @property
-        def chathistory(self) -> ChatHistory: ...
         def close(self, reason: str) -> None: ...
         def _remember(self) -> None: ...
         def _end_session(self, reason: str = "Quit") -> None: ...
@@ -74,6 +73,7 @@ class IRCBase:
         @property
         def my_mask(self) -> str: ...
         def numeric(self, code: str, *params: str) -> str: ...
+        def new_batch_id(self) -> str: ...
         def mask_of(self, name: str, guest: bool = False) -> str: ...
         def sender_mask(self, m: Message) -> str: ...
         def account_of(self, name: str) -> str | None: ...
@@ -91,6 +91,10 @@ class IRCBase:
 
         # Defined in one mixin, used by another.
         def _login_hint(self) -> str: ...  # registration.py
+        def authenticate(
+            self, account: str, secret: str, otp: str | None = None, announce: bool = True
+        ) -> Deferred[Session]: ...  # registration.py
+        def auth_failure_text(self, failure: Failure) -> str: ...  # registration.py
         def _isupport(self, send: Callable[[str], None]) -> None: ...  # registration.py
         def _lusers(self, send: Callable[[str], None]) -> None: ...  # registration.py
         def _motd(self, send: Callable[[str], None]) -> None: ...  # registration.py

@@ -2,14 +2,14 @@
 
 ``CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS``, with ``msgid=``
 and ``timestamp=`` references; replies come in a ``chathistory`` batch whose
-messages carry ``msgid`` and ``time`` tags. One :class:`ChatHistory` belongs
-to each IRC connection.
+messages carry ``msgid`` and ``time`` tags. A :class:`ChatHistory` is made
+for each command and keeps nothing but the IRC connection it serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -17,10 +17,9 @@ from twisted.python.failure import Failure
 
 from pingchat.errors import ChatError
 from pingchat.irc import wire
+from pingchat.irc.base import IRCBase
+from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, HISTORY_MAX, Message, fold, iso_ms, parse_iso_ms
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import IRCProtocol, Reply
 
 # What IRC shows for an end-to-end encrypted DM (the server cannot read it).
 ENCRYPTED = "[end-to-end encrypted message: open it in the pingchat client]"
@@ -45,7 +44,7 @@ class Ref:
 class ChatHistory:
     """The CHATHISTORY command as one connection sees it."""
 
-    def __init__(self, proto: IRCProtocol) -> None:
+    def __init__(self, proto: IRCBase) -> None:
         self.proto = proto
 
     def handle(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:

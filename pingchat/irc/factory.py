@@ -14,20 +14,14 @@ from twisted.internet.protocol import Factory
 from pingchat import __version__
 from pingchat.auth.throttle import TokenBucket
 from pingchat.chat.accounts import AccountManager
-from pingchat.chat.service import ChatService
-from pingchat.irc import wire
-from pingchat.model import HISTORY_MAX, ROOM_FLAGS, ROOM_NAME_MAX, TOPIC_MAX, Message, iso_ms
+from pingchat.chat.service import ChatService, Session
+from pingchat.irc import isupport, wire
+from pingchat.irc.protocol import IRCProtocol
+from pingchat.model import Message, iso_ms
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
 
-    from pingchat.irc.protocol import IRCProtocol
-
-NICKLEN = 32
-AWAYLEN = 300
-KICKLEN = 300
-MAX_TARGETS = 4
-MAX_MODES = 10
 WHOWAS_MAX = 200
 
 # Input a connection may have waiting for the rate limit (fake lag) before it
@@ -132,14 +126,14 @@ class IRCFactory(Factory):
         self._live_ids = 0
         self._last_message: Message | None = None
         self._message_data: dict[tuple[bool, bool, bool], bytes] = {}
-        # Imported here (protocol.py imports this module), at start-up: an
-        # import at the first connection stalled the reactor for ~40 ms.
-        from pingchat.irc.protocol import IRCProtocol
-
-        self._protocol = IRCProtocol
 
     def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
-        return self._protocol(self)
+        return IRCProtocol(self)
+
+    def remember_left(self, session: Session, realname: str) -> None:
+        """Remember a nick that left this gateway, for WHOWAS (the newest first)."""
+        user, host = session.hostmask.split("!", 1)[1].split("@", 1)
+        self.whowas.appendleft(WasUser(session.name, user, host, realname, self.service.now()))
 
     def room_message_data(self, message: Message, proto: IRCProtocol) -> bytes:
         """The encoded lines showing a room *message* to clients like *proto*.
@@ -169,28 +163,7 @@ class IRCFactory(Factory):
 
     def isupport(self) -> list[str]:
         """RPL_ISUPPORT tokens; each one describes what the gateway really does."""
-        return [
-            f"AWAYLEN={AWAYLEN}",
-            "CASEMAPPING=ascii",
-            "CHANLIMIT=#:",
-            f"CHANMODES=b,k,l,{''.join(sorted(ROOM_FLAGS))}",
-            f"CHANNELLEN={ROOM_NAME_MAX}",
-            "CHANTYPES=#",
-            f"CHATHISTORY={HISTORY_MAX}",
-            f"KICKLEN={KICKLEN}",
-            f"MODES={MAX_MODES}",
-            "MSGREFTYPES=msgid,timestamp",
-            f"NETWORK={self.server_name}",
-            f"NICKLEN={NICKLEN}",
-            "PREFIX=(ov)@+",
-            "STATUSMSG=",
-            f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},JOIN:,PART:,"
-            "KICK:,NAMES:1,WHOIS:1,LIST:",
-            f"TOPICLEN={TOPIC_MAX}",
-            f"USERLEN={NICKLEN}",
-            "UTF8ONLY",
-            "WHOX",
-        ]
+        return isupport.tokens(self.server_name)
 
 
 def attach_irc(server: Any, reactor: Any) -> None:

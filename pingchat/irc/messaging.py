@@ -6,7 +6,7 @@ IChatMind side (messages arriving for this client) stays in protocol.py.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
@@ -23,12 +23,11 @@ from pingchat.errors import (
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
-from pingchat.irc.factory import MAX_TARGETS
-from pingchat.irc.nickserv import NICKSERV
+from pingchat.irc.chathistory import ChatHistory
+from pingchat.irc.isupport import MAX_TARGETS
+from pingchat.irc.nickserv import NICKSERV, NickServ
+from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, Message, clean_text, fold
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import Reply
 
 GUESTS_CANNOT_DM = "Guests cannot send private messages to accounts; log in first"
 
@@ -134,7 +133,7 @@ class MessagingMixin(IRCBase):
                 continue
             if fold(target) == fold(NICKSERV):
                 if not quiet:
-                    d = self.nickserv.handle(r, text)
+                    d = NickServ(self).handle(r, text)
                     if d is not None:
                         ds.append(d)
                 continue
@@ -268,4 +267,4 @@ class MessagingMixin(IRCBase):
     # -- chathistory -------------------------------------------------------------------------
 
     def irc_CHATHISTORY(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
-        return self.chathistory.handle(msg, r)
+        return ChatHistory(self).handle(msg, r)

@@ -1,13 +1,14 @@
 """NickServ: the pseudo-user through which IRC clients log in and manage accounts.
 
-One :class:`NickServ` belongs to each IRC connection and answers with
-NOTICEs from ``NickServ!NickServ@services``. Everything it does goes through
-the same portal and account manager as every other door.
+A :class:`NickServ` is made for each line sent to it and keeps nothing but
+the IRC connection it serves; it answers with NOTICEs from
+``NickServ!NickServ@services``. Everything it does goes through the same
+portal and account manager as every other door.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -16,10 +17,9 @@ from twisted.python.failure import Failure
 from pingchat.chat.service import Session
 from pingchat.errors import ChatError, InvalidName, NoSuchUser
 from pingchat.irc import wire
+from pingchat.irc.base import IRCBase
+from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, fold, iso_ms
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import IRCProtocol, Reply
 
 NICKSERV = "NickServ"
 NICKSERV_MASK = "NickServ!NickServ@services"
@@ -46,7 +46,7 @@ def how_to_register(registration: str) -> str:
 class NickServ:
     """NickServ as one connection sees it: IDENTIFY, REGISTER, SET PASSWORD, INFO, HELP."""
 
-    def __init__(self, proto: IRCProtocol) -> None:
+    def __init__(self, proto: IRCBase) -> None:
         self.proto = proto
 
     def notice(self, r: Reply, text: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -41,19 +41,16 @@ from pingchat.irc import caps as capabilities
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import NeedMoreParams as NeedMoreParams
-from pingchat.irc.chathistory import ENCRYPTED, ChatHistory
-from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
-from pingchat.irc.factory import WasUser
+from pingchat.irc.chathistory import ENCRYPTED
+from pingchat.irc.isupport import MAX_MODES as MAX_MODE_CHANGES
 from pingchat.irc.messaging import MessagingMixin
-from pingchat.irc.nickserv import NICKSERV_MASK, NickServ
+from pingchat.irc.nickserv import NICKSERV_MASK
 from pingchat.irc.queries import QueriesMixin
 from pingchat.irc.registration import RegistrationMixin
+from pingchat.irc.reply import Reply
 from pingchat.irc.rooms import RoomsMixin
 from pingchat.model import Message, clean_text, fold, hostmask, iso_ms
 from pingchat.output import BoundedOutput
-
-if TYPE_CHECKING:
-    from pingchat.irc.factory import IRCFactory
 
 log = Logger()
 
@@ -65,75 +62,6 @@ PRE_REGISTRATION = frozenset(
 UNAUTHENTICATED = PRE_REGISTRATION | {
     "PRIVMSG", "NOTICE", "NICKSERV", "NS", "MOTD", "LUSERS", "HELP", "VERSION", "TIME",
 }
-
-
-
-class Reply:
-    """The lines answering one command.
-
-    Without a label they are written at once. With a ``label`` tag (and the
-    ``labeled-response`` capability) they are held until the command is done
-    and then sent as one labelled unit: an ``ACK``, one tagged line, or a
-    ``labeled-response`` batch.
-    """
-
-    def __init__(self, proto: IRCProtocol, label: str | None) -> None:
-        self.proto = proto
-        self.label = label
-        self.lines: list[tuple[dict[str, str], str]] = []
-        self.finished = False
-
-    def send(self, line: str, tags: Mapping[str, str] | None = None) -> None:
-        if self.label is None or self.finished:
-            self.proto.write(line, tags)
-        else:
-            self.lines.append((dict(tags or {}), line))
-
-    def num(self, code: str, *params: str) -> None:
-        self.send(self.proto.numeric(code, *params))
-
-    def finish(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if self.label is None:
-            return
-        proto, label, lines = self.proto, self.label, self.lines
-        if not lines:
-            proto.write(f":{proto.server} ACK", {"label": label})
-            return
-        if len(lines) == 1 or "batch" not in proto.caps:
-            first_tags, first = lines[0]
-            proto.write(first, {"label": label, **first_tags})
-            for tags, line in lines[1:]:
-                proto.write(line, tags)
-            return
-        first_tags, first = lines[0]
-        head, tail = _verb(first), _verb(lines[-1][1])
-        if (
-            len(head) > 1
-            and head[0] == "BATCH"
-            and head[1].startswith("+")
-            and tail[:2] == ["BATCH", "-" + head[1][1:]]
-            and "batch" not in first_tags
-        ):
-            # The answer is already exactly one batch: label it directly.
-            proto.write(first, {"label": label, **first_tags})
-            for tags, line in lines[1:]:
-                proto.write(line, tags)
-            return
-        ref = proto.new_batch_id()
-        proto.write(f":{proto.server} BATCH +{ref} labeled-response", {"label": label})
-        for tags, line in lines:
-            proto.write(line, {"batch": ref, **tags} if "batch" not in tags else tags)
-        proto.write(f":{proto.server} BATCH -{ref}")
-
-
-def _verb(line: str) -> list[str]:
-    """The command and first parameter of a formatted line, without its source."""
-    words = line.split(" ", 3)
-    return words[1:3] if words and words[0].startswith(":") else words[:2]
-
 
 # While more than this waits for the rate limit, the connection stops reading
 # from its socket until everything waiting has been handled. (The bound that
@@ -197,7 +125,9 @@ class IRCProtocol(
     _batch_seq = 0
     invisible = False
 
-    def __init__(self, factory: IRCFactory) -> None:
+    def __init__(self, factory: Any) -> None:
+        # The IRCFactory that builds it, from pingchat.irc.factory, which imports
+        # this module: it is not named here (Protocol.factory is Any in Twisted).
         self.factory = factory
         self.framer = wire.LineFramer()
         self.address: str | None = None
@@ -221,18 +151,6 @@ class IRCProtocol(
     @property
     def server(self) -> str:
         return self.factory.server_name  # type: ignore[no-any-return]
-
-    # NickServ and CHATHISTORY keep nothing but the connection: made when used,
-    # not held by every connection. (Each held one cost an object and its
-    # dict, and took this object's __dict__ further past the 29 keys CPython
-    # can share between instances.)
-    @property
-    def nickserv(self) -> NickServ:
-        return NickServ(self)
-
-    @property
-    def chathistory(self) -> ChatHistory:
-        return ChatHistory(self)
 
     # -- connection ------------------------------------------------------------
 
@@ -259,13 +177,8 @@ class IRCProtocol(
     def _remember(self) -> None:
         """Leave a WHOWAS entry for the nick this connection used."""
         session = self.session
-        if session is None or not self.registered:
-            return
-        user, host = session.hostmask.split("!", 1)[1].split("@", 1)
-        self.factory.whowas.appendleft(
-            WasUser(session.name, user, host, self.realname or session.name,
-                    self.service.now())
-        )
+        if session is not None and self.registered:
+            self.factory.remember_left(session, self.realname or session.name)
 
     def _end_session(self, reason: str = "Quit") -> None:
         """Leave the chat world; those who shared a room with a guest see it QUIT for *reason*."""

@@ -6,7 +6,7 @@ Part of :class:`~pingchat.irc.protocol.IRCProtocol`, which inherits it.
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -16,10 +16,8 @@ from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
 from pingchat.irc.nickserv import NICKSERV
+from pingchat.irc.reply import Reply
 from pingchat.model import Room, clean_text, fold, iso_ms
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import Reply
 
 HELP_TOPICS = {
     "": [

@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, fail, succeed
@@ -24,11 +24,9 @@ from pingchat.irc import caps as capabilities
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
-from pingchat.irc.nickserv import NICKSERV, how_to_register
+from pingchat.irc.nickserv import NICKSERV, NickServ, how_to_register
+from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, fold
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import Reply
 
 log = Logger()
 
@@ -493,6 +491,6 @@ class RegistrationMixin(IRCBase):
     # -- NickServ ------------------------------------------------------------------
 
     def irc_NICKSERV(self, msg: wire.Message, r: Reply) -> Deferred[Any] | None:
-        return self.nickserv.handle(r, " ".join(msg.params))
+        return NickServ(self).handle(r, " ".join(msg.params))
 
     irc_NS = irc_NICKSERV

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
@@ -17,11 +17,9 @@ from pingchat.errors import BadRequest, ChatError, Forbidden, InvalidName, NoSuc
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase, NeedMoreParams
-from pingchat.irc.factory import MAX_MODES as MAX_MODE_CHANGES
+from pingchat.irc.isupport import MAX_MODES as MAX_MODE_CHANGES
+from pingchat.irc.reply import Reply
 from pingchat.model import Room, check_room_name, fold
-
-if TYPE_CHECKING:
-    from pingchat.irc.protocol import Reply
 
 
 class RoomsMixin(IRCBase):
