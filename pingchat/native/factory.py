@@ -14,11 +14,10 @@ from pingchat.chat.accounts import AccountManager
 from pingchat.chat.service import ChatService
 from pingchat.model import Message
 from pingchat.native import wire
+from pingchat.native.protocol import NativeProtocol
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
-
-    from pingchat.native.protocol import NativeProtocol
 
 log = Logger()
 
@@ -51,8 +50,6 @@ class NativeFactory(Factory):
         self._last_event: tuple[tuple[Any, ...] | None, bytes] = (None, b"")
 
     def buildProtocol(self, addr: IAddress | None) -> NativeProtocol:
-        from pingchat.native.protocol import NativeProtocol
-
         return NativeProtocol(self)
 
     def new_bucket(self) -> TokenBucket:

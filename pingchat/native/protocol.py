@@ -8,7 +8,7 @@ It translates; it owns no chat state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -37,9 +37,6 @@ from pingchat.model import (
 from pingchat.native import wire
 from pingchat.output import BoundedOutput
 
-if TYPE_CHECKING:
-    from pingchat.native.factory import NativeFactory
-
 log = Logger()
 
 PUBLIC_OPS = frozenset({"register", "login", "resume", "recover", "ping"})
@@ -62,7 +59,9 @@ def _field(req: dict[str, Any], name: str, kind: type = str, required: bool = Tr
 class NativeProtocol(BoundedOutput, Protocol):
     door = "native"
 
-    def __init__(self, factory: NativeFactory) -> None:
+    def __init__(self, factory: Any) -> None:
+        # The NativeFactory that builds it, from pingchat.native.factory, which imports
+        # this module: it is not named here (Protocol.factory is Any in Twisted).
         self.factory = factory
         self.framer = wire.LineFramer(factory.max_line)
         self.session: Session | None = None
