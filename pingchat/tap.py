@@ -37,6 +37,7 @@ from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
+from pingchat.server import Server
 from pingchat.startup import (
     DataDirLock,
     ListenerService,
@@ -329,25 +330,6 @@ class ThreadPoolService(service.Service):
     def stopService(self) -> None:
         super().stopService()
         self.pool.stop()
-
-
-@attrs.define
-class Server:
-    """The wired-up server, for tests and the manhole."""
-
-    settings: config.Settings
-    db: Database
-    store: SQLiteStore
-    chat: ChatService
-    portal: Portal
-    accounts: AccountManager
-    audit: Auditor
-    hasher: PasswordHasher
-    native: NativeFactory
-    top: service.MultiService
-    listeners: ListenerService
-    tls: Any = None
-    extras: dict[str, Any] = attrs.Factory(dict)
 
 
 def _run_inline(fn: Callable[..., Any], *args: Any) -> Any:

@@ -43,7 +43,7 @@ def strict_json(line: bytes | str) -> Any:
 
 
 def make_server(data_dir: Path | None = None, clock: Clock | None = None, **settings: Any) -> Any:
-    """An inline :class:`pingchat.tap.Server` with no listeners, on a Clock."""
+    """An inline :class:`pingchat.server.Server` with no listeners, on a Clock."""
     from pingchat.tap import build
 
     if clock is None:

@@ -28,7 +28,7 @@ import struct
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -62,10 +62,8 @@ from pingchat.auth.checkers import (
 )
 from pingchat.errors import ChatError
 from pingchat.model import Account, fold
+from pingchat.server import Server
 from pingchat.tls import write_secret
-
-if TYPE_CHECKING:
-    from pingchat.tap import Server
 
 log = Logger()
 

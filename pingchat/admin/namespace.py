@@ -15,7 +15,7 @@ import os
 import resource
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -33,10 +33,8 @@ from pingchat.model import (
     fold,
     iso_ms,
 )
+from pingchat.server import Server
 from pingchat.twisted_internals import pending_output_bytes
-
-if TYPE_CHECKING:
-    from pingchat.tap import Server
 
 KICK_REASON = "disconnected by an administrator"
 DISABLE_REASON = "this account has been disabled"
