@@ -42,8 +42,23 @@ function label(button) {
   button.replaceChildren(icon(dark ? "sun" : "moon"));
 }
 
+let following = false;
+
+/** The system's theme can change while the page is open (a dark mode at
+ * sunset): the page follows it through CSS, and the buttons must too. */
+function followSystem() {
+  if (following || typeof matchMedia !== "function") return;
+  following = true;
+  const media = matchMedia("(prefers-color-scheme: dark)");
+  if (typeof media.addEventListener !== "function") return;
+  media.addEventListener("change", () => {
+    for (const b of document.querySelectorAll(".theme-button")) label(b);
+  });
+}
+
 /** A button that flips between light and dark. */
 export function themeButton() {
+  followSystem();
   const button = h("button", {
     type: "button", class: "icon-button theme-button",
     on: { click: () => setTheme(currentTheme() === "dark" ? "light" : "dark") },
