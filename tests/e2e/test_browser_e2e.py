@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from bench.web_first_load import measure_files
 from tests.client import LineClient
 from tests.e2e.browser import (
     PASSWORD,
@@ -125,6 +126,19 @@ class AccountTests(WebServerTestCase):
         history = bob.request("history", room="#second")
         self.assertEqual([m["text"] for m in history["messages"]],
                          ["said before the reload", "and after it"])
+
+
+class FirstLoadTests(WebServerTestCase):
+    def test_the_bench_counts_what_chromium_fetches_on_the_first_load(self) -> None:
+        page = self.context().new_page()
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto(self.url, wait_until="networkidle")
+        expect(page.locator("#tab-login")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        base = self.url.rstrip("/")
+        paths = sorted({url.removeprefix(base).lstrip("/") or "index.html" for url in fetched})
+        self.assertEqual(paths, sorted(f.path for f in measure_files()))
 
 
 class _OnePage(http.server.BaseHTTPRequestHandler):
