@@ -12,8 +12,11 @@ import socketserver
 import sqlite3
 import tempfile
 import threading
+from base64 import b64decode, b64encode
 from pathlib import Path
 from typing import Any
+
+from nacl.public import Box, PrivateKey, PublicKey
 
 from bench.web_first_load import measure_files
 from tests.client import LineClient
@@ -337,6 +340,37 @@ class EncryptedDmTests(WebServerTestCase):
         for sender, text in (("alice", "the door code is 4711"),
                              ("bob", "thanks, the terminal read it")):
             expect(message(page, sender, text).locator(".lock")).to_be_visible()
+        expect(page.locator("li.msg.undecryptable")).to_have_count(0)
+        self.assertEqual(page.errors, [])
+
+
+    def test_a_client_from_before_device_keys_reads_the_browsers_dm_and_answers(self) -> None:
+        # carol's client predates device ids: one key for the account, the
+        # single-key form only (docs/e2e.md). Her side is PyNaCl here.
+        carol = self.native("carol")
+        self.assertTrue(carol.request("register", user="alice", password=PASSWORD)["ok"])
+        key = PrivateKey.generate()
+        public = b64encode(bytes(key.public_key)).decode()
+        published = carol.request("key.publish", public_key=public)
+        self.assertEqual(published["device"], "default")
+        page = self.open_page(self.url)
+        log_in(page, "alice")
+        send(page, "/msg carol sealed for your one key")
+        expect(message(page, "alice", "sealed for your one key").locator(".lock")).to_be_visible()
+
+        event = carol.event("message", to="carol")
+        self.assertNotIn("envelopes", event)
+        browser_key = PublicKey(b64decode(carol.request("key.get", user="alice")["public_key"]))
+        box = Box(key, browser_key)
+        opened = box.decrypt(b64decode(event["ciphertext"]), b64decode(event["nonce"]))
+        self.assertEqual(opened.decode(), "sealed for your one key")
+
+        sealed = box.encrypt(b"and back, in the old form")
+        reply = carol.request("dm", to="alice", ciphertext=b64encode(sealed.ciphertext).decode(),
+                              nonce=b64encode(sealed.nonce).decode())
+        self.assertTrue(reply["ok"], reply)
+        got = message(page, "carol", "and back, in the old form")
+        expect(got.locator(".lock")).to_be_visible()
         expect(page.locator("li.msg.undecryptable")).to_have_count(0)
         self.assertEqual(page.errors, [])
 

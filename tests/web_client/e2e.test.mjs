@@ -145,6 +145,21 @@ test("a server without per-device keys gets the old form, readable by the termin
   assert.equal(new TextDecoder().decode(opened), "old server");
 });
 
+test("a recipient whose only key is the legacy default gets the old form, as the terminal client sends it", async () => {
+  // A server with per-device keys lists a client from before device ids as
+  // device "default" (docs/e2e.md); that client cannot read envelopes.
+  const alice = deviceFrom(PY.aSecret, "alice-browser");
+  const bob = deviceFrom(PY.bSecret, "default");
+  const sender = client("alice", alice, { alice: [alice, newDevice("alice-tty")], bob: [bob] });
+  const args = await sender.sealDm("bob", "to an old client");
+  assert.deepEqual(Object.keys(args).sort(), ["ciphertext", "nonce", "to"]);
+  const opened = nacl.box.open(fromBase64(args.ciphertext), fromBase64(args.nonce), fromBase64(PY.aPublic), bob.secretKey);
+  assert.equal(new TextDecoder().decode(opened), "to an old client");
+  // Once bob has a device key besides, envelopes again.
+  const upgraded = client("alice", alice, { alice: [alice], bob: [bob, newDevice("bob-new")] });
+  assert.ok(Array.isArray((await upgraded.sealDm("bob", "hi")).envelopes));
+});
+
 test("no key, no sealing: the caller sends plain text", async () => {
   const a1 = newDevice("alice-phone");
   assert.equal(await client("alice", a1, { alice: [a1], ircuser: [] }).sealDm("ircuser", "hi"), null);

@@ -23,6 +23,8 @@ export const TAMPERED =
   "an encrypted message that could not be opened: it was changed on the way, or its sender's key is unknown";
 
 const DEVICE_RE = /^[A-Za-z0-9_-]{8,64}$/;
+// The one key an account published before device ids existed.
+export const LEGACY_DEVICE = "default";
 
 // -- base64 (standard alphabet, padded), as the server and PyNaCl use -----------
 
@@ -98,7 +100,7 @@ export function devicesOf(reply) {
     };
   }
   const devices = typeof reply.public_key === "string"
-    ? [{ device: "default", publicKey: reply.public_key, label: null, publishedAt: null }]
+    ? [{ device: LEGACY_DEVICE, publicKey: reply.public_key, label: null, publishedAt: null }]
     : [];
   return { user: String(reply.user), perDevice: false, devices };
 }
@@ -268,15 +270,18 @@ export class E2E {
 
   /**
    * The `dm` request's arguments for *text* to *to*: envelopes for every
-   * device of both accounts (but this one), the legacy form for a server
-   * without per-device keys, or `null` when *to* has no key at all (the
+   * device of both accounts (but this one); the legacy single-key form for a
+   * server without per-device keys, or for a recipient whose only key is the
+   * legacy `default` (a client from before device ids cannot read
+   * envelopes; docs/e2e.md); or `null` when *to* has no key at all (the
    * message can only go unencrypted).
    */
   async sealDm(to, text) {
     const them = await this.keys.get(to);
     if (!them.devices.length) return null;
-    if (!them.perDevice) {
-      return { to: them.user, ...this._box(text, them.devices[0].publicKey) };
+    const onlyLegacy = them.devices.length === 1 && them.devices[0].device === LEGACY_DEVICE;
+    if (!them.perDevice || onlyLegacy) {
+      return { to: them.user, ...this._box(text, them.devices[them.devices.length - 1].publicKey) };
     }
     const mine = await this.keys.get(this.me);
     const envelopes = [];
