@@ -341,6 +341,17 @@ class EncryptedDmTests(WebServerTestCase):
                              ("bob", "thanks, the terminal read it")):
             expect(message(page, sender, text).locator(".lock")).to_be_visible()
         expect(page.locator("li.msg.undecryptable")).to_have_count(0)
+
+        # bob revokes his terminal's key (a lost laptop): what it sealed and
+        # what was sealed for it stays readable here, with the key the
+        # browser remembered for that device (docs/e2e.md).
+        self.assertTrue(setup.request("key.revoke", device=keys["bob"][0]["device"])["ok"])
+        page.reload()
+        expect(page.locator(".conv-title")).to_have_text("bob")
+        for sender, text in (("alice", "the door code is 4711"),
+                             ("bob", "thanks, the terminal read it")):
+            expect(message(page, sender, text).locator(".lock")).to_be_visible()
+        expect(page.locator("li.msg.undecryptable")).to_have_count(0)
         self.assertEqual(page.errors, [])
 
 

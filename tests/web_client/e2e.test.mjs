@@ -178,6 +178,32 @@ test("a new key of the sender is fetched again when the cached one does not fit"
   assert.deepEqual(server.calls, ["alice", "alice"]);
 });
 
+test("a message from a device revoked since opens with the key remembered for it (trust on first use)", async () => {
+  // docs/e2e.md: "If S is not listed any more (revoked since), use the key
+  // remembered for (A, S) by trust on first use" — for the old form too.
+  const a1 = deviceFrom(PY.bSecret, "alice-browser");
+  const b1 = newDevice("bob-laptop");
+  const bobLegacy = deviceFrom(PY.aSecret, "default");
+  const accounts = { alice: [a1], bob: [bobLegacy, b1] };
+  const sealed = await client("bob", b1, accounts).sealDm("alice", "before the revoke");
+  const trust = new Trust(memoryKv(), subtle, "alice");
+  const keys = new KeyCache(keyServer(accounts).fetchKeys);
+  keys.onFetched = (info) => trust.observe(info);
+  const reader = new E2E({ nacl, me: "alice", device: a1, keys, remembered: (user) => trust.remembered(user) });
+  const m = { from: "bob", to: "alice", device: "bob-laptop", envelopes: sealed.envelopes };
+  const old = { from: "bob", to: "alice", ciphertext: PY.ciphertext, nonce: PY.nonce };
+  assert.deepEqual(await reader.open(m), { text: "before the revoke" });
+  assert.deepEqual(await reader.open(old), { text: PY.text });
+
+  accounts.bob = []; // bob revokes both: the history stays readable here
+  keys.clear();
+  assert.deepEqual(await reader.open(m), { text: "before the revoke" });
+  assert.deepEqual(await reader.open(old), { text: PY.text });
+  // Without a remembered key it still cannot be opened.
+  const stranger = new E2E({ nacl, me: "alice", device: a1, keys: new KeyCache(keyServer(accounts).fetchKeys) });
+  assert.deepEqual(await stranger.open(m), { error: TAMPERED });
+});
+
 test("the device key is made once and kept", async () => {
   const kv = memoryKv();
   const first = await loadOrCreateDevice(kv, nacl, "Alice", "Chromium on Linux");

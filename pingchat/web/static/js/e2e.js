@@ -194,6 +194,16 @@ export class Trust {
     return news;
   }
 
+  /** The key last seen for each device of *user* ({device: public key}),
+   * kept after a device is revoked. */
+  async remembered(user) {
+    const out = {};
+    for (const [device, seen] of Object.entries((await this.known(user)).devices)) {
+      if (seen && typeof seen.key === "string") out[device] = seen.key;
+    }
+    return out;
+  }
+
   /** Changed keys not yet acknowledged by the user. */
   async warnings(user) {
     return (await this.known(user)).warnings || [];
@@ -223,12 +233,15 @@ export class E2E {
    * @param {string} options.me       this account
    * @param {object} options.device   from loadOrCreateDevice
    * @param {KeyCache} options.keys
+   * @param {function} [options.remembered]  user -> {device: public key}
+   *   seen before (trust on first use), for devices revoked since
    */
-  constructor({ nacl, me, device, keys }) {
+  constructor({ nacl, me, device, keys, remembered = async () => ({}) }) {
     this.nacl = nacl;
     this.me = me;
     this.device = device;
     this.keys = keys;
+    this.remembered = remembered;
   }
 
   get publicKey() {
@@ -297,13 +310,23 @@ export class E2E {
     return { to: them.user, device: this.device.id, envelopes };
   }
 
-  async _deviceKey(user, device) {
+  /** Open an envelope sealed by (or for) *user*'s *device*: with its
+   * published key (cached, then fetched again), else with the key
+   * remembered for it (a device revoked since; docs/e2e.md). */
+  async _openWith(user, device, env) {
+    const tried = new Set();
+    const attempt = (key) => {
+      if (!key || tried.has(key)) return null;
+      tried.add(key);
+      return this._open(env.ciphertext, env.nonce, key);
+    };
     for (const fresh of [false, true]) {
       const info = await this.keys.get(user, fresh);
       const found = info.devices.find((d) => d.device === device);
-      if (found) return found.publicKey;
+      const text = found ? attempt(found.publicKey) : null;
+      if (text !== null) return text;
     }
-    return null;
+    return attempt((await this.remembered(user))[device]);
   }
 
   /**
@@ -327,28 +350,36 @@ export class E2E {
       // Our own message read back: no envelope is addressed to this device,
       // but the box is symmetric, so any envelope opens with its recipient's key.
       for (const env of m.envelopes) {
-        const key = await this._deviceKey(env.user, env.device);
-        const text = key && this._open(env.ciphertext, env.nonce, key);
-        if (text !== null && text !== undefined && key) return { text };
+        const text = env ? await this._openWith(env.user, env.device, env) : null;
+        if (text !== null) return { text };
       }
       return { error: TAMPERED };
     }
     const env = m.envelopes.find((e) => e && fold(e.user || "") === fold(this.me) && e.device === this.device.id);
     if (!env) return { error: NOT_FOR_THIS_DEVICE };
-    const key = await this._deviceKey(m.from, m.device);
-    if (!key) return { error: TAMPERED };
-    const text = this._open(env.ciphertext, env.nonce, key);
+    const text = await this._openWith(m.from, m.device, env);
     return text === null ? { error: TAMPERED } : { text };
   }
 
   async _openLegacy(m) {
+    // Every key the other party has or had: published ones, then remembered ones.
     const peer = fold(m.from) === fold(this.me) ? m.to : m.from;
+    const tried = new Set();
+    const attempt = (key) => {
+      if (tried.has(key)) return null;
+      tried.add(key);
+      return this._open(m.ciphertext, m.nonce, key);
+    };
     for (const fresh of [false, true]) {
       const info = await this.keys.get(peer, fresh);
       for (const d of info.devices) {
-        const text = this._open(m.ciphertext, m.nonce, d.publicKey);
+        const text = attempt(d.publicKey);
         if (text !== null) return { text };
       }
+    }
+    for (const key of Object.values(await this.remembered(peer))) {
+      const text = attempt(key);
+      if (text !== null) return { text };
     }
     return { error: OTHER_KEY };
   }

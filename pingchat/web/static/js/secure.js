@@ -100,7 +100,8 @@ export class Secure {
       return;
     }
     this.trust = new Trust(this.kv, this.subtle, me);
-    this.e2e = new E2E({ nacl: this.nacl, me, device, keys: this.keys });
+    const trust = this.trust;
+    this.e2e = new E2E({ nacl: this.nacl, me, device, keys: this.keys, remembered: (user) => trust.remembered(user) });
     this.fingerprint = await fingerprint(this.subtle, toBase64(device.publicKey));
     this.created = device.created;
     if (device.created && this.persist) {
