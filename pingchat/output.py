@@ -40,6 +40,9 @@ class BoundedOutput:
     transport: Any
     closed: bool
     address: str | None
+    door: str
+    # The door's factory: its ``backlog_drops`` counts the clients dropped, by door.
+    factory: Any
     paused = False
     # Output the connection held at the last measure (bytes). While paused,
     # for a transport that cannot be measured: the bytes written since the pause.
@@ -78,6 +81,7 @@ class BoundedOutput:
                     bound=bound,
                 )
                 self.closed = True
+                self.factory.backlog_drops[self.door] += 1
                 self.transport.abortConnection()
                 return
             if self._counted:

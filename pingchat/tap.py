@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 from twisted.application import internet, service
-from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -29,6 +28,7 @@ from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
 from pingchat.auth.otp import OTPVerifier
 from pingchat.auth.passwords import PasswordHasher, in_background
+from pingchat.auth.portal import CountingPortal
 from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
@@ -380,7 +380,7 @@ def build(
         audit=audit,
     )
     ttl_ms = int(settings.token_ttl_days * 24 * 3600 * 1000)
-    portal = Portal(
+    portal = CountingPortal(
         ChatRealm(chat, store),
         [
             PasswordChecker(
@@ -427,6 +427,7 @@ def build(
     server = Server(
         settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners
     )
+    server.extras["bcrypt_pool"] = pool
     tls = None
     cert_path = None
     if settings.tls_cert and settings.tls_key:

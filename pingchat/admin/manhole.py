@@ -38,7 +38,7 @@ from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.manhole import ColoredManhole, ManholeInterpreter
 from twisted.conch.manhole_ssh import ConchFactory, TerminalSession, TerminalUser
-from twisted.conch.ssh import connection, keys, userauth
+from twisted.conch.ssh import connection, keys, transport, userauth
 from twisted.conch.ssh.common import NS, getNS
 from twisted.conch.ssh.userauth import MSG_USERAUTH_INFO_REQUEST
 from twisted.cred.checkers import ICredentialsChecker
@@ -60,6 +60,7 @@ from pingchat.auth.checkers import (
     PasswordChecker,
     PasswordCredentials,
 )
+from pingchat.auth.portal import CountingPortal
 from pingchat.errors import ChatError
 from pingchat.model import Account, fold
 from pingchat.server import Server
@@ -279,6 +280,7 @@ class AdminRealm:
         self.server = server
         self.clock = clock
         self.meter = meter
+        self.sessions = 0  # admins at a prompt now
 
     def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
@@ -303,8 +305,10 @@ class AdminRealm:
             audit("manhole_login", account=account.name, actor=account.name, address=address)
             log.info("manhole login: {user} from {address}", user=account.name, address=address)
             user = self._avatar(account.name, address)
+            self.sessions += 1
 
             def logout() -> None:
+                self.sessions -= 1
                 audit("manhole_logout", account=account.name, actor=account.name, address=address)
 
             return IConchUser, user, logout
@@ -583,12 +587,32 @@ def _peer_host(ssh_transport: Any) -> str | None:
     return str(host) if host is not None else None
 
 
+class ManholeTransport(transport.SSHServerTransport):
+    """One SSH connection to the manhole, in its factory's ``connections`` while open."""
+
+    door = "manhole"
+    factory: ManholeFactory
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.factory.connections.add(self)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.factory.connections.discard(self)
+        super().connectionLost(reason)
+
+
 class ManholeFactory(ConchFactory):
     """The SSH server of the manhole, with its own host key and services."""
 
-    def __init__(self, portal: Portal, host_key: keys.Key, clock: IReactorTime) -> None:
+    protocol = ManholeTransport
+    door = "manhole"
+
+    def __init__(self, portal: CountingPortal, host_key: keys.Key, clock: IReactorTime) -> None:
         super().__init__(portal)
+        self.portal: CountingPortal = portal
         self.clock = clock
+        self.connections: set[ManholeTransport] = set()
         self.host_key = host_key
         # ConchFactory keeps these as class attributes shared by every instance
         # (and types them wrongly: the values are Key objects).
@@ -606,12 +630,13 @@ def build_factory(server: Server, clock: IReactorTime) -> ManholeFactory:
     host_key = ensure_host_key(data_dir)
     meter = RateMeter(clock, lambda: (server.chat.messages_stored, server.chat.messages_delivered))
     server.extras["manhole_meter"] = meter
-    portal = Portal(
+    portal = CountingPortal(
         AdminRealm(server, clock, meter),
         [
             AdminPasswordChecker.for_server(server, clock),
             AdminKeyChecker(AuthorizedKeys(data_dir / AUTHORIZED_KEYS_FILE)),
         ],
+        door="manhole",
     )
     return ManholeFactory(portal, host_key, clock)
 
@@ -636,6 +661,7 @@ def attach_manhole(server: Server, reactor: Any) -> None:
     if not server.settings.manhole:
         return
     factory = build_factory(server, reactor)
+    server.extras["manhole"] = factory
     meter = server.extras["manhole_meter"]
     sampler = internet.TimerService(SAMPLE_INTERVAL, meter.sample)
     sampler.clock = reactor

@@ -125,8 +125,11 @@ class ChatService(Service):
         # changes (see _changed): a fan-out walks one dict instead of every
         # member's session list.
         self._receivers: dict[Room, dict[Session, Callable[[Message], object]]] = {}
+        # Counted once per message (a fan-out adds its number of recipients),
+        # never per delivery; the metrics read them when scraped.
         self.messages_delivered = 0
-        self.messages_stored = 0
+        self.room_messages_stored = 0
+        self.dm_messages_stored = 0
         # A reconnect storm starts and ends thousands of sessions: each
         # turn's are logged as one line (see pingchat.loglines).
         self._started_lines = TurnLines(
@@ -154,6 +157,11 @@ class ChatService(Service):
 
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
+
+    @property
+    def messages_stored(self) -> int:
+        """Room messages and DMs stored since the server started."""
+        return self.room_messages_stored + self.dm_messages_stored
 
     def stopService(self) -> None:
         """Close every session while the store can still record it."""
@@ -728,7 +736,7 @@ class ChatService(Service):
         return room
 
     def _deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
-        self.messages_stored += 1
+        self.room_messages_stored += 1
         return self._fan_out(message, room, origin)
 
     def _fan_out(self, message: Message, room: Room, origin: Session | None) -> Message:
@@ -797,7 +805,7 @@ class ChatService(Service):
     def _deliver_dm(
         self, message: Message, origin: Session, online: bool
     ) -> Deferred[tuple[Message, bool]] | tuple[Message, bool]:
-        self.messages_stored += 1
+        self.dm_messages_stored += 1
         recipients = self._sessions.get(fold(message.to or ""), [])
         for s in recipients:
             s.mind.message(message)

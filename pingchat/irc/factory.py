@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,8 @@ class IRCFactory(Factory):
         self.created = iso_ms(service.now())
         self.version = f"pingchat-{__version__}"
         self.connections: set[IRCProtocol] = set()
+        # Clients dropped past max_backlog, by door ("irc", or "web-irc" for /irc).
+        self.backlog_drops: Counter[str] = Counter()
         # Connections with a session: LUSERS counts the others without a scan
         # (a scan per login made logging in O(connections)).
         self.logged_in = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from twisted.cred.portal import Portal
@@ -46,6 +47,8 @@ class NativeFactory(Factory):
         self.burst = burst
         self.max_backlog = max_backlog
         self.connections: set[NativeProtocol] = set()
+        # Clients dropped past max_backlog, by door ("native", or "web" for /ws).
+        self.backlog_drops: Counter[str] = Counter()
         self._last_message: tuple[Message | None, bytes] = (None, b"")
         self._last_event: tuple[tuple[Any, ...] | None, bytes] = (None, b"")
 

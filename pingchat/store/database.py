@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
@@ -97,6 +97,20 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
+class Timings(Protocol):
+    """Told how long the database's work took (the metrics, pingchat.admin.metrics).
+
+    Called on the writer and reader threads: once per committed batch and
+    once per read, never per write.
+    """
+
+    def batch(self, size: int, seconds: float, commit_seconds: float) -> None:
+        """A batch of *size* jobs took *seconds* (BEGIN to COMMIT), its COMMIT *commit_seconds*."""
+
+    def read(self, name: str, seconds: float) -> None:
+        """The read transaction *name* took *seconds*."""
+
+
 class Database:
     """The single writer to one SQLite file."""
 
@@ -125,6 +139,8 @@ class Database:
         self._stopped: Deferred[None] | None = None
         self.transactions = 0
         self.commits = 0
+        self.timings: Timings | None = None
+        self._commit_seconds = 0.0  # the writer's last COMMIT
 
     # -- running transactions -------------------------------------------------
 
@@ -146,15 +162,20 @@ class Database:
         history query never waits behind a batch of writes. The reader sees
         every write acknowledged before the read was asked for.
         """
-        return self._submit(self._read_queue.put, name, fn, args)
+        return self._submit(self._read_queue.put, name, fn, args, reading=True)
 
     def _submit(
-        self, put: Callable[[Any], None], name: str, fn: Callable[..., T], args: tuple[Any, ...]
+        self,
+        put: Callable[[Any], None],
+        name: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        reading: bool = False,
     ) -> Deferred[T]:
         if self._stopped is not None:
             return fail(RuntimeError(f"{name}: the database is closed"))
         if not self._threaded:
-            return self._run_inline(name, fn, args)
+            return self._run_inline(name, fn, args, reading)
         if self._thread is None:
             self.start()
         d: Deferred[T] = Deferred()
@@ -171,8 +192,11 @@ class Database:
             self._queue.put(self._pending)
             self._pending = []
 
-    def _run_inline(self, name: str, fn: Callable[..., T], args: tuple[Any, ...]) -> Deferred[T]:
+    def _run_inline(
+        self, name: str, fn: Callable[..., T], args: tuple[Any, ...], reading: bool = False
+    ) -> Deferred[T]:
         conn = self._conn
+        started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn, *args)
@@ -180,9 +204,17 @@ class Database:
             conn.execute("ROLLBACK")
             self.transactions += 1
             return fail(Failure())
+        committing = time.perf_counter()
         conn.execute("COMMIT")
         self.transactions += 1
         self.commits += 1
+        if self.timings is not None:
+            # Each inline transaction is a batch of its own (or a read).
+            done = time.perf_counter()
+            if reading:
+                self.timings.read(name, done - started)
+            else:
+                self.timings.batch(1, done - started, done - committing)
         return succeed(result)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -236,7 +268,8 @@ class Database:
             job = self._read_queue.get()
             if job is _STOP:
                 break
-            _name, fn, args, d = job
+            name, fn, args, d = job
+            started = time.perf_counter()
             try:
                 conn.execute("BEGIN")
                 try:
@@ -247,6 +280,8 @@ class Database:
                 reactor.callFromThread(d.errback, Failure())
             else:
                 reactor.callFromThread(d.callback, value)
+            if self.timings is not None:
+                self.timings.read(name, time.perf_counter() - started)
         conn.close()
 
     def _writer(self) -> None:
@@ -269,7 +304,14 @@ class Database:
                 except queue.Empty:
                     break
             if jobs:
-                reactor.callFromThread(self._deliver, self._run_batch(conn, jobs))
+                started = time.perf_counter()
+                self._commit_seconds = 0.0
+                results = self._run_batch(conn, jobs)
+                if self.timings is not None:
+                    self.timings.batch(
+                        len(jobs), time.perf_counter() - started, self._commit_seconds
+                    )
+                reactor.callFromThread(self._deliver, results)
         conn.close()
         if self._reader is not None:
             self._reader.join()
@@ -332,13 +374,16 @@ class Database:
         jobs: list[Any],
         results: list[tuple[Deferred[Any], bool, Any]],
     ) -> list[tuple[Deferred[Any], bool, Any]]:
+        started = time.perf_counter()
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:
+            self._commit_seconds = time.perf_counter() - started
             failure = Failure()
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(d, False, failure) for d, _, _ in results]
+        self._commit_seconds = time.perf_counter() - started
         self.transactions += len(jobs)
         self.commits += 1
         return results

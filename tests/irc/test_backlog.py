@@ -127,6 +127,8 @@ class IRCBacklogTests(LiveServer):
             self.assertEqual(len(warnings), 1)
             self.assertEqual(warnings[0]["user"], "carol")
             self.assertEqual(warnings[0]["bound"], self.max_backlog)
+            # Counted for the metrics, against her door.
+            self.assertEqual(dict(self.server.extras["irc"].backlog_drops), {"irc": 1})
 
         return deferToThread(scenario).addCallback(check)
 

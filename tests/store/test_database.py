@@ -345,6 +345,55 @@ class WriterThreadTests(TestCase):
         self.assertEqual(name, "pingchat-db-writer")
 
 
+class Recorded:
+    """A Timings that records what it is told, and on which thread."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, float, float, str]] = []
+        self.reads: list[tuple[str, float, str]] = []
+
+    def batch(self, size: int, seconds: float, commit_seconds: float) -> None:
+        self.batches.append((size, seconds, commit_seconds, threading.current_thread().name))
+
+    def read(self, name: str, seconds: float) -> None:
+        self.reads.append((name, seconds, threading.current_thread().name))
+
+
+class TimingsTests(TestCase):
+    """What the writer and the reader tell the metrics: per batch and per read."""
+
+    @inlineCallbacks
+    def test_the_writer_tells_each_batch_once_and_the_reader_each_read(self) -> Any:
+        db = Database(temp_dir(self) / "db.sqlite3", reactor)
+        self.addCleanup(db.stop)
+        db.timings = timings = Recorded()
+        yield DeferredList([db.run("job", lambda conn: None) for _ in range(5)])
+        self.assertEqual(len(timings.batches), 1)
+        [(size, seconds, commit_seconds, thread)] = timings.batches
+        self.assertEqual((size, thread), (5, "pingchat-db-writer"))
+        self.assertGreaterEqual(seconds, commit_seconds)
+        self.assertGreater(commit_seconds, 0)
+        yield db.read("count_things", lambda conn: 1)
+        self.assertEqual([(r[0], r[2]) for r in timings.reads],
+                         [("count_things", "pingchat-db-reader")])
+
+    def test_inline_every_transaction_is_a_batch_of_one(self) -> None:
+        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(db.stop)
+        db.timings = timings = Recorded()
+        db.run("a", lambda conn: None)
+        db.run("b", lambda conn: None)
+        db.read("c", lambda conn: None)
+        self.assertEqual([b[0] for b in timings.batches], [1, 1])
+        self.assertEqual([r[0] for r in timings.reads], ["c"])
+
+    def test_nothing_is_measured_without_a_listener(self) -> None:
+        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
+        self.addCleanup(db.stop)
+        self.assertIsNone(db.timings)
+        self.assertEqual(self.successResultOf(db.run("a", lambda conn: 7)), 7)
+
+
 class DeliverySliceTests(SynchronousTestCase):
     """Committed batches fire their Deferreds a slice per reactor turn, in order."""
 

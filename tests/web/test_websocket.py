@@ -517,6 +517,8 @@ class ProducerTests(WebTestCase):
         self.assertTrue(alice.transport.disconnected)  # aborted, not waiting to flush
         self.assertLess(i, 60)
         self.assertEqual(len(logged.events), 1)
+        # Counted for the metrics, against the door she came through.
+        self.assertEqual(dict(self.server.native.backlog_drops), {"web": 1})
 
     def test_a_tcp_transport_pausing_at_every_write_counts_as_one_pause(self) -> None:
         # Twisted's TCP transport calls pauseProducing at each write while its
