@@ -169,6 +169,8 @@ class Pingchat(Server):
             "--chat", f"ssl:{self.chat_port}:interface=127.0.0.1",
             "--irc", f"tcp:{self.port}:interface=127.0.0.1",
             "--ircs", ircs, "--manhole", "none", "--web", "none",
+            # On, as by default (their cost is part of what is measured), on a free port.
+            "--metrics", "tcp:0:interface=127.0.0.1",
             *self.options,
         ]
 

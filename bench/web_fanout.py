@@ -157,6 +157,7 @@ async def main(n: int, m: int, rounds: int) -> None:
             "--web", f"tcp:{ports['ws']}:interface=127.0.0.1",
             "--web", f"ssl:{ports['wss']}:interface=127.0.0.1",
             "--irc", "none", "--ircs", "none", "--manhole", "none",
+            "--metrics", "tcp:0:interface=127.0.0.1",
             "--sqlite-synchronous", "NORMAL", *PINGCHAT_LIMITS,
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,

@@ -26,6 +26,9 @@ DEFAULT_MANHOLE = "tcp:2222:interface=127.0.0.1"
 # The web door: plain HTTP on loopback (http://localhost is a secure context
 # for browsers) and HTTPS with the data dir's certificate everywhere.
 DEFAULT_WEB = ("tcp:8080:interface=127.0.0.1", "ssl:8443")
+# Prometheus metrics at /metrics: counts and timings, no secrets, but
+# nothing the world needs either (docs/admin.md).
+DEFAULT_METRICS = "tcp:9464:interface=127.0.0.1"
 
 
 @attrs.frozen
@@ -38,6 +41,7 @@ class Settings:
     ircs: tuple[str, ...] = (DEFAULT_IRCS,)
     manhole: tuple[str, ...] = (DEFAULT_MANHOLE,)
     web: tuple[str, ...] = DEFAULT_WEB
+    metrics: tuple[str, ...] = (DEFAULT_METRICS,)
     # Pages from these origins may open WebSockets too (besides our own).
     web_origin: tuple[str, ...] = ()
     # Peers whose X-Forwarded-For / Forwarded headers are believed (addresses or networks).
@@ -70,7 +74,7 @@ class Settings:
         return self.data_dir / DATABASE_FILE
 
 
-LISTENERS = ("chat", "irc", "ircs", "manhole", "web")
+LISTENERS = ("chat", "irc", "ircs", "manhole", "web", "metrics")
 # Options that may be given several times (and are lists in the TOML file).
 REPEATED = ("web_origin", "trusted_proxy")
 

@@ -24,6 +24,7 @@ from twisted.python.threadpool import ThreadPool
 
 from pingchat import config, runtime, twisted_internals
 from pingchat.admin.manhole import attach_manhole
+from pingchat.admin.metrics import attach_metrics
 from pingchat.auth.audit import Auditor
 from pingchat.auth.checkers import PasswordChecker, TokenChecker
 from pingchat.auth.otp import OTPVerifier
@@ -32,7 +33,7 @@ from pingchat.auth.portal import CountingPortal
 from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
-from pingchat.chat.lagprobe import LagProbe, jsonl_report
+from pingchat.chat.lagprobe import BENCHMARK_INTERVAL, INTERVAL, LagProbe, jsonl_report, reports
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
 from pingchat.irc.factory import attach_irc
@@ -128,6 +129,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "ircs": _listeners,
     "manhole": _listeners,
     "web": _listeners,
+    "metrics": _listeners,
     "web_origin": _strings(lambda v: OriginPolicy.parse([v])),
     "trusted_proxy": _strings(parse_network),
     "tls_cert": lambda v: Path(os.path.expanduser(str(v))),
@@ -224,6 +226,10 @@ class Options(usage.Options):
         """Web door endpoint (HTTP, or HTTPS with ssl:).
         [default: tcp:8080:interface=127.0.0.1 and ssl:8443]"""
         self.listener_args["web"].append(value)
+
+    def opt_metrics(self, value: str) -> None:
+        """Prometheus metrics endpoint, at /metrics. [default: tcp:9464:interface=127.0.0.1]"""
+        self.listener_args["metrics"].append(value)
 
     def opt_web_origin(self, value: str) -> None:
         """Another origin (scheme://host[:port]) whose pages may use the WebSockets."""
@@ -433,7 +439,10 @@ def build(
     if settings.tls_cert and settings.tls_key:
         tls = server_options(settings.tls_key, settings.tls_cert)
         cert_path = settings.tls_cert
-    elif any(d.startswith("ssl:") for d in settings.chat + settings.ircs + settings.web):
+    elif any(
+        d.startswith("ssl:")
+        for d in settings.chat + settings.ircs + settings.web + settings.metrics
+    ):
         key, cert_path = ensure_certificate(data_dir, settings.server_name)
         tls = server_options(key, cert_path)
     if cert_path is not None:
@@ -455,10 +464,15 @@ def build(
     attach_irc(server, reactor)
     attach_manhole(server, reactor)
     attach_web(server, reactor)
-    lag_probe = os.environ.get("PINGCHAT_LAG_PROBE")
-    if lag_probe:
-        # The benchmark's view of reactor stalls; see pingchat/chat/lagprobe.py.
-        LagProbe(reactor, jsonl_report(Path(lag_probe))).setServiceParent(top)
+    metrics = attach_metrics(server, reactor)
+    # The reactor's lag, for the metrics and (PINGCHAT_LAG_PROBE) the benchmark.
+    lag_file = os.environ.get("PINGCHAT_LAG_PROBE")
+    lag_reports = [jsonl_report(Path(lag_file))] if lag_file else []
+    if metrics is not None:
+        lag_reports.append(metrics.lag_report)
+    if lag_reports:
+        interval = BENCHMARK_INTERVAL if lag_file else INTERVAL
+        LagProbe(reactor, reports(*lag_reports), interval).setServiceParent(top)
     # Last: it opens the listeners, and says "ready" once all the rest has started.
     listeners.setServiceParent(top)
     return server
@@ -469,6 +483,8 @@ def _ready(server: Server, opened: list[Opened]) -> None:
     warning = exposure_line(opened, settings.registration)
     if warning is not None:
         log.warn("{warning}", warning=warning)
+    if "metrics" in server.extras:
+        server.extras["metrics"].listening([o for o in opened if o.listener.option == "metrics"])
     log.info(
         "pingchat ready: data dir {data_dir}, server name {name}, registration {registration}",
         data_dir=str(settings.data_dir.resolve()),

@@ -58,6 +58,7 @@ def make_server(data_dir: Path | None = None, clock: Clock | None = None, **sett
         "ircs": (),
         "manhole": (),
         "web": (),
+        "metrics": (),
         "server_name": "test.pingchat",
         "sqlite_synchronous": "NORMAL",
     }

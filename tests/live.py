@@ -63,6 +63,7 @@ class LiveServer(TestCase):
     """A real server (threads and all) listening with TLS on 127.0.0.1:0."""
 
     max_backlog = 1024 * 1024  # the default bound
+    metrics: tuple[str, ...] = ()  # no metrics listener, unless a test asks
 
     @inlineCallbacks
     def setUp(self) -> Any:
@@ -75,6 +76,7 @@ class LiveServer(TestCase):
             ircs=(),
             manhole=(),
             web=(),
+            metrics=self.metrics,
             server_name="localhost",
             sqlite_synchronous="NORMAL",
             rate=0,

@@ -244,6 +244,8 @@ class RealListenerTests(TestCase):
             "irc": ("tcp:0:interface=127.0.0.1",),
             "ircs": ("ssl:0:interface=127.0.0.1",),
             "manhole": ("tcp:0:interface=127.0.0.1",),
+            "web": (),
+            "metrics": ("tcp:0:interface=127.0.0.1",),
         }
         chosen.update(listeners)
         return Settings(
@@ -261,7 +263,8 @@ class RealListenerTests(TestCase):
 
         globalLogPublisher.addObserver(watch)
         self.addCleanup(globalLogPublisher.removeObserver, watch)
-        for option in ("chat", "irc", "ircs", "manhole"):
+        options = ["chat", "irc", "ircs", "manhole", "metrics"]
+        for option in options:
             data_dir = temp_dir(self)
             port = busy_port(self)
             scheme = "ssl" if option in ("chat", "ircs") else "tcp"
@@ -282,7 +285,7 @@ class RealListenerTests(TestCase):
             )
             # The doors opened before it are closed again, the database is
             # closed (its writer never started) and the lock is free.
-            self.assertEqual(len(started), ["chat", "irc", "ircs", "manhole"].index(option))
+            self.assertEqual(len(started), options.index(option))
             yield self.closed(started)
             self.assertTrue(server.db._stopped and server.db._stopped.called)
             self.assertIsNone(server.db._thread)

@@ -37,7 +37,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(s.manhole, ("tcp:2222:interface=127.0.0.1",))
         self.assertEqual(s.web, ("tcp:8080:interface=127.0.0.1", "ssl:8443"))
         self.assertEqual((s.web_origin, s.trusted_proxy), ((), ()))
+        self.assertEqual(s.metrics, ("tcp:9464:interface=127.0.0.1",))
         self.assertEqual((s.guests, s.min_password_length), (False, 8))
+
+    def test_the_metrics_listener_repeats_is_disabled_by_none_and_read_from_the_file(
+        self,
+    ) -> None:
+        s = self.parse("--metrics", "tcp:1", "--metrics", "tcp6:1:interface=\\:\\:1").settings
+        self.assertEqual(s.metrics, ("tcp:1", "tcp6:1:interface=\\:\\:1"))
+        self.assertEqual(self.parse("--metrics", "none").settings.metrics, ())
+        s = self.parse("--config", self.config('metrics = "tcp:9999:interface=::1"\n')).settings
+        self.assertEqual(s.metrics, ("tcp:9999:interface=::1",))
+        s = self.parse("--config", self.config('metrics = "none"\n')).settings
+        self.assertEqual(s.metrics, ())
+        with self.assertRaises(usage.UsageError):
+            self.parse("--metrics", "none", "--metrics", "tcp:1")
 
     def test_listeners_repeat_and_none_disables(self) -> None:
         s = self.parse("--chat", "ssl:1", "--chat", "ssl:2:interface=::1", "--irc", "none").settings

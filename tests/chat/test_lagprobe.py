@@ -10,7 +10,7 @@ from pathlib import Path
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pingchat.chat.lagprobe import LagProbe, jsonl_report
+from pingchat.chat.lagprobe import LagProbe, jsonl_report, reports
 
 
 class LagProbeTests(TestCase):
@@ -68,3 +68,13 @@ class JSONLReportTests(TestCase):
             [{"t": 100.0, "max_stall_ms": 1.5, "ticks": 200},
              {"t": 101.0, "max_stall_ms": 30.25, "ticks": 190}],
         )
+
+
+class ReportsTests(TestCase):
+    def test_each_period_goes_to_every_report(self) -> None:
+        first: list[tuple[float, float, int]] = []
+        second: list[tuple[float, float, int]] = []
+        both = reports(lambda *r: first.append(r), lambda *r: second.append(r))
+        both(1.0, 2.5, 10)
+        self.assertEqual(first, [(1.0, 2.5, 10)])
+        self.assertEqual(second, first)

@@ -58,6 +58,7 @@ class ServerProcess:
         ircs: str | None = "none",
         manhole: str | None = "none",
         web: str | None = "none",
+        metrics: str | None = "none",
         env: dict[str, str] | None = None,
         data_dir_option: bool = True,
     ) -> None:
@@ -72,6 +73,7 @@ class ServerProcess:
             ("--ircs", ircs),
             ("--manhole", manhole),
             ("--web", web),
+            ("--metrics", metrics),
         ):
             if value is not None:
                 self.args += [option, value]
