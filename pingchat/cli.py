@@ -240,6 +240,22 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a running server's essentials, from its metrics (``--metrics``)."""
+    from pingchat.admin import status
+
+    data_dir, _ = _data_dir(args)
+    try:
+        url, source = status.choose_url(
+            args.metrics_url, data_dir, _settings_file(args), args.config
+        )
+        scraped = status.scrape(url, source, args.timeout, data_dir / "tls-cert.pem")
+    except status.StatusError as e:
+        raise CommandError(str(e)) from e
+    print(status.render(scraped, url))
+    return 0
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     from pingchat.client.main import run
 
@@ -333,6 +349,20 @@ def parser() -> argparse.ArgumentParser:
         help=f"with create: days it stays valid, 0 for ever (default: {INVITE_DAYS:g})",
     )
     invite.set_defaults(func=cmd_invite)
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show a running server's connections, sessions, messages and timings",
+        description="Reads the running server's Prometheus metrics (its --metrics"
+        " listener) and prints its essentials. The URL is --metrics-url, else the one"
+        " the server running on the data dir wrote there, else the first metrics"
+        " listener in --config, else http://127.0.0.1:9464/metrics.",
+    )
+    status.add_argument("--metrics-url", default=None, metavar="URL", help="where to scrape")
+    status.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="seconds to wait (default: 5)"
+    )
+    status.set_defaults(func=cmd_status)
     client = sub.add_parser("client", help="the terminal chat client")
     client.add_argument("server", help="HOST[:PORT] (default port 7464)")
     try:

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
+from pingchat.admin import status
 from pingchat.admin.metrics import URL_FILE
 from tests.live import LiveServer
 
@@ -87,3 +88,15 @@ class LiveMetricsTests(LiveServer):
         )
         found = yield deferToThread(scrape, url)
         self.assertGreaterEqual(found[("pingchat_reactor_lag_seconds_count", ())], 1)
+
+    @inlineCallbacks
+    def test_pingchat_status_reads_a_live_server(self) -> Any:
+        def look() -> str:
+            self.account(self.connect(), "dave").close()
+            url, source = status.choose_url(None, self.dir, {}, None)
+            return status.render(status.scrape(url, source), url)
+
+        text = yield deferToThread(look)
+        self.assertIn(self.url(), text)
+        [native] = [line for line in text.splitlines() if line.startswith("native ")]
+        self.assertEqual(native.split()[3], "1")  # one login
