@@ -256,6 +256,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Archive the data dir (database, keys, certificate) while the server runs."""
+    from pingchat.backup import BackupError, backup
+
+    data_dir, source = _data_dir(args)
+    if not (data_dir / DATABASE_FILE).exists():
+        raise CommandError(f"no pingchat database in {data_dir.absolute()} ({source})")
+    try:
+        done = backup(data_dir, args.dest, force=args.force)
+    except BackupError as e:
+        raise CommandError(str(e)) from e
+    files = ", ".join(f["name"] for f in done.manifest["files"])
+    where = done.path.absolute() if done.path is not None else "standard output"
+    print(f"backup of {data_dir.absolute()} written to {where}: {files}", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Check a backup, and restore it into the data dir (which no server may hold)."""
+    from pingchat.backup import BackupError, check_archive, restore
+
+    try:
+        if args.check:
+            found = check_archive(Path(args.archive))
+            print(
+                f"{args.archive}: a good backup of {found.created_at} (pingchat"
+                f" {found.pingchat_version}, schema {found.schema_version}):"
+                f" {', '.join(found.files)}"
+            )
+            return 0
+        data_dir, _ = _data_dir(args)
+        done = restore(Path(args.archive), data_dir, force=args.force)
+    except BackupError as e:
+        raise CommandError(f"{args.archive}: {e}") from e
+    print(
+        f"restored the backup of {done.manifest.created_at} into {done.data_dir}"
+        f" ({', '.join(done.manifest.files)})"
+    )
+    if done.moved_aside is not None:
+        print(f"the data dir that was there is now {done.moved_aside}")
+    return 0
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     from pingchat.client.main import run
 
@@ -363,6 +406,35 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=5.0, metavar="S", help="seconds to wait (default: 5)"
     )
     status.set_defaults(func=cmd_status)
+    backup = sub.add_parser(
+        "backup",
+        parents=[common],
+        help="archive the data dir (database, keys, certificate), also while the server runs",
+        description="Writes one archive (mode 0600; gzip unless DEST ends in .tar) with a"
+        " consistent copy of the database and the data dir's keys and certificate.",
+    )
+    backup.add_argument(
+        "dest", metavar="DEST", help="a file, a directory (a timestamped name inside), or -"
+    )
+    backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore",
+        parents=[common],
+        help="check a backup and restore it into the data dir (the server must be stopped)",
+        description="Checks the whole archive, then puts it in place of the data dir in one"
+        " step. A data dir that is not empty needs --force and is moved aside, not deleted.",
+    )
+    restore.add_argument("archive", metavar="ARCHIVE", help="a file written by pingchat backup")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore over a data dir that is not empty (moved to DIR.before-restore-TIME)",
+    )
+    restore.add_argument(
+        "--check", action="store_true", help="only check the archive; change nothing"
+    )
+    restore.set_defaults(func=cmd_restore)
     client = sub.add_parser("client", help="the terminal chat client")
     client.add_argument("server", help="HOST[:PORT] (default port 7464)")
     try:
