@@ -38,21 +38,24 @@ from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
+from pingchat.reload import Reloader, ReloadOnSignal
 from pingchat.server import Server
 from pingchat.startup import (
     DataDirLock,
     ListenerService,
     Opened,
+    StartupFailed,
     create_data_dir,
     exposure_line,
 )
 from pingchat.store import Database, SQLiteStore
 from pingchat.store.rooms import _load_rooms
 from pingchat.tls import (
-    certificate_fingerprint,
+    CertificateRefused,
+    Certificates,
+    ServerCertificate,
     ensure_certificate,
     server_endpoint,
-    server_options,
 )
 from pingchat.web.door import attach_web
 from pingchat.web.policy import OriginPolicy, parse_network
@@ -434,30 +437,38 @@ def build(
         settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners
     )
     server.extras["bcrypt_pool"] = pool
-    tls = None
-    cert_path = None
-    if settings.tls_cert and settings.tls_key:
-        tls = server_options(settings.tls_key, settings.tls_cert)
-        cert_path = settings.tls_cert
-    elif any(
-        d.startswith("ssl:")
-        for d in settings.chat + settings.ircs + settings.web + settings.metrics
-    ):
-        key, cert_path = ensure_certificate(data_dir, settings.server_name)
-        tls = server_options(key, cert_path)
-    if cert_path is not None:
+    certificate = None
+    try:
+        if settings.tls_cert and settings.tls_key:
+            certificate = ServerCertificate(settings.tls_key, settings.tls_cert)
+        elif any(
+            d.startswith("ssl:")
+            for d in settings.chat + settings.ircs + settings.web + settings.metrics
+        ):
+            certificate = ServerCertificate(*ensure_certificate(data_dir, settings.server_name))
+    except CertificateRefused as e:
+        raise StartupFailed(f"TLS certificate: {e}") from None
+    if certificate is not None:
         # What clients that trust on first use should compare with.
         log.info(
-            "TLS certificate {path}, SHA-256 fingerprint {fingerprint}",
-            path=str(cert_path),
-            fingerprint=certificate_fingerprint(cert_path),
+            "TLS certificate {path}, SHA-256 fingerprint {fingerprint}, valid until {not_after}",
+            path=str(certificate.cert_path),
+            fingerprint=certificate.current.fingerprint,
+            not_after=certificate.current.not_after.strftime("%Y-%m-%d %H:%M UTC"),
         )
-    server.tls = tls
+        for problem in certificate.current.problems:
+            log.warn(
+                "TLS certificate {path}: {problem}",
+                path=str(certificate.cert_path),
+                problem=problem,
+            )
+    server.tls = Certificates(certificate)
+    server.extras["reloader"] = Reloader(server, server.tls)
     for description in settings.chat:
         listeners.add(
             "chat",
             description,
-            partial(server_endpoint, reactor, description, tls),
+            partial(server_endpoint, reactor, description, server.tls),
             native,
             registers=True,
         )
@@ -524,8 +535,19 @@ def makeService(options: Options) -> service.MultiService:
     runtime.bound_reactor_turns(reactor)
     runtime.tune_gc()
     runtime.FullCollector(reactor).setServiceParent(top)
+    reloader: Reloader = server.extras["reloader"]
+    if options["config"]:
+        reloader.config = options["config"]
+        reloader.reread = partial(_reread, options)
+    ReloadOnSignal(reactor, reloader.reload).setServiceParent(top)
     atexit.register(_exit_status, server.listeners)
     return top
+
+
+def _reread(options: Options) -> config.Settings:
+    """The settings as the command line and the config file give them now (for a reload)."""
+    options.postOptions()
+    return options.settings
 
 
 def _exit_status(listeners: ListenerService) -> None:

@@ -1,6 +1,10 @@
 """TLS for the listeners: a self-signed certificate on first run, and
 ``CertificateOptions`` built from ``cryptography`` objects (TLS 1.2 minimum).
 
+Every TLS door takes its certificate from a :class:`ServerCertificate`,
+which a reload (``SIGHUP``, the manhole's ``reload()``) replaces: new
+connections get the new certificate, existing ones keep theirs.
+
 ``ssl:`` endpoint strings are accepted as usual, but instead of letting
 Twisted load PEM files through deprecated pyOpenSSL objects, pingchat turns
 them into a ``tcp:`` endpoint wrapped in TLS with its own context; without
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,12 +30,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
+    IOpenSSLServerConnectionCreator,
     IProtocolFactory,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions, TLSVersion
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -98,7 +104,11 @@ def ensure_certificate(data_dir: Path, server_name: str) -> tuple[Path, Path]:
 
 
 def certificate_fingerprint(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return fingerprint_of(x509.load_pem_x509_certificate(cert_path.read_bytes()))
+
+
+def fingerprint_of(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint as browsers show it (``AB:CD:...``)."""
     digest = cert.fingerprint(hashes.SHA256()).hex()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)).upper()
 
@@ -115,6 +125,124 @@ def server_options(key_path: Path, cert_path: Path) -> CertificateOptions:
     if len(chain) > 1:
         kwargs["extraCertChain"] = chain[1:]
     return CertificateOptions(**kwargs)
+
+
+class CertificateRefused(ValueError):
+    """A certificate and key that must not be served; the message says why."""
+
+
+@attrs.frozen
+class LoadedCertificate:
+    """A certificate and key read from their files, ready to serve."""
+
+    options: CertificateOptions
+    fingerprint: str
+    not_after: datetime.datetime
+    # What clients would object to (no subjectAltName, expired, not yet valid).
+    problems: tuple[str, ...] = ()
+
+
+def load_certificate(
+    key_path: Path, cert_path: Path, now: datetime.datetime | None = None
+) -> LoadedCertificate:
+    """Read and check a key and certificate chain; :class:`CertificateRefused` if unusable.
+
+    Unreadable files, a key that is not the certificate's, or a context
+    OpenSSL refuses, raise; what clients would refuse is listed in
+    ``problems`` (a reload refuses those too; at start-up they are logged).
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    try:
+        key_data, cert_data = key_path.read_bytes(), cert_path.read_bytes()
+    except OSError as e:
+        raise CertificateRefused(f"cannot read {e.filename}: {e.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(key_data, password=None)
+    except (ValueError, TypeError) as e:
+        raise CertificateRefused(f"{key_path} holds no usable PEM private key ({e})") from None
+    try:
+        chain = x509.load_pem_x509_certificates(cert_data)
+    except ValueError:
+        raise CertificateRefused(f"{cert_path} holds no PEM certificate") from None
+    leaf = chain[0]
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, spki) != (
+        leaf.public_key().public_bytes(serialization.Encoding.DER, spki)
+    ):
+        raise CertificateRefused(f"the key {key_path} is not the key of {cert_path}")
+    kwargs: dict[str, Any] = {
+        "privateKey": key,
+        "certificate": leaf,
+        "raiseMinimumTo": TLSVersion.TLSv1_2,
+    }
+    if len(chain) > 1:
+        kwargs["extraCertChain"] = chain[1:]
+    try:
+        options = CertificateOptions(**kwargs)
+        options.getContext()  # OpenSSL's own checks, now rather than at the first client
+    except Exception as e:
+        raise CertificateRefused(f"OpenSSL refuses {cert_path}: {e}") from None
+    problems = []
+    try:
+        leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        problems.append("it has no subjectAltName, which clients require")
+    if leaf.not_valid_after_utc <= now:
+        problems.append(f"it expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    if leaf.not_valid_before_utc > now:
+        problems.append(f"it is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    return LoadedCertificate(
+        options, fingerprint_of(leaf), leaf.not_valid_after_utc, tuple(problems)
+    )
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerCertificate:
+    """The certificate of one or more TLS listeners, replaceable while they listen.
+
+    Each new connection takes the OpenSSL context of the certificate loaded
+    last; a connection keeps the context it started with, so a reload
+    closes nothing.
+    """
+
+    def __init__(self, key_path: Path, cert_path: Path) -> None:
+        self.key_path = key_path
+        self.cert_path = cert_path
+        self.current = load_certificate(key_path, cert_path)
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> Any:  # noqa: N802
+        return self.current.options.serverConnectionForTLS(tlsProtocol)
+
+    def getContext(self) -> Any:  # noqa: N802
+        """The current OpenSSL context (made at once, not at the first client)."""
+        return self.current.options.getContext()
+
+    def reload(self, now: datetime.datetime | None = None) -> LoadedCertificate:
+        """Read the files again and serve them; the old certificate stays if they fail."""
+        loaded = load_certificate(self.key_path, self.cert_path, now)
+        if loaded.problems:
+            raise CertificateRefused("; ".join(loaded.problems))
+        self.current = loaded
+        return loaded
+
+
+class Certificates:
+    """Every certificate the server's TLS listeners serve: the default one and any
+    named in an ``ssl:`` string (``privateKey=``/``certKey=``), reloaded together."""
+
+    def __init__(self, default: ServerCertificate | None = None) -> None:
+        self.default = default
+        self._named: dict[tuple[Path, Path], ServerCertificate] = {}
+
+    def for_files(self, key_path: Path, cert_path: Path) -> ServerCertificate:
+        found = self._named.get((key_path, cert_path))
+        if found is None:
+            found = self._named[(key_path, cert_path)] = ServerCertificate(key_path, cert_path)
+        return found
+
+    def all(self) -> list[ServerCertificate]:
+        every = [self.default] if self.default is not None else []
+        return every + [c for c in self._named.values() if c is not self.default]
 
 
 # A TLS connection's memory BIOs keep the capacity of the largest chunk that
@@ -254,7 +382,10 @@ class TLSServerEndpoint:
     """Any stream endpoint, with TLS on top."""
 
     def __init__(
-        self, wrapped: IStreamServerEndpoint, options: CertificateOptions, reactor: Any = None
+        self,
+        wrapped: IStreamServerEndpoint,
+        options: CertificateOptions | ServerCertificate,
+        reactor: Any = None,
     ) -> None:
         self.wrapped = wrapped
         self.options = options
@@ -305,9 +436,14 @@ def _unescape(value: str) -> str:
 
 
 def server_endpoint(
-    reactor: Any, description: str, default_tls: CertificateOptions | None
+    reactor: Any,
+    description: str,
+    default_tls: Certificates | ServerCertificate | CertificateOptions | None,
 ) -> IStreamServerEndpoint:
     """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context.
+
+    With :class:`Certificates` (the server's), every ``ssl:`` listener's
+    certificate is reloadable, those named in the string included.
 
     TCP listeners are pingchat.runtime.ServerPort: bounded accepts per turn,
     one send() per connection per turn
@@ -324,12 +460,19 @@ def server_endpoint(
             tls[key] = _unescape(value)
         else:
             kept.append(part)
+    options: CertificateOptions | ServerCertificate | None
     if "privateKey" in tls:
         key_path = Path(tls["privateKey"])
-        options = server_options(key_path, Path(tls.get("certKey", tls["privateKey"])))
-    elif default_tls is not None:
-        options = default_tls
+        cert_path = Path(tls.get("certKey", tls["privateKey"]))
+        if isinstance(default_tls, Certificates):
+            options = default_tls.for_files(key_path, cert_path)
+        else:
+            options = server_options(key_path, cert_path)
+    elif isinstance(default_tls, Certificates):
+        options = default_tls.default
     else:
+        options = default_tls
+    if options is None:
         raise ValueError(f"{description}: no TLS certificate available")
     return TLSServerEndpoint(
         endpoints.serverFromString(reactor, ":".join(kept)),

@@ -557,6 +557,19 @@ class AdminTools:
         return d.addCallback(done)
 
 
+    # -- the server ----------------------------------------------------------------------
+
+    def reload(self) -> Done:
+        """Read the TLS certificates and the config file's reloadable options again, as
+        SIGHUP does: new connections get a new certificate, no connection closes."""
+        reloader = self.server.extras.get("reloader")
+        if reloader is None:
+            raise BadRequest("this server cannot reload")
+        lines = reloader.reload()
+        self._audit("admin_reload", outcome=lines)
+        return Done("\n".join(lines) or "nothing to reload")
+
+
 def _buffered(transport: Any) -> int:
     """Bytes a connection's transports hold that the kernel has not taken yet (0 if unknown)."""
     return pending_output_bytes(transport) or 0
@@ -571,6 +584,7 @@ HELPERS = (
     "kick", "disable", "enable", "reset", "adduser", "promote", "demote",
     "invite", "invites", "revoke_invite",
     "broadcast", "topic", "ban", "unban",
+    "reload",
 )
 
 BANNER = """\
@@ -593,6 +607,7 @@ BANNER = """\
   topic(room, text)         set a room's topic
   ban(room, user), unban(room, user)
   stats()                   connections, sessions, rooms, messages/s, queues, memory
+  reload()                  re-read the TLS certificates and reloadable options (as SIGHUP)
   audit(n)                  the last n audit log entries
   help(), help(kick)        this list, or one helper's description
 Helpers that touch the database wait for it (Ctrl-C stops waiting).

@@ -289,3 +289,10 @@ class AddressLimiter:
                 self._buckets.clear()
             bucket = self._buckets[address] = TokenBucket(self.rate, self.burst)
         return bucket.take(self.clock())
+
+    def set_rate(self, rate: float, burst: float) -> None:
+        """New limits, for every address (those seen already too): a reloaded option."""
+        self.rate, self.burst = rate, burst
+        for bucket in self._buckets.values():
+            bucket.rate, bucket.burst = rate, burst
+            bucket.tokens = min(bucket.tokens, burst)
