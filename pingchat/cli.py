@@ -269,7 +269,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from e
     files = ", ".join(f["name"] for f in done.manifest["files"])
     where = done.path.absolute() if done.path is not None else "standard output"
-    print(f"backup of {data_dir.absolute()} written to {where}: {files}", file=sys.stderr)
+    # On standard output, unless the archive is there (cron mails only errors
+    # when it goes to /dev/null).
+    print(
+        f"backup of {data_dir.absolute()} written to {where}: {files}",
+        file=sys.stdout if done.path is not None else sys.stderr,
+    )
     return 0
 
 

@@ -510,10 +510,10 @@ class CommandTests(BackupCase):
         return code, out.getvalue(), err.getvalue()
 
     def test_backup_then_restore_elsewhere(self) -> None:
-        code, _, err = self.run_cli("--data-dir", str(self.data), "backup", str(self.out))
-        self.assertEqual(code, 0, err)
+        code, out, err = self.run_cli("--data-dir", str(self.data), "backup", str(self.out))
+        self.assertEqual((code, err), (0, ""))
         archive = next(self.out.iterdir())
-        self.assertIn(str(archive), err)
+        self.assertIn(f"written to {archive}:", out)
         code, out, err = self.run_cli("restore", str(archive), "--data-dir", str(self.tmp / "d2"))
         self.assertEqual(code, 0, err)
         self.assertIn("restored the backup", out)
