@@ -467,6 +467,24 @@ class RestoreTests(BackupCase):
         again = restore(self.archive, other, force=True, now=NOW)
         self.assertEqual(again.moved_aside, self.tmp / "other.before-restore-20261121T224416Z-2")
 
+    def test_without_an_atomic_exchange_two_renames_do(self) -> None:
+        import pingchat.backup
+
+        def no_libc(*args: Any, **kwargs: Any) -> Any:
+            raise OSError("no renameat2 here")
+
+        self.patch(pingchat.backup.ctypes, "CDLL", no_libc)
+        other = self.tmp / "other"
+        make_data_dir(other, messages=1)
+        done = restore(self.archive, other, force=True, now=NOW)
+        self.assertEqual(texts(other / DATABASE_FILE), ["m0", "m1", "m2"])
+        assert done.moved_aside is not None
+        self.assertEqual(texts(done.moved_aside / DATABASE_FILE), ["m0"])
+        self.assertEqual(
+            sorted(p.name for p in self.tmp.iterdir()),
+            ["backups", "data", "other", "other.before-restore-20261121T224416Z"],
+        )
+
     def test_a_running_servers_data_dir_is_refused_even_with_force(self) -> None:
         other = self.tmp / "other"
         make_data_dir(other, messages=1)
