@@ -193,7 +193,12 @@ class OriginTests(WebServerTestCase):
         expect(other).to_have_title("elsewhere")
         self.assertEqual(other.evaluate(PROBE, ws), "error")
         self.assertEqual(other.evaluate(PROBE, f"ws://localhost:{port}/irc"), "error")
-        refused = [line for line in self.server.log if "refused a WebSocket" in line]
+        # The server's output is read as it comes: wait for both lines.
+        def refusals() -> list[str]:
+            return [line for line in self.server.log if "refused a WebSocket" in line]
+
+        wait_until(lambda: len(refusals()) >= 2, what="the server to log both refusals")
+        refused = refusals()
         self.assertEqual(len(refused), 2, self.server.output())
         self.assertIn("/ws", refused[0])
         self.assertRegex(refused[0], r"origin.*http://127\.0\.0\.1:\d+")
