@@ -12,7 +12,7 @@ import ssl
 from twisted.trial.unittest import TestCase
 
 from tests.client import LineClient
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, wait_until
 from tests.web.wsclient import IRCWS, NativeWS, http_request
 
 PASSWORD = "correct horse"
@@ -83,4 +83,8 @@ class WebEndToEndTests(TestCase):
         irc.expect(" 366 ")
         irc.send_line("PRIVMSG #lobby :hello from gamja")
         self.assertEqual(web.event("message", room="#lobby")["text"], "hello from gamja")
-        self.assertIn("carol via web-irc from 127.0.0.1", self.server.output())
+        # The server's output is read as it comes: wait for the session's line.
+        wait_until(
+            lambda: "carol via web-irc from 127.0.0.1" in self.server.output(),
+            what="the server to log carol's session on /irc",
+        )
