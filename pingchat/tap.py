@@ -57,7 +57,7 @@ from pingchat.tls import (
     ensure_certificate,
     server_endpoint,
 )
-from pingchat.web.door import attach_web
+from pingchat.web.door import attach_web, client_urls
 from pingchat.web.policy import OriginPolicy, parse_network
 
 log = Logger()
@@ -496,6 +496,9 @@ def _ready(server: Server, opened: list[Opened]) -> None:
         log.warn("{warning}", warning=warning)
     if "metrics" in server.extras:
         server.extras["metrics"].listening([o for o in opened if o.listener.option == "metrics"])
+    urls = client_urls(opened, settings.server_name)
+    if urls:
+        log.info("web client: open {urls} in a browser", urls=" or ".join(urls))
     log.info(
         "pingchat ready: data dir {data_dir}, server name {name}, registration {registration}",
         data_dir=str(settings.data_dir.resolve()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,34 @@ from pingchat.web.upgrade import IRCEndpoint, NativeEndpoint
 STATIC = Path(__file__).parent / "static"
 
 log = Logger()
+
+
+def client_urls(opened: list[Any], server_name: str) -> list[str]:
+    """The web client's address for each open ``--web`` listener (an ``Opened``).
+
+    A listener on loopback is named ``localhost`` (a secure context for
+    browsers even over plain HTTP); one on every interface by the server's
+    name; any other by its address.
+    """
+    urls = []
+    for o in opened:
+        if o.listener.option != "web":
+            continue
+        address = o.port.getHost()
+        host = str(getattr(address, "host", ""))
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            ip = None
+        if ip is not None and ip.is_loopback:
+            host = "localhost"
+        elif ip is None or ip.is_unspecified:
+            host = server_name
+        elif ip.version == 6:
+            host = f"[{host}]"
+        scheme = "https" if o.listener.description.startswith("ssl:") else "http"
+        urls.append(f"{scheme}://{host}:{address.port}/")
+    return urls
 
 
 def make_site(
