@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
@@ -12,11 +11,12 @@ from pingchat.model import Account, fold
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 _ACCOUNT_COLUMNS = "id, name, role, disabled, created_at, last_seen, dm_policy"
 
 
-def row_to_account(row: sqlite3.Row) -> Account:
+def row_to_account(row: Any) -> Account:
     return Account(
         id=row["id"],
         name=row["name"],
@@ -28,14 +28,14 @@ def row_to_account(row: sqlite3.Row) -> Account:
     )
 
 
-def find_account(conn: sqlite3.Connection, name: str) -> Account | None:
+def find_account(conn: Connection, name: str) -> Account | None:
     row = conn.execute(
         f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name_folded = ?", (fold(name),)
     ).fetchone()
     return row_to_account(row) if row else None
 
 
-def require_account(conn: sqlite3.Connection, name: str) -> Account:
+def require_account(conn: Connection, name: str) -> Account:
     account = find_account(conn, name)
     if account is None:
         raise NoSuchUser(f"no such user: {name}")
@@ -43,21 +43,20 @@ def require_account(conn: sqlite3.Connection, name: str) -> Account:
 
 
 def _create_account(
-    conn: sqlite3.Connection, name: str, password_hash: bytes, now: int, role: str
+    conn: Connection, name: str, password_hash: bytes, now: int, role: str
 ) -> Account:
     try:
-        cur = conn.execute(
+        (account_id,) = conn.execute(
             "INSERT INTO accounts (name, name_folded, password_hash, role, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
             (name, fold(name), password_hash, role, now),
-        )
-    except sqlite3.IntegrityError as e:
+        ).fetchone()
+    except conn.IntegrityError as e:
         raise UserExists(f"the name {name} is taken") from e
-    assert cur.lastrowid is not None
-    return Account(id=cur.lastrowid, name=name, role=role, created_at=now)
+    return Account(id=account_id, name=name, role=role, created_at=now)
 
 
-def _credentials(conn: sqlite3.Connection, name: str) -> tuple[Account, bytes] | None:
+def _credentials(conn: Connection, name: str) -> tuple[Account, bytes] | None:
     row = conn.execute(
         f"SELECT {_ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE name_folded = ?",
         (fold(name),),
@@ -68,12 +67,12 @@ def _credentials(conn: sqlite3.Connection, name: str) -> tuple[Account, bytes] |
 
 
 def _set_password(
-    conn: sqlite3.Connection, name: str, password_hash: bytes, keep_token: bytes | None
+    conn: Connection, name: str, password_hash: bytes, keep_token: bytes | None
 ) -> Account:
     account = require_account(conn, name)
     conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
     conn.execute(
-        "DELETE FROM tokens WHERE account_id = ? AND token_hash IS NOT ?",
+        "DELETE FROM tokens WHERE account_id = ? AND token_hash IS DISTINCT FROM ?",
         (account.id, keep_token),
     )
     # A device known to the old password is no longer let past the
@@ -82,7 +81,7 @@ def _set_password(
     return account
 
 
-def _set_flag(conn: sqlite3.Connection, name: str, column: str, value: object) -> Account:
+def _set_flag(conn: Connection, name: str, column: str, value: object) -> Account:
     if column not in ("disabled", "role", "dm_policy"):
         raise ValueError(column)
     account = require_account(conn, name)
@@ -92,17 +91,17 @@ def _set_flag(conn: sqlite3.Connection, name: str, column: str, value: object) -
     return require_account(conn, name)
 
 
-def _list_accounts(conn: sqlite3.Connection) -> list[Account]:
+def _list_accounts(conn: Connection) -> list[Account]:
     rows = conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY name_folded")
     return [row_to_account(r) for r in rows]
 
 
-def _touch(conn: sqlite3.Connection, account_id: int, now: int) -> None:
+def _touch(conn: Connection, account_id: int, now: int) -> None:
     conn.execute("UPDATE accounts SET last_seen = ? WHERE id = ?", (now, account_id))
 
 
 def _add_token(
-    conn: sqlite3.Connection, account_id: int, token_hash: bytes, now: int, ttl: int
+    conn: Connection, account_id: int, token_hash: bytes, now: int, ttl: int
 ) -> int:
     expires = now + ttl
     conn.execute(
@@ -114,7 +113,7 @@ def _add_token(
 
 
 def _use_token(
-    conn: sqlite3.Connection, token_hash: bytes, now: int, ttl: int
+    conn: Connection, token_hash: bytes, now: int, ttl: int
 ) -> tuple[Account, int] | None:
     row = conn.execute(
         "SELECT t.id AS token_id, t.expires_at, a.id, a.name, a.role, a.disabled,"
@@ -135,11 +134,11 @@ def _use_token(
     return row_to_account(row), expires
 
 
-def _revoke_token(conn: sqlite3.Connection, token_hash: bytes) -> bool:
+def _revoke_token(conn: Connection, token_hash: bytes) -> bool:
     return conn.execute("DELETE FROM tokens WHERE token_hash = ?", (token_hash,)).rowcount > 0
 
 
-def _purge_expired_tokens(conn: sqlite3.Connection, now: int) -> int:
+def _purge_expired_tokens(conn: Connection, now: int) -> int:
     return conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,)).rowcount
 
 

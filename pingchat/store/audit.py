@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 
 def _add_audit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: int,
     event: str,
     account: str | None,
@@ -28,7 +28,7 @@ def _add_audit(
     )
 
 
-def _recent_audit(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def _recent_audit(conn: Connection, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT ts, event, account, actor, address, detail FROM audit_log ORDER BY id DESC LIMIT ?",
         (limit,),

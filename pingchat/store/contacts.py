@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -13,6 +12,7 @@ from pingchat.store.accounts import require_account
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 
 @attrs.frozen
@@ -23,7 +23,7 @@ class ContactChange:
     changed: bool
 
 
-def _asked(conn: sqlite3.Connection, a: int, b: int) -> bool:
+def _asked(conn: Connection, a: int, b: int) -> bool:
     return (
         conn.execute(
             "SELECT 1 FROM contacts WHERE account_id = ? AND peer_id = ?", (a, b)
@@ -32,20 +32,21 @@ def _asked(conn: sqlite3.Connection, a: int, b: int) -> bool:
     )
 
 
-def is_contact(conn: sqlite3.Connection, a: int, b: int) -> bool:
+def is_contact(conn: Connection, a: int, b: int) -> bool:
     return _asked(conn, a, b) and _asked(conn, b, a)
 
 
-def _contact_add(conn: sqlite3.Connection, me_id: int, peer: str, now: int) -> ContactChange:
+def _contact_add(conn: Connection, me_id: int, peer: str, now: int) -> ContactChange:
     target = require_account(conn, peer)
     cur = conn.execute(
-        "INSERT OR IGNORE INTO contacts (account_id, peer_id, created_at) VALUES (?, ?, ?)",
+        "INSERT INTO contacts (account_id, peer_id, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (me_id, target.id, now),
     )
     return ContactChange(target.name, target.id, _asked(conn, target.id, me_id), cur.rowcount > 0)
 
 
-def _contact_remove(conn: sqlite3.Connection, me_id: int, peer: str) -> ContactChange:
+def _contact_remove(conn: Connection, me_id: int, peer: str) -> ContactChange:
     target = require_account(conn, peer)
     was_mutual = is_contact(conn, me_id, target.id)
     cur = conn.execute(
@@ -56,7 +57,7 @@ def _contact_remove(conn: sqlite3.Connection, me_id: int, peer: str) -> ContactC
     return ContactChange(target.name, target.id, was_mutual, cur.rowcount > 0)
 
 
-def _contacts(conn: sqlite3.Connection, me_id: int) -> dict[str, list[str]]:
+def _contacts(conn: Connection, me_id: int) -> dict[str, list[str]]:
     out_rows = {
         r[0]: r[1]
         for r in conn.execute(
@@ -82,7 +83,7 @@ def _contacts(conn: sqlite3.Connection, me_id: int) -> dict[str, list[str]]:
 
 
 def _add_pending_event(
-    conn: sqlite3.Connection, account_id: int, now: int, payload: dict[str, Any]
+    conn: Connection, account_id: int, now: int, payload: dict[str, Any]
 ) -> None:
     conn.execute(
         "INSERT INTO pending_events (account_id, created_at, payload) VALUES (?, ?, ?)",
@@ -90,7 +91,7 @@ def _add_pending_event(
     )
 
 
-def _take_pending_events(conn: sqlite3.Connection, account_id: int) -> list[dict[str, Any]]:
+def _take_pending_events(conn: Connection, account_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT payload FROM pending_events WHERE account_id = ? ORDER BY id", (account_id,)
     ).fetchall()

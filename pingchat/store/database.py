@@ -112,7 +112,17 @@ class Timings(Protocol):
 
 
 class Database:
-    """The single writer to one SQLite file."""
+    """The single writer to one SQLite file.
+
+    :class:`pingchat.store.postgresql.PostgreSQLDatabase` runs the same writer
+    and reader on PostgreSQL: it overrides the statements and the error class
+    below, and how connections are opened.
+    """
+
+    # What differs between backends (see pingchat.store.postgresql).
+    BEGIN = "BEGIN IMMEDIATE"
+    BEGIN_READ = "BEGIN"
+    Error: type[Exception] = sqlite3.Error
 
     def __init__(
         self,
@@ -125,8 +135,8 @@ class Database:
         self.path = str(path)
         self._reactor = reactor
         self._threaded = threaded
-        self._conn = connect(path, synchronous)
-        self.version = migrations.migrate(self._conn)
+        self._conn = self._connect_writer(synchronous)
+        self.version = self._migrate(self._conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Jobs of the current reactor turn, handed over as one list (see run).
         self._pending: list[Any] = []
@@ -136,11 +146,25 @@ class Database:
         self._thread: threading.Thread | None = None
         self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._reader: threading.Thread | None = None
+        self._read_conn: Any = None
         self._stopped: Deferred[None] | None = None
         self.transactions = 0
         self.commits = 0
         self.timings: Timings | None = None
         self._commit_seconds = 0.0  # the writer's last COMMIT
+
+    # -- the backend ----------------------------------------------------------
+
+    def _connect_writer(self, synchronous: str) -> Any:
+        return connect(self.path, synchronous)
+
+    def _connect_reader(self) -> Any:
+        conn = connect(self.path, "NORMAL")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _migrate(self, conn: Any) -> int:
+        return migrations.migrate(conn)
 
     # -- running transactions -------------------------------------------------
 
@@ -197,7 +221,7 @@ class Database:
     ) -> Deferred[T]:
         conn = self._conn
         started = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(self.BEGIN)
         try:
             result = fn(conn, *args)
         except BaseException:
@@ -240,7 +264,7 @@ class Database:
         self._thread.start()
         self._reader = threading.Thread(
             target=self._read_loop,
-            args=(connect(self.path, "NORMAL"),),
+            args=(self._connect_reader(),),
             name="pingchat-db-reader",
             daemon=True,
         )
@@ -259,11 +283,11 @@ class Database:
                 self._queue.put(_STOP)
         return self._stopped
 
-    def _read_loop(self, conn: sqlite3.Connection) -> None:
+    def _read_loop(self, conn: Any) -> None:
         """The reader thread: one read transaction at a time, on its own connection."""
         reactor = self._reactor
         assert reactor is not None
-        conn.execute("PRAGMA query_only = ON")
+        self._read_conn = conn
         while True:
             job = self._read_queue.get()
             if job is _STOP:
@@ -271,21 +295,25 @@ class Database:
             name, fn, args, d = job
             started = time.perf_counter()
             try:
-                conn.execute("BEGIN")
-                try:
-                    value = fn(conn, *args)
-                finally:
-                    conn.execute("COMMIT")
+                value = self._read(fn, args)
             except BaseException:
                 reactor.callFromThread(d.errback, Failure())
             else:
                 reactor.callFromThread(d.callback, value)
             if self.timings is not None:
                 self.timings.read(name, time.perf_counter() - started)
-        conn.close()
+        self._read_conn.close()
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """One read transaction on the reader's connection."""
+        conn = self._read_conn
+        conn.execute(self.BEGIN_READ)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
 
     def _writer(self) -> None:
-        conn = self._conn
         reactor = self._reactor
         assert reactor is not None
         running = True
@@ -306,19 +334,19 @@ class Database:
             if jobs:
                 started = time.perf_counter()
                 self._commit_seconds = 0.0
-                results = self._run_batch(conn, jobs)
+                results = self._run_batch(self._conn, jobs)
                 if self.timings is not None:
                     self.timings.batch(
                         len(jobs), time.perf_counter() - started, self._commit_seconds
                     )
                 reactor.callFromThread(self._deliver, results)
-        conn.close()
+        self._conn.close()
         if self._reader is not None:
             self._reader.join()
         reactor.callFromThread(self._closed)
 
     def _run_batch(
-        self, conn: sqlite3.Connection, jobs: list[Any]
+        self, conn: Any, jobs: list[Any]
     ) -> list[tuple[Deferred[Any], bool, Any]]:
         """Run a batch of jobs in one transaction; each job's result or failure.
 
@@ -332,25 +360,25 @@ class Database:
         name already taken.)
         """
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
+            conn.execute(self.BEGIN)
+        except self.Error:
             failure = Failure()
             return [(job[3], False, failure) for job in jobs]
         try:
             results = [(d, True, fn(conn, *args)) for _name, fn, args, d in jobs]
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # some errors end it themselves
+            with contextlib.suppress(self.Error):  # some errors end it themselves
                 conn.execute("ROLLBACK")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error:
+                conn.execute(self.BEGIN)
+            except self.Error:
                 failure = Failure()
                 return [(job[3], False, failure) for job in jobs]
             results = self._run_isolated(conn, jobs)
         return self._commit(conn, jobs, results)
 
     def _run_isolated(
-        self, conn: sqlite3.Connection, jobs: list[Any]
+        self, conn: Any, jobs: list[Any]
     ) -> list[tuple[Deferred[Any], bool, Any]]:
         """Each job in a savepoint of the open transaction: a failure undoes only its own."""
         results: list[tuple[Deferred[Any], bool, Any]] = []
@@ -362,7 +390,7 @@ class Database:
                 results.append((d, True, value))
             except BaseException:
                 failure = Failure()
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(self.Error):
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                 results.append((d, False, failure))
@@ -370,17 +398,17 @@ class Database:
 
     def _commit(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         jobs: list[Any],
         results: list[tuple[Deferred[Any], bool, Any]],
     ) -> list[tuple[Deferred[Any], bool, Any]]:
         started = time.perf_counter()
         try:
             conn.execute("COMMIT")
-        except sqlite3.Error:
+        except self.Error:
             self._commit_seconds = time.perf_counter() - started
             failure = Failure()
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(self.Error):
                 conn.execute("ROLLBACK")
             return [(d, False, failure) for d, _, _ in results]
         self._commit_seconds = time.perf_counter() - started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
@@ -14,6 +13,7 @@ from pingchat.store.accounts import _create_account
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 _USABLE = "revoked_at IS NULL AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)"
 
@@ -41,30 +41,29 @@ class InviteCode:
 
 
 def _add_invite_code(
-    conn: sqlite3.Connection,
+    conn: Connection,
     code_hash: bytes,
     now: int,
     created_by: str,
     expires_at: int | None,
     uses: int,
 ) -> int:
-    cur = conn.execute(
+    (invite_id,) = conn.execute(
         "INSERT INTO invite_codes (code_hash, created_at, created_by, expires_at, uses_left)"
-        " VALUES (?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
         (code_hash, now, created_by, expires_at, uses),
-    )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    ).fetchone()
+    return int(invite_id)
 
 
-def _invite_code_usable(conn: sqlite3.Connection, code_hash: bytes, now: int) -> bool:
+def _invite_code_usable(conn: Connection, code_hash: bytes, now: int) -> bool:
     row = conn.execute(
         f"SELECT 1 FROM invite_codes WHERE code_hash = ? AND {_USABLE}", (code_hash, now)
     ).fetchone()
     return row is not None
 
 
-def _use_invite_code(conn: sqlite3.Connection, code_hash: bytes, now: int) -> int | None:
+def _use_invite_code(conn: Connection, code_hash: bytes, now: int) -> int | None:
     """Spend one use of a usable invite; its id, or None."""
     row = conn.execute(
         f"UPDATE invite_codes SET uses_left = uses_left - 1, used = used + 1"
@@ -75,7 +74,7 @@ def _use_invite_code(conn: sqlite3.Connection, code_hash: bytes, now: int) -> in
 
 
 def _create_invited_account(
-    conn: sqlite3.Connection,
+    conn: Connection,
     name: str,
     password_hash: bytes,
     now: int,
@@ -92,7 +91,7 @@ def _create_invited_account(
 INVALID_MESSAGE = "this invite code is not valid (wrong, used up, expired or revoked)"
 
 
-def _list_invite_codes(conn: sqlite3.Connection) -> list[InviteCode]:
+def _list_invite_codes(conn: Connection) -> list[InviteCode]:
     rows = conn.execute(
         "SELECT id, created_at, created_by, expires_at, uses_left, used, revoked_at"
         " FROM invite_codes ORDER BY id"
@@ -100,12 +99,12 @@ def _list_invite_codes(conn: sqlite3.Connection) -> list[InviteCode]:
     return [InviteCode(*row) for row in rows]
 
 
-def _find_invite_code(conn: sqlite3.Connection, code_hash: bytes) -> int | None:
+def _find_invite_code(conn: Connection, code_hash: bytes) -> int | None:
     row = conn.execute("SELECT id FROM invite_codes WHERE code_hash = ?", (code_hash,)).fetchone()
     return int(row[0]) if row is not None else None
 
 
-def _revoke_invite_code(conn: sqlite3.Connection, invite_id: int, now: int) -> bool:
+def _revoke_invite_code(conn: Connection, invite_id: int, now: int) -> bool:
     """Revoke a not yet revoked invite; whether there was one."""
     cur = conn.execute(
         "UPDATE invite_codes SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
@@ -14,6 +13,7 @@ from pingchat.store.accounts import require_account
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 
 @attrs.frozen
@@ -41,7 +41,7 @@ class KeyChange:
     audience: list[str]
 
 
-def _audience(conn: sqlite3.Connection, account_id: int) -> list[str]:
+def _audience(conn: Connection, account_id: int) -> list[str]:
     """Mutual contacts and DM partners of an account (each once, never itself)."""
     rows = conn.execute(
         "SELECT a.name FROM contacts c"
@@ -57,7 +57,7 @@ def _audience(conn: sqlite3.Connection, account_id: int) -> list[str]:
 
 
 def _publish_device_key(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account_id: int,
     device: str,
     key: str,
@@ -111,7 +111,7 @@ def _publish_device_key(
     return KeyChange(device, key, changed, _audience(conn, account_id) if changed else [])
 
 
-def _revoke_device_key(conn: sqlite3.Connection, account_id: int, device: str) -> KeyChange:
+def _revoke_device_key(conn: Connection, account_id: int, device: str) -> KeyChange:
     row = conn.execute(
         "DELETE FROM device_keys WHERE account_id = ? AND device = ? RETURNING public_key",
         (account_id, device),
@@ -121,7 +121,7 @@ def _revoke_device_key(conn: sqlite3.Connection, account_id: int, device: str) -
     return KeyChange(device, row[0], True, _audience(conn, account_id))
 
 
-def _device_keys(conn: sqlite3.Connection, name: str) -> tuple[str, list[DeviceKey]]:
+def _device_keys(conn: Connection, name: str) -> tuple[str, list[DeviceKey]]:
     account = require_account(conn, name)
     rows = conn.execute(
         "SELECT device, public_key, label, published_at FROM device_keys"

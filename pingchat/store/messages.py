@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -15,6 +14,7 @@ from pingchat.store.contacts import _take_pending_events, is_contact
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 # The columns in the order of Message's fields, so a row is Message(*row).
 _SELECT = (
@@ -32,7 +32,7 @@ def dm_conversation(a: int, b: int) -> str:
     return f"d:{lo}:{hi}"
 
 
-def _row_to_message(row: sqlite3.Row) -> Message:
+def _row_to_message(row: Any) -> Message:
     # By position: a page of history makes a hundred of these, and looking a
     # Row's columns up by name cost more than building the Message.
     message = Message(*row)
@@ -42,7 +42,7 @@ def _row_to_message(row: sqlite3.Row) -> Message:
 
 
 def _add_room_message(
-    conn: sqlite3.Connection,
+    conn: Connection,
     room_id: int,
     room: str,
     sender: str,
@@ -51,14 +51,13 @@ def _add_room_message(
     kind: str,
     now: int,
 ) -> Message:
-    cur = conn.execute(
+    (message_id,) = conn.execute(
         "INSERT INTO messages (ts, conversation, sender, sender_id, room_id, kind, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (now, f"r:{room_id}", sender, sender_id, room_id, kind, text),
-    )
-    assert cur.lastrowid is not None
+    ).fetchone()
     return Message(
-        id=cur.lastrowid,
+        id=message_id,
         ts=now,
         sender=sender,
         text=text,
@@ -69,7 +68,7 @@ def _add_room_message(
 
 
 def _add_dm(
-    conn: sqlite3.Connection,
+    conn: Connection,
     sender_id: int,
     sender: str,
     recipient: str,
@@ -96,10 +95,10 @@ def _add_dm(
         and not is_contact(conn, sender_id, target_id)
     ):
         raise Forbidden(f"{target_name} accepts direct messages only from contacts")
-    cur = conn.execute(
+    (message_id,) = conn.execute(
         "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
         " body, ciphertext, nonce, sender_device, envelopes)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             now,
             dm_conversation(sender_id, target_id),
@@ -113,21 +112,20 @@ def _add_dm(
             sender_device,
             None if envelopes is None else json.dumps(envelopes, separators=(",", ":")),
         ),
-    )
-    assert cur.lastrowid is not None
+    ).fetchone()
     conn.execute(
         "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (low_id, high_id) DO UPDATE SET last_id = excluded.last_id,"
         " last_ts = excluded.last_ts",
-        (min(sender_id, target_id), max(sender_id, target_id), cur.lastrowid, now),
+        (min(sender_id, target_id), max(sender_id, target_id), message_id, now),
     )
     if queue:
         conn.execute(
             "INSERT INTO offline_queue (account_id, message_id) VALUES (?, ?)",
-            (target_id, cur.lastrowid),
+            (target_id, message_id),
         )
     return Message(
-        id=cur.lastrowid,
+        id=message_id,
         ts=now,
         sender=sender,
         text=text,
@@ -141,15 +139,16 @@ def _add_dm(
     )
 
 
-def _queue_offline(conn: sqlite3.Connection, message_id: int) -> None:
+def _queue_offline(conn: Connection, message_id: int) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO offline_queue (account_id, message_id)"
-        " SELECT recipient_id, id FROM messages WHERE id = ? AND recipient_id IS NOT NULL",
+        "INSERT INTO offline_queue (account_id, message_id)"
+        " SELECT recipient_id, id FROM messages WHERE id = ? AND recipient_id IS NOT NULL"
+        " ON CONFLICT DO NOTHING",
         (message_id,),
     )
 
 
-def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
+def _take_offline(conn: Connection, account_id: int) -> list[Message]:
     rows = conn.execute(
         _SELECT + " JOIN offline_queue q ON q.message_id = m.id"
         " WHERE q.account_id = ? ORDER BY m.id",
@@ -161,14 +160,14 @@ def _take_offline(conn: sqlite3.Connection, account_id: int) -> list[Message]:
 
 
 def _take_queued(
-    conn: sqlite3.Connection, account_id: int
+    conn: Connection, account_id: int
 ) -> tuple[list[Message], list[dict[str, Any]]]:
     """Everything waiting for an account at login: DMs and contact events."""
     return _take_offline(conn, account_id), _take_pending_events(conn, account_id)
 
 
 def _history(
-    conn: sqlite3.Connection,
+    conn: Connection,
     conversation: str,
     before: int | None,
     after: int | None,
@@ -196,7 +195,7 @@ def _history(
 
 
 def _dm_history(
-    conn: sqlite3.Connection,
+    conn: Connection,
     me_id: int,
     other: str,
     before: int | None,
@@ -208,7 +207,7 @@ def _dm_history(
     return _history(conn, dm_conversation(me_id, peer.id), before, after, limit, newest_first)
 
 
-def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int | None:
+def _id_at_or_after(conn: Connection, conversation: str, ts: int) -> int | None:
     """Id of the conversation's first message stamped at or after *ts*.
 
     The index is (conversation, id), and a filter on ``ts`` read every row
@@ -246,7 +245,7 @@ def _id_at_or_after(conn: sqlite3.Connection, conversation: str, ts: int) -> int
 
 
 def _first_id_at(
-    conn: sqlite3.Connection, room_id: int | None, me_id: int | None, other: str | None, ts: int
+    conn: Connection, room_id: int | None, me_id: int | None, other: str | None, ts: int
 ) -> int | None:
     if room_id is not None:
         return _id_at_or_after(conn, f"r:{room_id}", ts)
@@ -256,7 +255,7 @@ def _first_id_at(
 
 
 def _conversation_targets(
-    conn: sqlite3.Connection,
+    conn: Connection,
     me_id: int | None,
     room_ids: list[int],
     after_ts: int,

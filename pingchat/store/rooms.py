@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
@@ -11,9 +10,10 @@ from pingchat.model import Membership, RoomInfo, RoomSnapshot, fold
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 
-def _row_to_room(row: sqlite3.Row) -> RoomInfo:
+def _row_to_room(row: Any) -> RoomInfo:
     return RoomInfo(
         id=row["id"],
         name=row["name"],
@@ -27,7 +27,7 @@ def _row_to_room(row: sqlite3.Row) -> RoomInfo:
     )
 
 
-def _load_rooms(conn: sqlite3.Connection) -> list[RoomSnapshot]:
+def _load_rooms(conn: Connection) -> list[RoomSnapshot]:
     rooms: dict[int, RoomSnapshot] = {}
     for row in conn.execute("SELECT * FROM rooms"):
         rooms[row["id"]] = RoomSnapshot(_row_to_room(row), [], [], [])
@@ -48,27 +48,26 @@ def _load_rooms(conn: sqlite3.Connection) -> list[RoomSnapshot]:
     return list(rooms.values())
 
 
-def _create_room(conn: sqlite3.Connection, name: str, now: int) -> RoomInfo:
-    cur = conn.execute(
-        "INSERT INTO rooms (name, name_folded, created_at) VALUES (?, ?, ?)",
+def _create_room(conn: Connection, name: str, now: int) -> RoomInfo:
+    row = conn.execute(
+        "INSERT INTO rooms (name, name_folded, created_at) VALUES (?, ?, ?) RETURNING *",
         (name, fold(name), now),
-    )
-    row = conn.execute("SELECT * FROM rooms WHERE id = ?", (cur.lastrowid,)).fetchone()
+    ).fetchone()
     return _row_to_room(row)
 
 
-def _account_id(conn: sqlite3.Connection, name: str) -> int | None:
+def _account_id(conn: Connection, name: str) -> int | None:
     row = conn.execute("SELECT id FROM accounts WHERE name_folded = ?", (fold(name),)).fetchone()
     return int(row[0]) if row else None
 
 
-def _add_member(conn: sqlite3.Connection, room_id: int, account: str, op: bool, now: int) -> None:
+def _add_member(conn: Connection, room_id: int, account: str, op: bool, now: int) -> None:
     account_id = _account_id(conn, account)
     if account_id is None:
         return  # guests are members only in memory
     conn.execute(
-        "INSERT OR IGNORE INTO room_members (room_id, account_id, op, joined_at)"
-        " VALUES (?, ?, ?, ?)",
+        "INSERT INTO room_members (room_id, account_id, op, joined_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (room_id, account_id, int(op), now),
     )
     conn.execute(
@@ -76,7 +75,7 @@ def _add_member(conn: sqlite3.Connection, room_id: int, account: str, op: bool, 
     )
 
 
-def _remove_member(conn: sqlite3.Connection, room_id: int, account: str) -> None:
+def _remove_member(conn: Connection, room_id: int, account: str) -> None:
     conn.execute(
         "DELETE FROM room_members WHERE room_id = ? AND account_id ="
         " (SELECT id FROM accounts WHERE name_folded = ?)",
@@ -85,7 +84,7 @@ def _remove_member(conn: sqlite3.Connection, room_id: int, account: str) -> None
 
 
 def _set_member_flags(
-    conn: sqlite3.Connection, room_id: int, account: str, op: bool, voice: bool
+    conn: Connection, room_id: int, account: str, op: bool, voice: bool
 ) -> None:
     conn.execute(
         "UPDATE room_members SET op = ?, voice = ? WHERE room_id = ? AND account_id ="
@@ -94,7 +93,7 @@ def _set_member_flags(
     )
 
 
-def _set_topic(conn: sqlite3.Connection, room_id: int, topic: str, by: str, now: int) -> None:
+def _set_topic(conn: Connection, room_id: int, topic: str, by: str, now: int) -> None:
     conn.execute(
         "UPDATE rooms SET topic = ?, topic_by = ?, topic_at = ? WHERE id = ?",
         (topic, by, now, room_id),
@@ -102,7 +101,7 @@ def _set_topic(conn: sqlite3.Connection, room_id: int, topic: str, by: str, now:
 
 
 def _save_room_modes(
-    conn: sqlite3.Connection,
+    conn: Connection,
     room_id: int,
     modes: str,
     key: str | None,
@@ -123,22 +122,24 @@ def _save_room_modes(
 
 
 def _set_ban(
-    conn: sqlite3.Connection, room_id: int, mask: str, by: str, now: int, on: bool
+    conn: Connection, room_id: int, mask: str, by: str, now: int, on: bool
 ) -> None:
     if on:
         conn.execute(
-            "INSERT OR IGNORE INTO room_bans (room_id, mask, set_by, set_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO room_bans (room_id, mask, set_by, set_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (room_id, mask, by, now),
         )
     else:
         conn.execute("DELETE FROM room_bans WHERE room_id = ? AND mask = ?", (room_id, mask))
 
 
-def _add_invite(conn: sqlite3.Connection, room_id: int, account: str) -> None:
+def _add_invite(conn: Connection, room_id: int, account: str) -> None:
     account_id = _account_id(conn, account)
     if account_id is not None:
         conn.execute(
-            "INSERT OR IGNORE INTO room_invites (room_id, account_id) VALUES (?, ?)",
+            "INSERT INTO room_invites (room_id, account_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
             (room_id, account_id),
         )
 

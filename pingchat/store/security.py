@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
@@ -12,6 +11,7 @@ from pingchat.store.accounts import find_account, require_account
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
+    from pingchat.store.dialect import Connection
 
 
 @attrs.frozen
@@ -22,7 +22,7 @@ class OTPState:
     last_step: int
 
 
-def _otp_state(conn: sqlite3.Connection, account_id: int) -> OTPState:
+def _otp_state(conn: Connection, account_id: int) -> OTPState:
     row = conn.execute(
         "SELECT otp_secret, otp_pending, otp_enabled, otp_last_step FROM accounts WHERE id = ?",
         (account_id,),
@@ -30,11 +30,11 @@ def _otp_state(conn: sqlite3.Connection, account_id: int) -> OTPState:
     return OTPState(row[0], row[1], bool(row[2]), int(row[3]))
 
 
-def _set_otp_pending(conn: sqlite3.Connection, account_id: int, secret: str) -> None:
+def _set_otp_pending(conn: Connection, account_id: int, secret: str) -> None:
     conn.execute("UPDATE accounts SET otp_pending = ? WHERE id = ?", (secret, account_id))
 
 
-def _enable_otp(conn: sqlite3.Connection, account_id: int, secret: str, step: int) -> bool:
+def _enable_otp(conn: Connection, account_id: int, secret: str, step: int) -> bool:
     cur = conn.execute(
         "UPDATE accounts SET otp_secret = ?, otp_pending = NULL, otp_enabled = 1,"
         " otp_last_step = ? WHERE id = ? AND otp_pending = ?",
@@ -43,14 +43,14 @@ def _enable_otp(conn: sqlite3.Connection, account_id: int, secret: str, step: in
     return cur.rowcount == 1
 
 
-def _disable_otp(conn: sqlite3.Connection, account_id: int) -> None:
+def _disable_otp(conn: Connection, account_id: int) -> None:
     conn.execute(
         "UPDATE accounts SET otp_secret = NULL, otp_pending = NULL, otp_enabled = 0 WHERE id = ?",
         (account_id,),
     )
 
 
-def _consume_otp_step(conn: sqlite3.Connection, account_id: int, step: int) -> bool:
+def _consume_otp_step(conn: Connection, account_id: int, step: int) -> bool:
     """Record *step* as used; false if it (or a later one) was used already."""
     cur = conn.execute(
         "UPDATE accounts SET otp_last_step = ? WHERE id = ? AND otp_last_step < ?",
@@ -59,7 +59,7 @@ def _consume_otp_step(conn: sqlite3.Connection, account_id: int, step: int) -> b
     return cur.rowcount == 1
 
 
-def _set_recovery_codes(conn: sqlite3.Connection, account_id: int, hashes: list[bytes]) -> None:
+def _set_recovery_codes(conn: Connection, account_id: int, hashes: list[bytes]) -> None:
     conn.execute("DELETE FROM recovery_codes WHERE account_id = ?", (account_id,))
     conn.executemany(
         "INSERT INTO recovery_codes (account_id, code_hash) VALUES (?, ?)",
@@ -68,7 +68,7 @@ def _set_recovery_codes(conn: sqlite3.Connection, account_id: int, hashes: list[
 
 
 def _recover(
-    conn: sqlite3.Connection, name: str, code_hash: bytes, password_hash: bytes, now: int
+    conn: Connection, name: str, code_hash: bytes, password_hash: bytes, now: int
 ) -> str | None:
     """Spend a recovery code: set the password, revoke every token. Name or None."""
     account = find_account(conn, name)
@@ -87,7 +87,7 @@ def _recover(
     return account.name
 
 
-def _recovery_codes_left(conn: sqlite3.Connection, name: str) -> int:
+def _recovery_codes_left(conn: Connection, name: str) -> int:
     account = require_account(conn, name)
     return int(
         conn.execute(
@@ -97,7 +97,7 @@ def _recovery_codes_left(conn: sqlite3.Connection, name: str) -> int:
     )
 
 
-def _known_device(conn: sqlite3.Connection, name: str, device_hash: bytes) -> bool:
+def _known_device(conn: Connection, name: str, device_hash: bytes) -> bool:
     account = find_account(conn, name)
     if account is None:
         return False
@@ -109,7 +109,7 @@ def _known_device(conn: sqlite3.Connection, name: str, device_hash: bytes) -> bo
 
 
 def _remember_device(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account_id: int,
     presented: bytes | None,
     fresh: bytes,
