@@ -1,19 +1,23 @@
 """The ``pingchat`` command: offline administration of a data dir, and the client.
 
-Works on the same SQLite database as a running server (WAL lets both in);
-accounts changed here take effect at their next login.
+Works on the same database as a running server (SQLite: WAL lets both in;
+or the server's PostgreSQL, ``--store`` or ``store`` in ``--config``),
+through the store's methods; accounts changed here take effect at their
+next login.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from pingchat import __version__
 from pingchat.auth.passwords import (
@@ -30,14 +34,12 @@ from pingchat.chat.accounts import (
     new_recovery_code,
     recovery_code_hash,
 )
-from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml
+from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml, store_url
 from pingchat.errors import ChatError, InvalidName
 from pingchat.model import check_account_name, iso_ms
-from pingchat.store import accounts as account_txns
-from pingchat.store import invite_codes as invite_txns
-from pingchat.store.audit import _add_audit
-from pingchat.store.database import Database
-from pingchat.store.security import _set_recovery_codes
+from pingchat.store import Store, open_store
+
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -83,13 +85,30 @@ def _min_password_length(args: argparse.Namespace) -> int:
     return value
 
 
-def _open(args: argparse.Namespace) -> Database:
-    """Open the data dir's database; create a new data dir only with ``--init``.
+def _store_url(args: argparse.Namespace) -> str | None:
+    """The server's store: ``--store``, else ``store`` in ``--config``, else SQLite."""
+    value = args.store if args.store is not None else _settings_file(args).get("store")
+    if value is None:
+        return None
+    try:
+        return store_url(value)
+    except ValueError as e:
+        raise CommandError(f"--store: {e}") from e
+
+
+def _open(args: argparse.Namespace) -> Store:
+    """Open the server's store; create a new data dir only with ``--init``.
 
     Creating one silently is how an account ends up in a ``./pingchat-data``
     that no server reads: a data dir is made by the server's first start,
-    or here on request.
+    or here on request. With PostgreSQL the data dir is not needed here.
     """
+    url = _store_url(args)
+    if url is not None:
+        try:
+            return open_store(url, Path(), threaded=False)
+        except RuntimeError as e:
+            raise CommandError(str(e)) from e
     data_dir, source = _data_dir(args)
     path = data_dir / DATABASE_FILE
     if not path.exists():
@@ -101,7 +120,16 @@ def _open(args: argparse.Namespace) -> Database:
             )
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         print(f"pingchat: new data dir {data_dir.absolute()}", file=sys.stderr)
-    return Database(path, threaded=False)
+    return open_store(None, path, threaded=False)
+
+
+def _sync(d: Deferred[T]) -> T:
+    """The result of a store method run inline (it has fired already)."""
+    result: list[Any] = []
+    d.addBoth(result.append)
+    if isinstance(result[0], Failure):
+        result[0].raiseException()
+    return result[0]  # type: ignore[no-any-return]
 
 
 def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
@@ -123,16 +151,15 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _audit(db: Database, event: str, account: str | None, **detail: Any) -> None:
-    text = json.dumps(detail, sort_keys=True) if detail else None
-    db.run_sync(_add_audit, _now(), event, account, _actor(), None, text)
+def _audit(store: Store, event: str, account: str | None, **detail: Any) -> None:
+    _sync(store.add_audit(_now(), event, account, _actor(), None, **detail))
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    db = _open(args)
+    store = _open(args)
     action = args.action
     if action == "list":
-        accounts = db.run_sync(account_txns._list_accounts)
+        accounts = _sync(store.list_accounts())
         for a in accounts:
             flags = [a.role]
             if a.disabled:
@@ -152,10 +179,10 @@ def cmd_user(args: argparse.Namespace) -> int:
         password = check_password_policy(_read_password(args), _min_password_length(args))
         hashed = hash_password_blocking(password.encode("utf-8"), bcrypt_rounds())
         role = "admin" if args.admin else "user"
-        account = db.run_sync(account_txns._create_account, name, hashed, _now(), role)
+        account = _sync(store.create_account(name, hashed, _now(), role))
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
-        db.run_sync(_set_recovery_codes, account.id, [recovery_code_hash(c) for c in codes])
-        _audit(db, "register", account.name)
+        _sync(store.set_recovery_codes(account.id, [recovery_code_hash(c) for c in codes]))
+        _audit(store, "register", account.name)
         print(f"created {role} {account.name}")
         print("recovery codes (shown once; each resets the password once):")
         for code in codes:
@@ -164,19 +191,19 @@ def cmd_user(args: argparse.Namespace) -> int:
     if action == "passwd":
         password = check_password_policy(_read_password(args), _min_password_length(args))
         hashed = hash_password_blocking(password.encode("utf-8"), bcrypt_rounds())
-        account = db.run_sync(account_txns._set_password, name, hashed, None)
-        _audit(db, "passwd_reset", account.name)
+        account = _sync(store.set_password(name, hashed, None))
+        _audit(store, "passwd_reset", account.name)
         print(f"password of {account.name} changed; all its sessions were logged out")
         return 0
     if action in ("disable", "enable"):
-        account = db.run_sync(account_txns._set_flag, name, "disabled", int(action == "disable"))
-        _audit(db, action, account.name)
+        account = _sync(store.set_disabled(name, action == "disable"))
+        _audit(store, action, account.name)
         print(f"{account.name} {action}d")
         return 0
     if action in ("promote", "demote"):
         role = "admin" if action == "promote" else "user"
-        account = db.run_sync(account_txns._set_flag, name, "role", role)
-        _audit(db, action, account.name)
+        account = _sync(store.set_role(name, role))
+        _audit(store, action, account.name)
         print(f"{account.name} is now {role}")
         return 0
     raise CommandError(f"unknown action: {action}")
@@ -184,16 +211,16 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def cmd_invite(args: argparse.Namespace) -> int:
     """Invite codes for ``--registration invite``: create, list, revoke."""
-    db = _open(args)
+    store = _open(args)
     now = _now()
     if args.action == "create":
         uses, days = check_invite_terms(args.uses, args.expires_days)
         code = new_recovery_code()
         expires = invite_expiry(now, days)
-        invite_id = db.run_sync(
-            invite_txns._add_invite_code, recovery_code_hash(code), now, _actor(), expires, uses
+        invite_id = _sync(
+            store.add_invite_code(recovery_code_hash(code), now, _actor(), expires, uses)
         )
-        _audit(db, "invite_create", None, invite=invite_id, uses=uses, expires_at=expires)
+        _audit(store, "invite_create", None, invite=invite_id, uses=uses, expires_at=expires)
         print(code)
         until = f"until {iso_ms(expires)}" if expires is not None else "with no expiry"
         print(
@@ -202,7 +229,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "list":
-        invites = db.run_sync(invite_txns._list_invite_codes)
+        invites = _sync(store.list_invite_codes())
         for i in invites:
             expiry = iso_ms(i.expires_at) if i.expires_at is not None else "never"
             print(
@@ -217,10 +244,10 @@ def cmd_invite(args: argparse.Namespace) -> int:
         raise CommandError("'invite revoke' needs an invite id (see 'invite list') or the code")
     found: int | None = int(which) if which.isdigit() else None
     if found is None:
-        found = db.run_sync(invite_txns._find_invite_code, recovery_code_hash(which))
-    if found is None or not db.run_sync(invite_txns._revoke_invite_code, found, now):
+        found = _sync(store.find_invite_code(recovery_code_hash(which)))
+    if found is None or not _sync(store.revoke_invite_code(found, now)):
         raise CommandError("no such invite to revoke, or revoked already (see 'invite list')")
-    _audit(db, "invite_revoke", None, invite=found)
+    _audit(store, "invite_revoke", None, invite=found)
     print(f"invite {found} revoked")
     return 0
 
@@ -324,6 +351,13 @@ def _common_options(p: argparse.ArgumentParser, default: Any) -> None:
         default=default,
         metavar="FILE",
         help="the server's TOML config file, for its data_dir and min-password-length",
+    )
+    p.add_argument(
+        "--store",
+        default=default,
+        metavar="URL",
+        help="the server's store: sqlite (in the data dir) or postgresql://USER@HOST/DB"
+        " (default: store in --config, else sqlite)",
     )
     p.add_argument(
         "--init",

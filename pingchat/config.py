@@ -68,6 +68,9 @@ class Settings:
     token_ttl_days: float = 30.0
     # SQLite synchronous mode: FULL (default: fsync every commit) or NORMAL.
     sqlite_synchronous: str = "FULL"
+    # Where accounts, rooms and history live: None for SQLite in the data
+    # dir, or a postgresql:// URL (docs/deployment.md).
+    store: str | None = None
 
     @property
     def database_path(self) -> Path:
@@ -87,6 +90,17 @@ def listeners(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
             raise ValueError("'none' cannot be combined with other endpoints")
         return ()
     return cleaned
+
+
+def store_url(value: Any) -> str | None:
+    """A ``--store`` value: ``sqlite`` (the default, in the data dir) or a
+    ``postgresql://`` URL (``postgres://`` too, as libpq takes it)."""
+    text = str(value).strip()
+    if text.lower() in ("", "sqlite"):
+        return None
+    if text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise ValueError("must be sqlite or a postgresql:// URL")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

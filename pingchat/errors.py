@@ -95,3 +95,11 @@ class InviteInvalid(ChatError):
     expired or revoked (one answer for all)."""
 
     code = "invite_invalid"
+
+
+class StoreUnavailable(ChatError):
+    """The database cannot be reached (PostgreSQL down or the network to it):
+    the request is refused rather than acknowledged; the server reconnects
+    by itself, and the same request succeeds once the database is back."""
+
+    code = "store_unavailable"

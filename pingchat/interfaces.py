@@ -7,9 +7,12 @@ and the store, and back out to the minds of the recipients.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from pingchat.model import Message
+from pingchat.model import Account, Message, RoomInfo
 
 
 class IChatMind(Interface):
@@ -75,41 +78,277 @@ class IChatAvatar(Interface):
 
 
 class IStore(Interface):
-    """Persistent state of the chat world; each method is one transaction.
+    """Persistent state of the chat world; each method is one named transaction.
 
     Every method returns a Deferred that fires on the reactor thread after the
-    transaction has committed. The SQLite implementation is
-    :class:`pingchat.store.SQLiteStore`; another backend (PostgreSQL) would
-    implement the same methods.
+    transaction has committed (reads: after it has read), or fails with a
+    :class:`~pingchat.errors.ChatError` the doors can show (``UserExists``,
+    ``NoSuchUser``..., and ``StoreUnavailable`` when the database cannot be
+    reached). Implementations: :class:`pingchat.store.SQLiteStore` and
+    :class:`pingchat.store.postgresql.PostgreSQLStore`, the same methods and
+    SQL on two databases (docs/architecture.md). The chat service, the
+    account manager, the checkers, the auditor, the manhole and the
+    ``pingchat`` command use only these; the doors never call the store.
+    Times are integer milliseconds since the epoch.
     """
 
-    def create_account(name: str, password_hash: bytes, now: int, role: str = "user") -> object:
-        """Create an account; fails with ``UserExists``."""
+    # -- accounts and tokens ------------------------------------------------------
 
-    def get_credentials(name: str) -> object:
+    def create_account(
+        name: str, password_hash: bytes, now: int, role: str = "user"
+    ) -> Deferred[Account]:
+        """Create an account; fails with ``UserExists`` if the name (case-folded) is taken."""
+
+    def get_account(name: str) -> Deferred[Account | None]:
+        """The account of a name (case-insensitive), or ``None``."""
+
+    def get_credentials(name: str) -> Deferred[tuple[Account, bytes] | None]:
         """``(Account, password_hash)`` or ``None``."""
 
-    def use_token(token_hash: bytes, now: int, ttl: int) -> object:
-        """``(Account, expires_at)`` for a live token, sliding its expiry; else ``None``."""
+    def set_password(
+        name: str, password_hash: bytes, keep_token: bytes | None = None
+    ) -> Deferred[Account]:
+        """Change the password, revoke every token except *keep_token*, forget devices;
+        fails with ``NoSuchUser``."""
+
+    def set_disabled(name: str, disabled: bool) -> Deferred[Account]:
+        """Disable (revoking every token) or enable an account; fails with ``NoSuchUser``."""
+
+    def set_role(name: str, role: str) -> Deferred[Account]:
+        """Make an account ``user`` or ``admin``; fails with ``NoSuchUser``."""
+
+    def set_dm_policy(name: str, policy: str) -> Deferred[Account]:
+        """Who may DM the account: ``anyone`` or ``contacts``."""
+
+    def list_accounts() -> Deferred[list[Account]]:
+        """Every account, by case-folded name."""
+
+    def touch_last_seen(account_id: int, now: int) -> Deferred[None]:
+        """Note when the account was last online."""
+
+    def add_token(account_id: int, token_hash: bytes, now: int, ttl: int) -> Deferred[int]:
+        """Store a session token's hash; fires with its expiry."""
+
+    def use_token(token_hash: bytes, now: int, ttl: int) -> Deferred[tuple[Account, int] | None]:
+        """``(Account, expires_at)`` for a live token, sliding its expiry; else ``None``
+        (an expired token is deleted)."""
+
+    def revoke_token(token_hash: bytes) -> Deferred[bool]:
+        """Delete a token; whether there was one."""
+
+    def purge_expired_tokens(now: int) -> Deferred[int]:
+        """Delete expired tokens; how many."""
+
+    # -- rooms ----------------------------------------------------------------------
+
+    def create_room(name: str, now: int) -> Deferred[RoomInfo]:
+        """Create a room (its name not yet taken, case-folded)."""
+
+    def add_member(room_id: int, account: str, op: bool, now: int) -> Deferred[None]:
+        """Make an account a member (no-op for a guest or a member); clears its invite."""
+
+    def remove_member(room_id: int, account: str) -> Deferred[None]:
+        """Remove an account from a room."""
+
+    def set_topic(room_id: int, topic: str, by: str, now: int) -> Deferred[None]:
+        """Set a room's topic."""
+
+    def save_room_modes(
+        room_id: int,
+        modes: str,
+        key: str | None,
+        limit: int | None,
+        privileges: list[tuple[str, bool, bool]],
+        bans: list[tuple[str, bool]],
+        by: str,
+        now: int,
+    ) -> Deferred[None]:
+        """Store a room's modes, member privileges ``(account, op, voice)`` and ban
+        changes ``(mask, on)`` at once."""
+
+    def add_invite(room_id: int, account: str) -> Deferred[None]:
+        """Invite an account (no-op for a guest) to an invite-only room."""
+
+    # -- messages ------------------------------------------------------------------
 
     def add_room_message(
-        room_id: int, room: str, sender: str, sender_id: int | None, text: str, now: int
-    ) -> object:
-        """Store a room message; fires with the stored ``Message``."""
+        room_id: int,
+        room: str,
+        sender: str,
+        sender_id: int | None,
+        text: str,
+        now: int,
+        kind: str = "privmsg",
+    ) -> Deferred[Message]:
+        """Store a room message; fires with the stored ``Message`` (its id is the
+        store's, increasing)."""
 
-    def add_dm(sender_id: int, sender: str, recipient: str, now: int) -> object:
-        """Store a direct message (optionally queueing it for an offline recipient)."""
+    def add_dm(
+        sender_id: int,
+        sender: str,
+        recipient: str,
+        now: int,
+        *,
+        text: str | None = None,
+        ciphertext: str | None = None,
+        nonce: str | None = None,
+        sender_device: str | None = None,
+        envelopes: list[dict[str, str]] | None = None,
+        kind: str = "privmsg",
+        queue: bool = False,
+    ) -> Deferred[Message]:
+        """Store a DM (one of *text*, *ciphertext* + *nonce*, or *envelopes*); with
+        *queue*, also hold it for the recipient's next login. Fails with
+        ``NoSuchUser``, or ``Forbidden`` if the recipient takes DMs only from contacts."""
+
+    def queue_offline(message_id: int) -> Deferred[None]:
+        """Hold an already stored DM for its recipient's next login."""
+
+    def take_queued(account_id: int) -> Deferred[tuple[list[Message], list[dict[str, Any]]]]:
+        """Remove and return an account's queued DMs (oldest first) and contact events."""
+
+    def room_history(
+        room_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> Deferred[list[Message]]:
+        """Messages of a room between two ids (exclusive), oldest first; the newest
+        *limit* of them, or with ``newest_first=False`` the oldest."""
+
+    def dm_history(
+        me_id: int,
+        other: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> Deferred[list[Message]]:
+        """:meth:`room_history` for the DM conversation of two accounts; fails with
+        ``NoSuchUser``."""
+
+    def first_id_at(
+        ts: int,
+        *,
+        room_id: int | None = None,
+        me_id: int | None = None,
+        other: str | None = None,
+    ) -> Deferred[int | None]:
+        """Id of the first message at or after *ts* in a room or a DM conversation."""
+
+    def conversation_targets(
+        me_id: int | None, room_ids: list[int], after_ts: int, before_ts: int, limit: int
+    ) -> Deferred[list[tuple[str, int]]]:
+        """``(room or peer, latest ts)`` of the conversations whose latest message is
+        between two times (exclusive), oldest first (IRC ``CHATHISTORY TARGETS``)."""
+
+    # -- audit ---------------------------------------------------------------------
+
+    def add_audit(
+        now: int,
+        event: str,
+        account: str | None = None,
+        actor: str | None = None,
+        address: str | None = None,
+        **detail: Any,
+    ) -> Deferred[None]:
+        """Record a security event; *detail* is stored as JSON. Never a secret."""
+
+    def recent_audit(limit: int = 50) -> Deferred[list[dict[str, Any]]]:
+        """The latest audit events, newest first, as dicts of their columns."""
+
+    # -- second factor, recovery codes, known devices ------------------------------
+
+    def otp_state(account_id: int) -> Deferred[Any]:
+        """The account's ``OTPState`` (pingchat.store.security)."""
+
+    def set_otp_pending(account_id: int, secret: str) -> Deferred[None]:
+        """Keep a (sealed) TOTP secret until the account confirms it."""
+
+    def enable_otp(account_id: int, secret: str, step: int) -> Deferred[bool]:
+        """Turn TOTP on with the pending *secret*; false if it is not the pending one."""
+
+    def disable_otp(account_id: int) -> Deferred[None]:
+        """Turn TOTP off and forget its secrets."""
+
+    def consume_otp_step(account_id: int, step: int) -> Deferred[bool]:
+        """Record a TOTP time step as used; false if it (or a later one) was used."""
+
+    def set_recovery_codes(account_id: int, hashes: list[bytes]) -> Deferred[None]:
+        """Replace the account's recovery codes (their hashes)."""
+
+    def recover(
+        name: str, code_hash: bytes, password_hash: bytes, now: int
+    ) -> Deferred[str | None]:
+        """Spend a recovery code: set the password, revoke tokens and devices; the
+        account's name, or ``None`` if the name or the code is wrong."""
+
+    def recovery_codes_left(name: str) -> Deferred[int]:
+        """How many unused recovery codes the account has; fails with ``NoSuchUser``."""
+
+    def known_device(name: str, device_hash: bytes) -> Deferred[bool]:
+        """Whether a device with this secret's hash logged in to *name* before."""
+
+    def remember_device(
+        account_id: int, presented: bytes | None, fresh: bytes, now: int, keep: int
+    ) -> Deferred[bool]:
+        """Note a password login's device: true if *presented* was known, else *fresh*
+        is recorded; only the *keep* latest devices are remembered."""
+
+    # -- contacts ------------------------------------------------------------------
+
+    def contact_add(me_id: int, peer: str, now: int) -> Deferred[Any]:
+        """Ask to be contacts with *peer*; a ``ContactChange`` (pingchat.store.contacts).
+        Fails with ``NoSuchUser``."""
+
+    def contact_remove(me_id: int, peer: str) -> Deferred[Any]:
+        """End a contact (or withdraw a request) both ways; a ``ContactChange``."""
+
+    def contacts(me_id: int) -> Deferred[dict[str, list[str]]]:
+        """``{"contacts": mutual, "outgoing": asked, "incoming": asking}``, names sorted."""
+
+    def add_pending_event(account_id: int, now: int, payload: dict[str, Any]) -> Deferred[None]:
+        """Keep a contact event for an account that is offline (see :meth:`take_queued`)."""
+
+    # -- invite codes --------------------------------------------------------------
+
+    def add_invite_code(
+        code_hash: bytes, now: int, created_by: str, expires_at: int | None, uses: int
+    ) -> Deferred[int]:
+        """Store a new invite code's hash; fires with its id."""
+
+    def invite_code_usable(code_hash: bytes, now: int) -> Deferred[bool]:
+        """Whether a code is valid now (not used up, expired or revoked)."""
+
+    def create_invited_account(
+        name: str, password_hash: bytes, now: int, role: str, code_hash: bytes
+    ) -> Deferred[tuple[Account, int]]:
+        """Spend one use of the invite and create the account, or neither:
+        ``(Account, invite id)``; fails with ``InviteInvalid`` or ``UserExists``."""
+
+    def list_invite_codes() -> Deferred[list[Any]]:
+        """Every invite code's ``InviteCode`` record (pingchat.store.invite_codes), oldest
+        first; never the codes themselves."""
+
+    def find_invite_code(code_hash: bytes) -> Deferred[int | None]:
+        """The id of the invite code with this hash, or ``None``."""
+
+    def revoke_invite_code(invite_id: int, now: int) -> Deferred[bool]:
+        """Revoke an invite; false if there is none or it was revoked already."""
+
+    # -- end-to-end keys -----------------------------------------------------------
 
     def publish_device_key(
         account_id: int, device: str, key: str, label: str | None, now: int, max_devices: int
-    ) -> object:
-        """Publish or replace one device's E2E key; fires with a ``KeyChange``."""
+    ) -> Deferred[Any]:
+        """Publish or replace one device's E2E key; fires with a ``KeyChange``
+        (pingchat.store.keys); fails with ``TooManyDevices``."""
 
-    def revoke_device_key(account_id: int, device: str) -> object:
-        """Remove one device's key; fails with ``NoSuchDevice``."""
+    def revoke_device_key(account_id: int, device: str) -> Deferred[Any]:
+        """Remove one device's key (a ``KeyChange``); fails with ``NoSuchDevice``."""
 
-    def device_keys(name: str) -> object:
+    def device_keys(name: str) -> Deferred[tuple[str, list[Any]]]:
         """``(account name, [DeviceKey])``, oldest first; fails with ``NoSuchUser``."""
-
-    def take_queued(account_id: int) -> object:
-        """Remove and return an account's queued DMs (oldest first) and contact events."""

@@ -18,9 +18,10 @@ from pingchat.auth.audit import Auditor
 from pingchat.auth.passwords import PasswordHasher
 from pingchat.chat.accounts import AccountManager
 from pingchat.chat.service import ChatService
+from pingchat.interfaces import IStore
 from pingchat.native.factory import NativeFactory
 from pingchat.startup import ListenerService
-from pingchat.store import Database, SQLiteStore
+from pingchat.store import Database
 
 
 @attrs.define
@@ -29,7 +30,7 @@ class Server:
 
     settings: config.Settings
     db: Database
-    store: SQLiteStore
+    store: IStore
     chat: ChatService
     portal: Portal
     accounts: AccountManager

@@ -36,6 +36,7 @@ from pingchat.chat.accounts import AccountManager
 from pingchat.chat.lagprobe import BENCHMARK_INTERVAL, INTERVAL, LagProbe, jsonl_report, reports
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
+from pingchat.errors import StoreUnavailable
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
 from pingchat.reload import Reloader, ReloadOnSignal
@@ -48,7 +49,7 @@ from pingchat.startup import (
     create_data_dir,
     exposure_line,
 )
-from pingchat.store import Database, SQLiteStore
+from pingchat.store import Database, open_store
 from pingchat.store.rooms import _load_rooms
 from pingchat.tls import (
     CertificateRefused,
@@ -149,6 +150,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "max_backlog": _positive(int),
     "token_ttl_days": _positive(float),
     "sqlite_synchronous": _synchronous,
+    "store": config.store_url,
 }
 
 
@@ -199,6 +201,13 @@ class Options(usage.Options):
             None,
             None,
             "SQLite synchronous mode, FULL or NORMAL. [default: FULL]",
+        ],
+        [
+            "store",
+            None,
+            None,
+            "Where accounts, rooms and history live: sqlite (a file in the data dir)"
+            " or postgresql://USER@HOST/DB. [default: sqlite]",
         ],
     ]
 
@@ -365,13 +374,17 @@ def build(
         reactor = global_reactor
     data_dir = settings.data_dir
     create_data_dir(data_dir)
-    db = Database(
-        settings.database_path,
-        reactor,
-        threaded=not inline,
-        synchronous=settings.sqlite_synchronous,
-    )
-    store = SQLiteStore(db)
+    try:
+        store = open_store(
+            settings.store,
+            settings.database_path,
+            reactor,
+            threaded=not inline,
+            synchronous=settings.sqlite_synchronous,
+        )
+    except (StoreUnavailable, RuntimeError) as e:
+        raise StartupFailed(f"--store: {e}") from e
+    db = store.db
     chat = ChatService(store, reactor, settings.server_name, db.run_sync(_load_rooms))
     pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
 

@@ -11,13 +11,13 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pingchat.store import SQLiteStore
+from pingchat.interfaces import IStore
 
 log = Logger(namespace="pingchat.audit")
 
 
 class Auditor:
-    def __init__(self, store: SQLiteStore, clock: IReactorTime) -> None:
+    def __init__(self, store: IStore, clock: IReactorTime) -> None:
         self.store = store
         self.clock = clock
 

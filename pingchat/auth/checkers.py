@@ -20,8 +20,8 @@ from zope.interface import Attribute, implementer
 
 from pingchat.auth.passwords import PasswordHasher
 from pingchat.auth.tokens import DEFAULT_TTL_MS, device_hash, token_hash
+from pingchat.interfaces import IStore
 from pingchat.model import Account
-from pingchat.store import SQLiteStore
 
 
 class LoginFailed(UnauthorizedLogin):
@@ -112,7 +112,7 @@ class PasswordChecker:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: IStore,
         hasher: PasswordHasher,
         clock: IReactorTime,
         throttle: Any = None,
@@ -190,7 +190,7 @@ class TokenChecker:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: IStore,
         clock: IReactorTime,
         ttl_ms: int = DEFAULT_TTL_MS,
         throttle: Any = None,

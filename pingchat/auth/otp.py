@@ -16,8 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from pingchat.auth.audit import Auditor
 from pingchat.auth.sealing import Sealer
+from pingchat.interfaces import IStore
 from pingchat.model import Account
-from pingchat.store import SQLiteStore
 
 STEP = 30
 ISSUER = "pingchat"
@@ -52,7 +52,7 @@ class OTPVerifier:
     """Checks the second factor at login (used by the password checker)."""
 
     def __init__(
-        self, store: SQLiteStore, clock: IReactorTime, audit: Auditor, sealer: Sealer
+        self, store: IStore, clock: IReactorTime, audit: Auditor, sealer: Sealer
     ) -> None:
         self.store = store
         self.clock = clock

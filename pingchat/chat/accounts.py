@@ -35,6 +35,7 @@ from pingchat.errors import (
     RateLimited,
     RegistrationClosed,
 )
+from pingchat.interfaces import IStore
 from pingchat.model import (
     LEGACY_DEVICE,
     MAX_DEVICES,
@@ -42,7 +43,6 @@ from pingchat.model import (
     check_account_name,
     iso_ms,
 )
-from pingchat.store import SQLiteStore
 from pingchat.store.invite_codes import INVALID_MESSAGE
 from pingchat.store.keys import DeviceKey, KeyChange
 
@@ -113,7 +113,7 @@ class AccountManager:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: IStore,
         hasher: PasswordHasher,
         clock: IReactorTime,
         audit: Auditor,

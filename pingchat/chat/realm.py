@@ -11,16 +11,15 @@ from zope.interface import Interface, implementer
 
 from pingchat.auth.checkers import LoginDisabled, LoginFailed
 from pingchat.chat.service import ChatService
-from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.interfaces import IChatAvatar, IChatMind, IStore
 from pingchat.model import Account
-from pingchat.store import SQLiteStore
 
 
 @implementer(IRealm)
 class ChatRealm:
     """Hands out one :class:`Session` per connection, bound to its account."""
 
-    def __init__(self, service: ChatService, store: SQLiteStore) -> None:
+    def __init__(self, service: ChatService, store: IStore) -> None:
         self.service = service
         self.store = store
 

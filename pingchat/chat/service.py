@@ -26,7 +26,7 @@ from pingchat.errors import (
     NoSuchUser,
     NotInRoom,
 )
-from pingchat.interfaces import IChatAvatar, IChatMind
+from pingchat.interfaces import IChatAvatar, IChatMind, IStore
 from pingchat.loglines import TurnLines
 from pingchat.model import (
     HISTORY_MAX,
@@ -49,7 +49,6 @@ from pingchat.model import (
     fold,
     hostmask,
 )
-from pingchat.store import SQLiteStore
 
 log = Logger()
 
@@ -108,7 +107,7 @@ class ChatService(Service):
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: IStore,
         clock: IReactorTime,
         server_name: str = "pingchat",
         rooms: Iterable[RoomSnapshot] = (),

@@ -142,5 +142,8 @@ class InviteCodeStore:
     def list_invite_codes(self) -> Deferred[list[InviteCode]]:
         return self.db.run("list_invite_codes", _list_invite_codes)
 
+    def find_invite_code(self, code_hash: bytes) -> Deferred[int | None]:
+        return self.db.run("find_invite_code", _find_invite_code, code_hash)
+
     def revoke_invite_code(self, invite_id: int, now: int) -> Deferred[bool]:
         return self.db.run("revoke_invite_code", _revoke_invite_code, invite_id, now)
