@@ -10,19 +10,24 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from pingchat.testing import NativeTestClient, make_server
+from tests.backends import StoreBackend
 
 PASSWORD = "correct horse battery"
 
 
-class ServerTestCase(TestCase):
-    """A TestCase with an inline pingchat server (no threads, no sockets)."""
+class ServerTestCase(StoreBackend, TestCase):
+    """A TestCase with an inline pingchat server (no threads, no sockets).
+
+    On SQLite; its ``on_postgresql`` twin (tests/backends.py) on PostgreSQL.
+    """
 
     settings: dict[str, Any] = {}
 
     def setUp(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="pingchat-test-"))
         self.addCleanup(shutil.rmtree, self.data_dir, True)
-        self.server = make_server(self.data_dir, **self.settings)
+        self.store_config = self.store_settings()
+        self.server = make_server(self.data_dir, **self.store_config, **self.settings)
         self.clock = self.server.extras["clock"]
         self.addCleanup(self.server.db.stop)
 

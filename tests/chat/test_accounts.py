@@ -5,6 +5,7 @@ from __future__ import annotations
 from pingchat.errors import NoSuchUser
 from pingchat.model import Account
 from pingchat.testing import RecordingMind
+from tests.backends import on_postgresql
 from tests.helpers import ServerTestCase
 
 
@@ -22,3 +23,7 @@ class AccountSettingsTests(ServerTestCase):
         ghost = Account(id=999, name="ghost")
         session = self.server.chat.attach(ghost, RecordingMind(), "127.0.0.1")
         self.failureResultOf(self.server.accounts.account_settings(session), NoSuchUser)
+
+
+# The same tests on the PostgreSQL store (tests/backends.py).
+AccountSettingsTestsOnPostgreSQL = on_postgresql(AccountSettingsTests)

@@ -9,6 +9,7 @@ from pingchat.interfaces import IChatMind
 from pingchat.irc.protocol import IRCProtocol
 from pingchat.native.protocol import NativeProtocol
 from pingchat.testing import RecordingMind
+from tests.backends import on_postgresql
 from tests.helpers import ServerTestCase
 
 
@@ -46,3 +47,7 @@ class KeyEventTests(ServerTestCase):
         self.assertEqual([e[2] for e in other.named("key")], ["published"])
         self.successResultOf(self.server.accounts.revoke_key(alice, "laptop-0001"))
         self.assertEqual([e[2] for e in other.named("key")], ["published", "revoked"])
+
+
+# The same tests on the PostgreSQL store (tests/backends.py).
+KeyEventTestsOnPostgreSQL = on_postgresql(KeyEventTests)

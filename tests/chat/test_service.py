@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred
 from pingchat.chat.service import Session
 from pingchat.errors import BadRequest, Forbidden, NotInRoom
 from pingchat.testing import RecordingMind
+from tests.backends import on_postgresql
 from tests.helpers import ServerTestCase
 
 
@@ -183,7 +184,7 @@ class ServiceTests(ServerTestCase):
         self.server.db.stop()
         from pingchat.testing import make_server
 
-        again = make_server(self.data_dir)
+        again = make_server(self.data_dir, **self.store_config)
         self.addCleanup(again.db.stop)
         room = again.chat.get_room("#keep")
         self.assertEqual((room.flags, room.bans), ({"i", "n", "t"}, ["eve!*@*"]))
@@ -293,3 +294,7 @@ class ServiceTests(ServerTestCase):
         assert state is not None
         self.assertEqual((state.presence.value, state.away), ("offline", None))
         self.assertEqual(state.last_seen, chat.now())
+
+
+# The same tests on the PostgreSQL store (tests/backends.py).
+ServiceTestsOnPostgreSQL = on_postgresql(ServiceTests)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from twisted.logger import LogLevel, globalLogPublisher
@@ -10,6 +9,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from pingchat.auth.tokens import token_hash
 from pingchat.native.protocol import NativeProtocol
 from pingchat.testing import NativeTestClient, strict_json
+from tests.backends import on_postgresql
 from tests.helpers import PASSWORD, ServerTestCase
 
 
@@ -150,9 +150,9 @@ class AccountTests(ServerTestCase):
     def test_only_the_token_hash_is_stored(self) -> None:
         c = self.account("alice")
         token = c.token  # type: ignore[attr-defined]
-        db = sqlite3.connect(self.server.settings.database_path)
-        rows = db.execute("SELECT token_hash FROM tokens").fetchall()
-        db.close()
+        rows = self.server.db.run_sync(
+            lambda conn: conn.execute("SELECT token_hash FROM tokens").fetchall()
+        )
         self.assertEqual([bytes(r[0]) for r in rows], [token_hash(token)])
         self.assertGreaterEqual(len(token), 22)  # >= 128 bits, base64url
 
@@ -485,3 +485,10 @@ class InputEdgeTests(ServerTestCase):
         self.assertEqual((reply["id"], reply["error"]["code"]), (9, "internal_error"))
         self.assertEqual(len(self.logged), 1)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+# The same tests on the PostgreSQL store (tests/backends.py).
+AccountTestsOnPostgreSQL = on_postgresql(AccountTests)
+RoomTestsOnPostgreSQL = on_postgresql(RoomTests)
+DirectMessageTestsOnPostgreSQL = on_postgresql(DirectMessageTests)
+HistoryCatchUpTestsOnPostgreSQL = on_postgresql(HistoryCatchUpTests)

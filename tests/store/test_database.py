@@ -1,81 +1,80 @@
-"""The SQLite store: migrations, pragmas, file modes, the group-committing writer."""
+"""The store's database: migrations, the group-committing writer, the reader,
+and queries whose cost matters, on SQLite and on PostgreSQL (tests/backends.py)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import sqlite3
 import stat
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pingchat.errors import UserExists
-from pingchat.store import Database, SQLiteStore, migrations
-from pingchat.store.accounts import _list_accounts
+from pingchat.store import Database, Store, migrations
 from pingchat.store.database import connect
 from pingchat.store.messages import _id_at_or_after
+from tests.backends import POSTGRESQL, StoreBackend, on_postgresql, temp_dir
 
 
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-store-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
+def dialect(case: StoreBackend) -> str:
+    return migrations.POSTGRESQL if case.backend == POSTGRESQL else migrations.SQLITE
 
 
-class MigrationTests(SynchronousTestCase):
+class MigrationTests(StoreBackend, SynchronousTestCase):
     def test_fresh_database_is_at_the_latest_version(self) -> None:
-        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(db.stop)
-        latest = migrations.available()[-1][0]
+        db = self.open_database()
+        latest = migrations.available(dialect(self))[-1][0]
         self.assertEqual(db.version, latest)
         self.assertGreaterEqual(latest, 2)
 
-    def test_migrations_are_applied_once_and_resume_from_user_version(self) -> None:
-        path = temp_dir(self) / "db.sqlite3"
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.executescript(migrations.available()[0][1])
-        conn.execute("PRAGMA user_version = 1")
+    def test_migrations_are_applied_once_and_resume_from_the_recorded_version(self) -> None:
+        at = self.new_location()
+        conn = self.raw_connection(at, target=1)
         conn.execute(
             "INSERT INTO accounts (name, name_folded, password_hash, created_at)"
-            " VALUES ('old', 'old', x'00', 0)"
+            " VALUES ('old', 'old', ?, 0)",
+            (b"\x00",),
         )
-        conn.close()
-        db = Database(path, threaded=False)
-        self.addCleanup(db.stop)
-        self.assertEqual(db.version, migrations.available()[-1][0])
-        names = [a.name for a in db.run_sync(_list_accounts)]
+        db = self.open_database(at=at)
+        self.assertEqual(db.version, migrations.available(dialect(self))[-1][0])
+        names = [a.name for a in self.successResultOf(Store(db).list_accounts())]
         self.assertEqual(names, ["old"])
 
     def test_concurrent_first_opens_migrate_once_and_all_succeed(self) -> None:
-        """Processes opening a new data dir at once (two ``pingchat user add``,
-        or the server and the command) each connect and migrate: each
-        migration is applied once and none of them fails. (Before the version
-        was read inside the write transaction, nearly every round failed with
+        """Processes opening a new database at once (two ``pingchat user add``,
+        the server and the command, or nodes of a cluster) each connect and
+        migrate: each migration is applied once and none of them fails.
+        (Before the version was read inside the write transaction (SQLite) or
+        under the advisory lock (PostgreSQL), nearly every round failed with
         "table accounts already exists".)"""
-        latest = migrations.available()[-1][0]
-        for n in range(25):
-            outcomes = self.open_at_once(temp_dir(self) / "db.sqlite3", openers=3)
+        latest = migrations.available(dialect(self))[-1][0]
+        for n in range(25 if self.backend != POSTGRESQL else 5):
+            outcomes = self.open_at_once(self.new_location(), openers=3)
             self.assertEqual(outcomes, [latest] * 3, f"round {n}")
 
-    def open_at_once(self, path: Path, openers: int) -> list[int | str]:
-        """Connect and migrate *path* from *openers* threads released together."""
+    def open_at_once(self, at: Any, openers: int) -> list[int | str]:
+        """Connect and migrate *at* from *openers* threads released together."""
         barrier = threading.Barrier(openers)
         outcomes: list[int | str] = []
 
         def open_and_migrate() -> None:
             barrier.wait(10)
             try:
-                conn = connect(path)
+                if at.url is None:
+                    conn: Any = connect(at.path)
+                    run = migrations.migrate
+                else:
+                    from pingchat.store.postgresql import connect as pg_connect
+
+                    conn = pg_connect(at.url, "test")
+                    run = migrations.migrate_postgresql
                 try:
-                    outcomes.append(migrations.migrate(conn))
+                    outcomes.append(run(conn))
                 finally:
                     conn.close()
             except Exception as e:
@@ -88,6 +87,16 @@ class MigrationTests(SynchronousTestCase):
             t.join(30)
         return outcomes
 
+    def test_failed_transaction_changes_nothing(self) -> None:
+        store = Store(self.open_database())
+        self.successResultOf(store.create_account("alice", b"h", 0))
+        self.failureResultOf(store.create_account("ALICE", b"h", 0), UserExists)
+        self.assertEqual(len(self.successResultOf(store.list_accounts())), 1)
+
+
+class SQLiteFileTests(SynchronousTestCase):
+    """What only an SQLite file has: WAL, foreign keys by pragma, its mode."""
+
     def test_wal_foreign_keys_and_private_file(self) -> None:
         path = temp_dir(self) / "db.sqlite3"
         db = Database(path, threaded=False)
@@ -97,16 +106,8 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual((mode, fks), ("wal", 1))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 
-    def test_failed_transaction_changes_nothing(self) -> None:
-        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(db.stop)
-        store = SQLiteStore(db)
-        self.successResultOf(store.create_account("alice", b"h", 0))
-        self.failureResultOf(store.create_account("ALICE", b"h", 0), UserExists)
-        self.assertEqual(len(self.successResultOf(store.list_accounts())), 1)
 
-
-class MessageRowTests(SynchronousTestCase):
+class MessageRowTests(StoreBackend, SynchronousTestCase):
     def test_the_message_query_selects_the_fields_of_message_in_order(self) -> None:
         # A row becomes Message(*row): a column added, dropped or moved on
         # either side must fail here, not swap two fields in history.
@@ -115,8 +116,7 @@ class MessageRowTests(SynchronousTestCase):
         from pingchat.model import Message
         from pingchat.store.messages import _SELECT
 
-        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(db.stop)
+        db = self.open_database()
         cursor = db._conn.execute(_SELECT + " LIMIT 0")
         columns = [c[0].removeprefix("m.") for c in cursor.description]
         # client_tags travel with a live delivery and are never stored.
@@ -124,13 +124,12 @@ class MessageRowTests(SynchronousTestCase):
         self.assertEqual(columns, [{"text": "body", "to": "recipient"}.get(f, f) for f in fields])
 
 
-class ConversationTargetsTests(SynchronousTestCase):
+class ConversationTargetsTests(StoreBackend, SynchronousTestCase):
     """``conversation_targets`` (CHATHISTORY TARGETS) lists by latest message."""
 
     def setUp(self) -> None:
-        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(self.db.stop)
-        self.store = store = SQLiteStore(self.db)
+        self.db = self.open_database()
+        self.store = store = Store(self.db)
         self.ids = {
             name: self.successResultOf(store.create_account(name, b"h", 0)).id
             for name in ("alice", "bob", "carol")
@@ -176,7 +175,7 @@ class ConversationTargetsTests(SynchronousTestCase):
 
     def test_dms_stored_before_the_table_existed_are_found_after_migrating(self) -> None:
         self.db._conn.execute("DELETE FROM dm_threads")
-        sql = dict(migrations.available())[3]
+        sql = dict(migrations.available(dialect(self)))[3]
         backfill = sql[sql.index("INSERT INTO dm_threads") :]
         self.db._conn.execute(backfill)
         self.assertEqual(
@@ -185,25 +184,31 @@ class ConversationTargetsTests(SynchronousTestCase):
         )
 
 
-def _messages_db() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    migrations.migrate(conn)
-    conn.execute("INSERT INTO rooms (name, name_folded, created_at) VALUES ('#a', '#a', 0)")
-    conn.execute("INSERT INTO rooms (name, name_folded, created_at) VALUES ('#b', '#b', 0)")
-    return conn
-
-
-def _insert(conn: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
-    conn.executemany(
-        "INSERT INTO messages (ts, conversation, sender, room_id, body) VALUES (?, ?, 'x', ?, '')",
-        [(ts, f"r:{room}", room) for room, ts in rows],
-    )
-
-
-class TimestampLookupTests(SynchronousTestCase):
+class TimestampLookupTests(StoreBackend, SynchronousTestCase):
     """``timestamp=`` references: the first message at or after a time."""
 
-    @settings(max_examples=200, deadline=None)
+    def setUp(self) -> None:
+        self.db = self.open_database()
+        self.conn = self.db._conn
+        for name in ("#a", "#b"):
+            self.conn.execute(
+                "INSERT INTO rooms (name, name_folded, created_at) VALUES (?, ?, 0)", (name, name)
+            )
+
+    def insert(self, rows: list[tuple[int, int]]) -> None:
+        self.conn.execute("BEGIN")  # one commit, not one per row
+        self.conn.execute("DELETE FROM messages")
+        self.conn.executemany(
+            "INSERT INTO messages (ts, conversation, sender, room_id, body)"
+            " VALUES (?, ?, 'x', ?, '')",
+            [(ts, f"r:{room}", room) for room, ts in rows],
+        )
+        self.conn.execute("COMMIT")
+
+    # Run by the SQLite class and its PostgreSQL twin: two executors, one test.
+    @settings(
+        max_examples=200, deadline=None, suppress_health_check=[HealthCheck.differing_executors]
+    )
     @given(
         steps=st.lists(st.tuples(st.sampled_from([1, 2]), st.integers(0, 3)), max_size=60),
         probe=st.integers(-1, 200),
@@ -211,20 +216,33 @@ class TimestampLookupTests(SynchronousTestCase):
     def test_agrees_with_reading_every_row(self, steps: list[tuple[int, int]], probe: int) -> None:
         # Two rooms interleaved (ids of one room have gaps), stamps that
         # never go down and often repeat.
-        conn = _messages_db()
         ts, rows = 0, []
         for room, step in steps:
             ts += step
             rows.append((room, ts))
-        _insert(conn, rows)
-        expected = conn.execute(
+        self.insert(rows)
+        expected = self.conn.execute(
             "SELECT min(id) FROM messages WHERE conversation = 'r:1' AND ts >= ?", (probe,)
         ).fetchone()[0]
-        self.assertEqual(_id_at_or_after(conn, "r:1", probe), expected)
+        self.assertEqual(_id_at_or_after(self.conn, "r:1", probe), expected)
 
     def test_reads_a_few_rows_not_the_conversation(self) -> None:
-        conn = _messages_db()
-        _insert(conn, [(1 + i % 2, i // 3) for i in range(60_000)])  # 30,000 in r:1
+        self.insert([(1 + i % 2, i // 3) for i in range(60_000)])  # 30,000 in r:1
+        (first,) = self.conn.execute("SELECT min(id) FROM messages").fetchone()
+        if self.backend == POSTGRESQL:
+            found, steps = self.pg_rows_read(lambda: _id_at_or_after(self.conn, "r:1", 19_000))
+            # Filtering on ts reads the 28,500 rows before the answer.
+            limit = 100
+        else:
+            found, steps = self.sqlite_steps(lambda: _id_at_or_after(self.conn, "r:1", 19_000))
+            # Filtering on ts read all 28,500 rows before the answer: ~3,000
+            # handler calls. Bisecting is ~20 seeks.
+            limit = 60
+        self.assertEqual(found, first + 57_000)
+        self.assertLess(steps, limit)
+
+    def sqlite_steps(self, lookup: Any) -> tuple[Any, int]:
+        """The result of *lookup*, and SQLite's progress-handler calls (per 100 VM steps)."""
         steps = 0
 
         def count() -> int:
@@ -232,21 +250,34 @@ class TimestampLookupTests(SynchronousTestCase):
             steps += 1
             return 0
 
-        conn.set_progress_handler(count, 100)
-        found = _id_at_or_after(conn, "r:1", 19_000)
-        conn.set_progress_handler(None, 100)
-        self.assertEqual(found, 57_001)
-        # Filtering on ts read all 28,500 rows before the answer: ~3,000
-        # handler calls. Bisecting is ~20 seeks.
-        self.assertLess(steps, 60)
+        self.conn.set_progress_handler(count, 100)
+        found = lookup()
+        self.conn.set_progress_handler(None, 100)
+        return found, steps
+
+    def pg_rows_read(self, lookup: Any) -> tuple[Any, int]:
+        """The result of *lookup*, and the rows of ``messages`` PostgreSQL read for it
+        (this transaction's counters: sequential reads plus index fetches)."""
+        self.conn.execute("ANALYZE messages")
+        read = (
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+            " FROM pg_stat_xact_user_tables WHERE relid = 'messages'::regclass"
+        )
+        self.conn.execute("BEGIN")
+        try:
+            (before,) = self.conn.execute(read).fetchone()
+            found = lookup()
+            (after,) = self.conn.execute(read).fetchone()
+        finally:
+            self.conn.execute("COMMIT")
+        return found, int(after - before)
 
 
-class BatchTests(SynchronousTestCase):
+class BatchTests(StoreBackend, SynchronousTestCase):
     """One writer batch: one transaction, savepoints only when a job fails."""
 
     def setUp(self) -> None:
-        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(self.db.stop)
+        self.db = self.open_database()
         self.conn = self.db._conn
         self.conn.execute("CREATE TABLE t (x INTEGER UNIQUE)")
         self.conn.execute("CREATE TABLE attempts (x INTEGER)")
@@ -254,7 +285,7 @@ class BatchTests(SynchronousTestCase):
         self.conn.set_trace_callback(self.statements.append)
 
     def run_batch(self, *values: int) -> list[tuple[bool, Any]]:
-        def insert(conn: sqlite3.Connection, x: int) -> int:
+        def insert(conn: Any, x: int) -> int:
             conn.execute("INSERT INTO attempts (x) VALUES (?)", (x,))  # undone if the next fails
             conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
             return x
@@ -275,7 +306,7 @@ class BatchTests(SynchronousTestCase):
         self.run_batch(5)
         results = self.run_batch(4, 5, 6)  # 5 is taken: its second insert fails
         self.assertEqual([ok for ok, _ in results], [True, False, True])
-        self.assertIsInstance(results[1][1].value, sqlite3.IntegrityError)
+        self.assertIsInstance(results[1][1].value, self.conn.IntegrityError)
         self.assertEqual(self.stored(), [4, 5, 6])
         # The failed job's first insert is undone, and the jobs that ran
         # before it and again after the rollback count once.
@@ -283,13 +314,12 @@ class BatchTests(SynchronousTestCase):
         self.assertEqual(attempts, [4, 5, 6])  # 5 from the first batch
 
 
-class WriterThreadTests(TestCase):
+class WriterThreadTests(StoreBackend, TestCase):
     """The real writer thread, with the real reactor."""
 
     def setUp(self) -> None:
-        self.db = Database(temp_dir(self) / "db.sqlite3", reactor)
-        self.store = SQLiteStore(self.db)
-        self.addCleanup(self.db.stop)
+        self.db = self.open_database(reactor, threaded=True)
+        self.store = Store(self.db)
 
     @inlineCallbacks
     def test_concurrent_writes_are_committed_and_acknowledged_in_order(self) -> Any:
@@ -303,9 +333,10 @@ class WriterThreadTests(TestCase):
         ids = [r[1].id for r in results]
         self.assertEqual(ids, sorted(ids))
         self.assertGreater(self.db.transactions, self.db.commits)  # batched
-        conn = sqlite3.connect(self.db.path)
-        count = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-        conn.close()
+        # Read back on the reader's own connection: committed, not just written.
+        count = yield self.db.read(
+            "count", lambda conn: conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        )
         self.assertEqual(count, 500)
 
     @inlineCallbacks
@@ -359,13 +390,12 @@ class Recorded:
         self.reads.append((name, seconds, threading.current_thread().name))
 
 
-class TimingsTests(TestCase):
+class TimingsTests(StoreBackend, TestCase):
     """What the writer and the reader tell the metrics: per batch and per read."""
 
     @inlineCallbacks
     def test_the_writer_tells_each_batch_once_and_the_reader_each_read(self) -> Any:
-        db = Database(temp_dir(self) / "db.sqlite3", reactor)
-        self.addCleanup(db.stop)
+        db = self.open_database(reactor, threaded=True)
         db.timings = timings = Recorded()
         yield DeferredList([db.run("job", lambda conn: None) for _ in range(5)])
         self.assertEqual(len(timings.batches), 1)
@@ -378,8 +408,7 @@ class TimingsTests(TestCase):
                          [("count_things", "pingchat-db-reader")])
 
     def test_inline_every_transaction_is_a_batch_of_one(self) -> None:
-        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(db.stop)
+        db = self.open_database()
         db.timings = timings = Recorded()
         db.run("a", lambda conn: None)
         db.run("b", lambda conn: None)
@@ -388,13 +417,12 @@ class TimingsTests(TestCase):
         self.assertEqual([r[0] for r in timings.reads], ["c"])
 
     def test_nothing_is_measured_without_a_listener(self) -> None:
-        db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(db.stop)
+        db = self.open_database()
         self.assertIsNone(db.timings)
         self.assertEqual(self.successResultOf(db.run("a", lambda conn: 7)), 7)
 
 
-class DeliverySliceTests(SynchronousTestCase):
+class DeliverySliceTests(StoreBackend, SynchronousTestCase):
     """Committed batches fire their Deferreds a slice per reactor turn, in order."""
 
     def test_a_large_batch_is_spread_over_turns_and_later_batches_queue_behind(self) -> None:
@@ -404,8 +432,7 @@ class DeliverySliceTests(SynchronousTestCase):
         from pingchat.store import database
 
         clock = Clock()
-        db = Database(temp_dir(self) / "db.sqlite3", clock)  # type: ignore[arg-type]
-        self.addCleanup(db.stop)
+        db = self.open_database(clock, threaded=True)
         db._timer = lambda: 0.0  # callbacks take no time: only the count limits a turn
         fired: list[int] = []
 
@@ -440,8 +467,7 @@ class DeliverySliceTests(SynchronousTestCase):
             def callLater(self, delay: float, f: Any) -> None:  # noqa: N802
                 turns.append(f)
 
-        db = Database(temp_dir(self) / "db.sqlite3", Reactor())  # type: ignore[arg-type]
-        self.addCleanup(db.stop)
+        db = self.open_database(Reactor(), threaded=True)
         now = [0.0]
         db._timer = lambda: now[0]
         fired: list[int] = []
@@ -464,7 +490,7 @@ class DeliverySliceTests(SynchronousTestCase):
         self.assertEqual(turns, [])
 
 
-class TurnHandOverTests(SynchronousTestCase):
+class TurnHandOverTests(StoreBackend, SynchronousTestCase):
     """Jobs asked for in one reactor turn reach the writer together: one commit."""
 
     def test_a_turns_jobs_share_one_commit(self) -> None:
@@ -482,10 +508,10 @@ class TurnHandOverTests(SynchronousTestCase):
                 from_thread.append((f, args))
                 delivered.set()
 
-        db = Database(temp_dir(self) / "db.sqlite3", Reactor())  # type: ignore[arg-type]
+        db = self.open_database(Reactor(), threaded=True)
         results: list[int] = []
 
-        def select(conn: sqlite3.Connection, i: int) -> int:
+        def select(conn: Any, i: int) -> int:
             return int(conn.execute("SELECT ?", (i,)).fetchone()[0])
 
         for i in range(3):
@@ -524,8 +550,7 @@ class TurnHandOverTests(SynchronousTestCase):
                 pass
 
         reactor = Reactor()
-        db = Database(temp_dir(self) / "db.sqlite3", reactor)  # type: ignore[arg-type]
-        self.addCleanup(db.stop)
+        db = self.open_database(reactor, threaded=True)
         now = [0.0]
         db._timer = lambda: now[0]
 
@@ -551,3 +576,15 @@ class TurnHandOverTests(SynchronousTestCase):
         self.assertEqual(fired_in_one_turn(0.0), 5)  # no I/O this turn: 20 ms
         self.assertEqual(fired_in_one_turn(0.012), 2)  # 8 ms left
         self.assertEqual(fired_in_one_turn(0.019), 1)  # at least 4 ms
+
+
+# The same tests on PostgreSQL (tests/backends.py).
+MigrationTestsOnPostgreSQL = on_postgresql(MigrationTests)
+MessageRowTestsOnPostgreSQL = on_postgresql(MessageRowTests)
+ConversationTargetsTestsOnPostgreSQL = on_postgresql(ConversationTargetsTests)
+TimestampLookupTestsOnPostgreSQL = on_postgresql(TimestampLookupTests)
+BatchTestsOnPostgreSQL = on_postgresql(BatchTests)
+WriterThreadTestsOnPostgreSQL = on_postgresql(WriterThreadTests)
+TimingsTestsOnPostgreSQL = on_postgresql(TimingsTests)
+DeliverySliceTestsOnPostgreSQL = on_postgresql(DeliverySliceTests)
+TurnHandOverTestsOnPostgreSQL = on_postgresql(TurnHandOverTests)

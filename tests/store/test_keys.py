@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import base64
-import shutil
-import sqlite3
-import tempfile
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pingchat.errors import NoSuchDevice, NoSuchUser, TooManyDevices
 from pingchat.model import MAX_DEVICES
-from pingchat.store import Database, SQLiteStore, migrations
+from pingchat.store import Store, migrations
 from pingchat.store.keys import DeviceKey
+from tests.backends import POSTGRESQL, Location, StoreBackend, on_postgresql
 
 DEVICE_KEYS = 5  # the migration that introduced them
 
@@ -27,32 +24,17 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-store-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
-
-
-class MigrationTests(SynchronousTestCase):
+class MigrationTests(StoreBackend, SynchronousTestCase):
     """A database from before device keys (schema 3 or 4) keeps its keys and E2E DMs."""
 
-    def old_database(self, path: Path) -> None:
-        conn = sqlite3.connect(path, isolation_level=None)
-        version = 0
-        for number, sql in migrations.available():
-            if number >= DEVICE_KEYS:
-                break
-            for statement in migrations._split(sql):
-                conn.execute(statement)
-            version = number
-        self.assertGreaterEqual(version, 3)
-        conn.execute(f"PRAGMA user_version = {version}")
+    def old_database(self, at: Location) -> None:
+        conn = self.raw_connection(at, target=DEVICE_KEYS - 1)
         for i, (name, public_key) in enumerate([("alice", key(1)), ("bob", key(2)),
                                                 ("carol", None)]):
             conn.execute(
                 "INSERT INTO accounts (id, name, name_folded, password_hash, created_at,"
-                " public_key) VALUES (?, ?, ?, x'00', ?, ?)",
-                (i + 1, name, name, 1000 * (i + 1), public_key),
+                " public_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (i + 1, name, name, b"\x00", 1000 * (i + 1), public_key),
             )
         conn.execute(
             "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id,"
@@ -62,21 +44,25 @@ class MigrationTests(SynchronousTestCase):
         conn.execute(
             "INSERT INTO offline_queue (account_id, message_id) VALUES (2, 1)"
         )
-        conn.close()
 
     def test_the_legacy_key_becomes_device_default_and_old_dms_stay_readable(self) -> None:
-        path = temp_dir(self) / "db.sqlite3"
-        self.old_database(path)
-        db = Database(path, threaded=False)
-        self.addCleanup(db.stop)
+        at = self.new_location()
+        self.old_database(at)
+        db = self.open_database(at=at)
         self.assertEqual(db.version, migrations.available()[-1][0])
-        store = SQLiteStore(db)
+        store = Store(db)
         self.assertEqual(
             self.successResultOf(store.device_keys("ALICE")),
             ("alice", [DeviceKey("default", key(1), None, 1000)]),
         )
         self.assertEqual(self.successResultOf(store.device_keys("carol")), ("carol", []))
-        columns = [r[1] for r in db._conn.execute("PRAGMA table_info(accounts)")]
+        if self.backend == POSTGRESQL:
+            columns = [r[0] for r in db._conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'accounts'"
+            )]
+        else:
+            columns = [r[1] for r in db._conn.execute("PRAGMA table_info(accounts)")]
         self.assertNotIn("public_key", columns)  # one place for keys, not two
         [old] = self.successResultOf(store.dm_history(2, "alice"))
         self.assertEqual(
@@ -88,11 +74,10 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(queued.ciphertext, old.ciphertext)
 
 
-class DeviceKeyTests(SynchronousTestCase):
+class DeviceKeyTests(StoreBackend, SynchronousTestCase):
     def setUp(self) -> None:
-        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(self.db.stop)
-        self.store = SQLiteStore(self.db)
+        self.db = self.open_database()
+        self.store = Store(self.db)
         self.ids = {
             name: self.successResultOf(self.store.create_account(name, b"h", 0)).id
             for name in ("alice", "bob", "carol", "dave")
@@ -174,11 +159,10 @@ class DeviceKeyTests(SynchronousTestCase):
         self.assertEqual(sorted(revoked.audience), ["bob", "dave"])
 
 
-class EnvelopeStorageTests(SynchronousTestCase):
+class EnvelopeStorageTests(StoreBackend, SynchronousTestCase):
     def setUp(self) -> None:
-        self.db = Database(temp_dir(self) / "db.sqlite3", threaded=False)
-        self.addCleanup(self.db.stop)
-        self.store = SQLiteStore(self.db)
+        self.db = self.open_database()
+        self.store = Store(self.db)
         self.alice = self.successResultOf(self.store.create_account("alice", b"h", 0)).id
         self.bob = self.successResultOf(self.store.create_account("bob", b"h", 0)).id
         self.envelopes = [
@@ -203,3 +187,9 @@ class EnvelopeStorageTests(SynchronousTestCase):
         raw = self.db._conn.execute("SELECT body, ciphertext, envelopes FROM messages").fetchone()
         self.assertEqual((raw[0], raw[1]), (None, None))
         self.assertNotIn(" ", raw[2])  # compact JSON
+
+
+# The same tests on PostgreSQL (tests/backends.py).
+MigrationTestsOnPostgreSQL = on_postgresql(MigrationTests)
+DeviceKeyTestsOnPostgreSQL = on_postgresql(DeviceKeyTests)
+EnvelopeStorageTestsOnPostgreSQL = on_postgresql(EnvelopeStorageTests)
