@@ -287,7 +287,9 @@ class PostgreSQLDatabase(Database):
         """Whether the writer has a live connection, connecting if it is time to."""
         if not self._conn.broken:
             return True
-        if not at_once and self._monotonic() < self._retry_at:
+        wait = self._retry_at - self._monotonic()
+        if not at_once and wait > 0:
+            self._from_thread(self._schedule_probe, wait)
             return False
         try:
             fresh = connect(self.url, "writer")
