@@ -252,6 +252,48 @@ def cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """``store copy SQLITE_FILE URL``: move a community to PostgreSQL, verified."""
+    from pingchat.startup import DataDirLock, StartupFailed
+
+    source = Path(args.sqlite_file)
+    if not source.is_file():
+        raise CommandError(f"no SQLite database at {source.absolute()}")
+    try:
+        url = store_url(args.url)
+    except ValueError as e:
+        raise CommandError(f"the target: {e}") from e
+    if url is None:
+        raise CommandError("the target must be a postgresql:// URL")
+    try:
+        from pingchat.store.copy import CopyRefused, copy
+        from pingchat.store.postgresql import redact
+    except ImportError as e:
+        raise CommandError(
+            f"PostgreSQL needs psycopg ({e}): pip install 'pingchat[postgresql]'"
+        ) from e
+    # Off-line: a server on this data dir would go on writing to the file.
+    lock = DataDirLock(source.parent)
+    try:
+        lock.acquire()
+    except StartupFailed as e:
+        raise CommandError(f"{e.message}; the copy is made with the server stopped") from e
+    try:
+        ok = copy(source, url, sys.stdout)
+    except CopyRefused as e:
+        raise CommandError(str(e)) from e
+    finally:
+        lock.release()
+    if not ok:
+        print("pingchat: error: the copy differs from the original (see above)", file=sys.stderr)
+        return 1
+    print(
+        f"copied {source} to {redact(url)}: start the server with --store {redact(url)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     """Print the SHA-256 fingerprint of the data dir's TLS certificate."""
     from pingchat.tls import CERT_FILE, certificate_fingerprint
@@ -474,6 +516,18 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="only check the archive; change nothing"
     )
     restore.set_defaults(func=cmd_restore)
+    store_cmd = sub.add_parser(
+        "store",
+        help="move a community's SQLite database to PostgreSQL",
+        description="copy SQLITE_FILE URL copies every table of a server's SQLite database"
+        " (DATA_DIR/pingchat.sqlite3) into an empty PostgreSQL database, then compares each"
+        " table's row count and checksum on both sides; exit status 1 if any differs."
+        " The server must be stopped.",
+    )
+    store_cmd.add_argument("action", choices=["copy"])
+    store_cmd.add_argument("sqlite_file", metavar="SQLITE_FILE")
+    store_cmd.add_argument("url", metavar="URL", help="postgresql://USER@HOST/DB")
+    store_cmd.set_defaults(func=cmd_store)
     client = sub.add_parser("client", help="the terminal chat client")
     client.add_argument("server", help="HOST[:PORT] (default port 7464)")
     try:
