@@ -1,6 +1,7 @@
 """Sustained durable writes: how many messages the store commits and acknowledges per second.
 
     python -m bench.writes [--messages 200000] [--per-turn 200] [--repeats 3]
+                           [--store postgresql://USER@HOST:PORT/DB]
 
 The issue's target ("sustained durable writes >= 20,000 messages/s, batched
 commits, a message acknowledged only once stored") is about the store, so this
@@ -10,6 +11,12 @@ reactor thread as a door would feed it (``--per-turn`` ``add_room_message``
 calls per reactor turn, each acknowledged by its Deferred after the commit).
 No network and no protocol: the end-to-end figure for stored messages is the
 dm case of ``bench.run``, where the reactor's per-request work is the limit.
+
+With ``--store`` the same runs go to a PostgreSQL database instead (a new
+schema each run, dropped after it): the same writer, its group commit and
+the same SQL, over a connection (``bash .ci/postgresql start DIR`` starts a
+throwaway server, docs/performance.md has both figures side by side). CPU
+per message then counts pingchat's process only, not PostgreSQL's.
 
 Prints messages/s, commits, messages per commit and CPU per message (both
 threads), and writes nothing to ``bench/results``.
@@ -33,14 +40,17 @@ from bench.servers import pin
 TEXT = "a chat line of an ordinary length, about sixty bytes long ....."
 
 
-def measure(messages: int, per_turn: int) -> dict[str, float]:
+def measure(messages: int, per_turn: int, url: str | None = None) -> dict[str, float]:
     from twisted.internet import defer, reactor
 
-    from pingchat.store import Database, SQLiteStore
+    from pingchat.store import open_store
 
     where = Path(tempfile.mkdtemp(prefix="pingchat-writes-"))
-    db = Database(where / "db.sqlite3", reactor)  # type: ignore[arg-type]
-    store = SQLiteStore(db)
+    schema = None
+    if url is not None:
+        url, schema = _new_schema(url)
+    store = open_store(url, where / "db.sqlite3", reactor)
+    db = store.db
     result: dict[str, float] = {}
 
     @defer.inlineCallbacks
@@ -87,7 +97,29 @@ def measure(messages: int, per_turn: int) -> dict[str, float]:
     reactor.callWhenRunning(run)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
     shutil.rmtree(where, ignore_errors=True)
+    if schema is not None:
+        _drop_schema(*schema)
     return result
+
+
+def _new_schema(url: str) -> tuple[str, tuple[str, str]]:
+    """A URL whose connections use a new schema, and what _drop_schema needs."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    return make_conninfo(url, options=f"-c search_path={name}"), (url, name)
+
+
+def _drop_schema(url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def main() -> None:
@@ -95,6 +127,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--per-turn", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--store", default=None, metavar="URL", help="a PostgreSQL database (default: SQLite)"
+    )
     args = parser.parse_args()
     runs = []
     for _ in range(args.repeats):
@@ -104,7 +139,7 @@ def main() -> None:
         if pid == 0:
             os.close(read)
             pin(SERVER_CORE)
-            out = measure(args.messages, args.per_turn)
+            out = measure(args.messages, args.per_turn, args.store)
             os.write(write, json.dumps(out).encode())
             os._exit(0)
         os.close(write)

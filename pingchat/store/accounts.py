@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 
 from pingchat.errors import NoSuchUser, UserExists
 from pingchat.model import Account, fold
+from pingchat.store.dialect import insert
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
@@ -46,11 +47,12 @@ def _create_account(
     conn: Connection, name: str, password_hash: bytes, now: int, role: str
 ) -> Account:
     try:
-        (account_id,) = conn.execute(
+        account_id = insert(
+            conn,
             "INSERT INTO accounts (name, name_folded, password_hash, role, created_at)"
-            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            " VALUES (?, ?, ?, ?, ?)",
             (name, fold(name), password_hash, role, now),
-        ).fetchone()
+        )
     except conn.IntegrityError as e:
         raise UserExists(f"the name {name} is taken") from e
     return Account(id=account_id, name=name, role=role, created_at=now)

@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 from pingchat.errors import InviteInvalid
 from pingchat.model import Account
 from pingchat.store.accounts import _create_account
+from pingchat.store.dialect import insert
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
@@ -48,12 +49,12 @@ def _add_invite_code(
     expires_at: int | None,
     uses: int,
 ) -> int:
-    (invite_id,) = conn.execute(
+    return insert(
+        conn,
         "INSERT INTO invite_codes (code_hash, created_at, created_by, expires_at, uses_left)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+        " VALUES (?, ?, ?, ?, ?)",
         (code_hash, now, created_by, expires_at, uses),
-    ).fetchone()
-    return int(invite_id)
+    )
 
 
 def _invite_code_usable(conn: Connection, code_hash: bytes, now: int) -> bool:

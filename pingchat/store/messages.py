@@ -11,6 +11,7 @@ from pingchat.errors import Forbidden, NoSuchUser
 from pingchat.model import Message, fold
 from pingchat.store.accounts import require_account
 from pingchat.store.contacts import _take_pending_events, is_contact
+from pingchat.store.dialect import insert
 
 if TYPE_CHECKING:
     from pingchat.store.database import Database
@@ -51,11 +52,12 @@ def _add_room_message(
     kind: str,
     now: int,
 ) -> Message:
-    (message_id,) = conn.execute(
+    message_id = insert(
+        conn,
         "INSERT INTO messages (ts, conversation, sender, sender_id, room_id, kind, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (now, f"r:{room_id}", sender, sender_id, room_id, kind, text),
-    ).fetchone()
+    )
     return Message(
         id=message_id,
         ts=now,
@@ -95,10 +97,11 @@ def _add_dm(
         and not is_contact(conn, sender_id, target_id)
     ):
         raise Forbidden(f"{target_name} accepts direct messages only from contacts")
-    (message_id,) = conn.execute(
+    message_id = insert(
+        conn,
         "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
         " body, ciphertext, nonce, sender_device, envelopes)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             now,
             dm_conversation(sender_id, target_id),
@@ -112,7 +115,7 @@ def _add_dm(
             sender_device,
             None if envelopes is None else json.dumps(envelopes, separators=(",", ":")),
         ),
-    ).fetchone()
+    )
     conn.execute(
         "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (low_id, high_id) DO UPDATE SET last_id = excluded.last_id,"
