@@ -153,6 +153,10 @@ class PostgreSQLEndToEndTests(TestCase):
         self.assertEqual(reply["error"]["code"], "store_unavailable", reply)
         bob.send("PRIVMSG #pg :four, refused")
         bob.wait_for("STORE_UNAVAILABLE")
+        carol = LineClient("127.0.0.1", self.server.port(), timeout=30)
+        self.clients.append(carol)
+        reply = carol.request("login", user="alice", password=PASSWORD)
+        self.assertEqual(reply["error"]["code"], "store_unavailable", reply)
         self.assertIn("writes are refused", self.server.output())
 
         # It comes back: the server reconnects by itself, writes succeed again.
