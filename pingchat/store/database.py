@@ -297,11 +297,13 @@ class Database:
             try:
                 value = self._read(fn, args)
             except BaseException:
-                reactor.callFromThread(d.errback, Failure())
+                outcome, value = d.errback, Failure()
             else:
-                reactor.callFromThread(d.callback, value)
+                outcome = d.callback
+            # Told before the caller hears: what it sees next includes this read.
             if self.timings is not None:
                 self.timings.read(name, time.perf_counter() - started)
+            reactor.callFromThread(outcome, value)
         self._read_conn.close()
 
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
