@@ -325,10 +325,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sqlite_only(args: argparse.Namespace, command: str) -> None:
+    """Refuse a command that archives the SQLite data dir when the store is elsewhere:
+    after ``store copy`` an old SQLite file may still be there, and archiving it
+    would look like a backup of the community."""
+    if _store_url(args) is not None:
+        raise CommandError(
+            f"the server's store is PostgreSQL: pingchat {command} handles an SQLite data"
+            " dir; back the database up with PostgreSQL's tools (pg_dump) and the data dir's"
+            " keys with it (docs/deployment.md)"
+        )
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     """Archive the data dir (database, keys, certificate) while the server runs."""
     from pingchat.backup import BackupError, backup
 
+    _sqlite_only(args, "backup")
     data_dir, source = _data_dir(args)
     if not (data_dir / DATABASE_FILE).exists():
         raise CommandError(f"no pingchat database in {data_dir.absolute()} ({source})")
@@ -350,6 +363,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Check a backup, and restore it into the data dir (which no server may hold)."""
     from pingchat.backup import BackupError, check_archive, restore
+
+    if not args.check:
+        _sqlite_only(args, "restore")
 
     try:
         if args.check:

@@ -181,3 +181,14 @@ class CommandOnPostgreSQLTests(CommandTestCase):
         self.addCleanup(db.stop)
         names = [a.name for a in self.successResultOf(Store(db).list_accounts())]
         self.assertEqual(names, ["bob"])
+
+    def test_backup_and_restore_refuse_a_postgresql_store(self) -> None:
+        # After store copy the SQLite file is still in the data dir: archiving
+        # it would pass for a backup of a community that lives elsewhere now.
+        url = self.store_url()
+        assert url is not None
+        self.dir.joinpath("data").mkdir()
+        for argv in (("backup", str(self.dir / "b.tar.gz")), ("restore", "x.tar.gz")):
+            code, _, err = self.run_cli("--store", url, "--data-dir", str(self.dir / "data"), *argv)
+            self.assertEqual(code, 1)
+            self.assertIn("the server's store is PostgreSQL", err)
