@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from pingchat.errors import StoreUnavailable
 from pingchat.store import Store
 from pingchat.store.postgresql import MAYBE_STORED, NOT_STORED, PostgreSQLDatabase
-from tests.backends import POSTGRESQL, StoreBackend
+from tests.backends import POSTGRESQL, StoreBackend, temp_dir
 
 
 class Proxy:
@@ -244,3 +244,17 @@ class StartupTests(StoreBackend, TestCase):
         with self.assertRaises(StoreUnavailable) as caught:
             PostgreSQLDatabase(url, threaded=False)
         self.assertIn("cannot connect to postgresql://", caught.exception.message)
+
+    def test_the_server_start_ends_with_one_line_and_no_password(self) -> None:
+        from psycopg.conninfo import make_conninfo
+
+        from pingchat.startup import StartupFailed
+        from pingchat.testing import make_server
+
+        url, proxy = proxied(self)
+        proxy.cut()
+        with self.assertRaises(StartupFailed) as caught:
+            make_server(temp_dir(self), store=make_conninfo(url, password="s3cret"))
+        message = caught.exception.message
+        self.assertTrue(message.startswith("--store: cannot connect to postgresql://"), message)
+        self.assertNotIn("s3cret", message)
