@@ -341,6 +341,10 @@ class PostgreSQLDatabase(Database):
         """A read on the reader's connection, reconnecting once if it was lost."""
         for attempt in (1, 2):
             if self._read_conn.broken:
+                if not self.available and self._monotonic() < self._retry_at:
+                    # The writer has just failed to connect: do not wait for
+                    # a connect timeout of our own (its probe tries again).
+                    raise StoreUnavailable(NOT_READ)
                 try:
                     fresh = connect(self.url, "reader")
                 except psycopg.Error as e:
