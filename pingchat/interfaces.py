@@ -245,6 +245,16 @@ class IStore(Interface):
         """``(room or peer, latest ts)`` of the conversations whose latest message is
         between two times (exclusive), oldest first (IRC ``CHATHISTORY TARGETS``)."""
 
+    def message_by_id(msg_id: int) -> Deferred[Message | None]:
+        """The stored message (or its tombstone, ``deleted_at`` set), with its room
+        or recipient; ``None`` if there is none."""
+
+    def delete_message(msg_id: int, by: str, now: int) -> Deferred[bool]:
+        """Empty a message into a tombstone (body, ciphertext, nonce, envelopes and
+        sending device gone; a queued DM unqueued), its text gone from the
+        database files where the backend can see to it; ``False`` if there was no
+        such message or it was deleted already."""
+
     # -- audit ---------------------------------------------------------------------
 
     def add_audit(

@@ -302,6 +302,10 @@ class Message:
     # envelope {user, device, ciphertext, nonce} per receiving device.
     sender_device: str | None = None
     envelopes: list[dict[str, str]] | None = None
+    # A deleted message is a tombstone (docs/protocol.md, ``message.delete``):
+    # when and by whom it was deleted; its body and envelopes are gone.
+    deleted_at: int | None = None
+    deleted_by: str | None = None
     # IRCv3 client-only tags (``+typing``, ``+draft/reply``...) the sender
     # attached: relayed live to clients that show them, never stored.
     client_tags: dict[str, str] | None = None
@@ -318,6 +322,9 @@ class Message:
             out["room"] = self.room
         else:
             out["to"] = self.to
+        if self.deleted_at is not None:
+            out["deleted"] = True
+            return out
         if self.envelopes is not None:
             out["device"] = self.sender_device
             out["envelopes"] = self.envelopes

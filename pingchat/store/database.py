@@ -42,6 +42,13 @@ T = TypeVar("T")
 Txn = Callable[..., Any]
 
 _STOP = object()
+
+
+class _Checkpoint:
+    """A request for a WAL checkpoint: the Deferreds of one reactor turn's callers."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Deferred[None]] = []
 MAX_BATCH = 512
 # Committed transactions whose callbacks run in one reactor turn: at most
 # this many, and no more once this much time has gone (a login's callbacks
@@ -92,6 +99,10 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     if str(path) != ":memory:":
         _use_wal(conn)
     conn.execute("PRAGMA foreign_keys = ON")
+    # Deleted content (a deleted message's text, a removed account) is
+    # overwritten with zeros in the file, not left in free space. Many builds
+    # (Debian's) have it on already; others (macOS, some wheels) do not.
+    conn.execute("PRAGMA secure_delete = ON")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA busy_timeout = 10000")
     return conn
@@ -123,6 +134,8 @@ class Database:
     BEGIN = "BEGIN IMMEDIATE"
     BEGIN_READ = "BEGIN"
     Error: type[Exception] = sqlite3.Error
+    # After a message is deleted: no copy of it left in the WAL (see checkpoint).
+    CHECKPOINT: str | None = "PRAGMA wal_checkpoint(TRUNCATE)"
 
     def __init__(
         self,
@@ -140,6 +153,7 @@ class Database:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Jobs of the current reactor turn, handed over as one list (see run).
         self._pending: list[Any] = []
+        self._checkpoint: _Checkpoint | None = None  # asked for during this turn
         self._results: deque[tuple[Deferred[Any], bool, Any]] = deque()
         self._delivering = False
         self._timer: Callable[[], float] = time.perf_counter
@@ -215,6 +229,49 @@ class Database:
         if self._pending:
             self._queue.put(self._pending)
             self._pending = []
+
+    def checkpoint(self) -> Deferred[None]:
+        """Copy the WAL into the database file and truncate the WAL to nothing.
+
+        A deleted message's text is overwritten in the database (``secure_delete``),
+        but older copies of its page stay in the WAL file until a checkpoint
+        rewrites the database and the WAL is reset and overwritten. This
+        ``wal_checkpoint(TRUNCATE)`` runs on the writer thread, outside any
+        transaction, after every batch handed over before it; it fires once
+        the WAL is empty. Callers in one reactor turn share one checkpoint.
+        A backend without this WAL (PostgreSQL: ``CHECKPOINT = None``) fires at once.
+        """
+        if self._stopped is not None:
+            return fail(RuntimeError("checkpoint: the database is closed"))
+        if self.CHECKPOINT is None:
+            return succeed(None)
+        if not self._threaded:
+            try:
+                self._checkpoint_now()
+            except self.Error:
+                return fail(Failure())
+            return succeed(None)
+        if self._thread is None:
+            self.start()
+        if self._checkpoint is None:
+            self._checkpoint = _Checkpoint()
+            self._reactor.callLater(0, self._hand_over_checkpoint)  # type: ignore[union-attr]
+        d: Deferred[None] = Deferred()
+        self._checkpoint.waiting.append(d)
+        return d
+
+    def _checkpoint_now(self) -> None:
+        """Run the checkpoint, outside any transaction, waiting (busy timeout) for readers."""
+        assert self.CHECKPOINT is not None
+        busy, _log, _done = self._conn.execute(self.CHECKPOINT).fetchone()
+        if busy:
+            raise sqlite3.OperationalError("the WAL checkpoint could not finish: database busy")
+
+    def _hand_over_checkpoint(self) -> None:
+        self._hand_over()  # this turn's jobs first
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is not None:
+            self._queue.put(checkpoint)
 
     def _run_inline(
         self, name: str, fn: Callable[..., T], args: tuple[Any, ...], reading: bool = False
@@ -321,10 +378,14 @@ class Database:
         running = True
         while running:
             jobs: list[Any] = []
+            checkpoint: _Checkpoint | None = None
             item = self._queue.get()
             while True:
                 if item is _STOP:
                     running = False
+                    break
+                if isinstance(item, _Checkpoint):
+                    checkpoint = item  # after the jobs handed over before it
                     break
                 jobs.extend(item)
                 if len(jobs) >= MAX_BATCH:
@@ -342,6 +403,15 @@ class Database:
                         len(jobs), time.perf_counter() - started, self._commit_seconds
                     )
                 reactor.callFromThread(self._deliver, results)
+            if checkpoint is not None:
+                try:
+                    self._checkpoint_now()
+                    outcome: tuple[bool, Any] = (True, None)
+                except self.Error:
+                    outcome = (False, Failure())
+                reactor.callFromThread(
+                    self._deliver, [(d, *outcome) for d in checkpoint.waiting]
+                )
         self._conn.close()
         if self._reader is not None:
             self._reader.join()

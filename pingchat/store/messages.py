@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 # The columns in the order of Message's fields, so a row is Message(*row).
 _SELECT = (
     "SELECT m.id, m.ts, m.sender, m.body, r.name AS room, a.name AS recipient,"
-    " m.ciphertext, m.nonce, m.kind, s.name AS sender_account, m.sender_device, m.envelopes"
+    " m.ciphertext, m.nonce, m.kind, s.name AS sender_account, m.sender_device, m.envelopes,"
+    " m.deleted_at, m.deleted_by"
     " FROM messages m"
     " LEFT JOIN rooms r ON r.id = m.room_id"
     " LEFT JOIN accounts a ON a.id = m.recipient_id"

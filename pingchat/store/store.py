@@ -9,6 +9,7 @@ from pingchat.store.accounts import AccountStore
 from pingchat.store.audit import AuditStore
 from pingchat.store.contacts import ContactStore
 from pingchat.store.database import Database
+from pingchat.store.deletion import DeletionStore
 from pingchat.store.invite_codes import InviteCodeStore
 from pingchat.store.keys import KeyStore
 from pingchat.store.messages import MessageStore
@@ -19,7 +20,7 @@ from pingchat.store.security import SecurityStore
 @implementer(IStore)
 class Store(
     AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore,
-    InviteCodeStore, KeyStore,
+    InviteCodeStore, KeyStore, DeletionStore,
 ):
     """The store methods, one named transaction each, run by one :class:`Database`.
 
