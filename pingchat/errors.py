@@ -72,6 +72,12 @@ class Forbidden(ChatError):
     code = "forbidden"
 
 
+class NoSuchMessage(ChatError):
+    """No message of that id that this session can see (or it was deleted)."""
+
+    code = "no_such_message"
+
+
 class AccountDisabled(ChatError):
     code = "account_disabled"
 

@@ -66,6 +66,17 @@ class IChatMind(Interface):
     def notice(text: str, sender: str) -> None:
         """A notice from the server or an administrator."""
 
+    def message_deleted(message: Message, by: str, reason: str | None) -> None:
+        """A message this account could see was deleted by *by*.
+
+        *message* is its tombstone: id, time, sender and room or recipient,
+        without a body (``deleted_at`` and ``deleted_by`` set).
+        """
+
+    def wallops(text: str, sender: str) -> None:
+        """A message from the server operator *sender* to the operators: the door
+        shows it if this session is an operator (or, on IRC, has user mode +w)."""
+
     def disconnect(reason: str) -> None:
         """Close this connection (kicked by an admin, account disabled...)."""
 
@@ -75,6 +86,14 @@ class IChatAvatar(Interface):
 
     name = Attribute("The account (or guest) name.")
     account = Attribute("The stored Account, or None for an IRC guest.")
+
+
+class IOperatorAvatar(Interface):
+    """An administrator's account, as the portal hands it out to vouch for a
+    connection's operator status (IRC ``OPER``): the realm gives it only for
+    accounts with the admin role, and attaches no session."""
+
+    name = Attribute("The administrator's account name.")
 
 
 class IStore(Interface):

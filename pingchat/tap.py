@@ -385,7 +385,10 @@ def build(
     except (StoreUnavailable, RuntimeError) as e:
         raise StartupFailed(f"--store: {e}") from e
     db = store.db
-    chat = ChatService(store, reactor, settings.server_name, db.run_sync(_load_rooms))
+    audit = Auditor(store, reactor)
+    chat = ChatService(
+        store, reactor, settings.server_name, db.run_sync(_load_rooms), audit=audit
+    )
     pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
 
     def run_hash(fn: Callable[..., Any], *args: Any) -> Any:
@@ -394,7 +397,6 @@ def build(
 
     hasher = PasswordHasher(_run_inline if inline else run_hash)
     sealer = Sealer.from_data_dir(data_dir)
-    audit = Auditor(store, reactor)
     throttle = LoginThrottle(
         reactor.seconds,
         free=settings.login_free_attempts,

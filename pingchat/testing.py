@@ -124,6 +124,12 @@ class RecordingMind:
     def notice(self, text: str, sender: str) -> None:
         self._record("notice", text, sender)
 
+    def message_deleted(self, message: Message, by: str, reason: str | None) -> None:
+        self._record("message_deleted", message, by, reason)
+
+    def wallops(self, text: str, sender: str) -> None:
+        self._record("wallops", text, sender)
+
     def disconnect(self, reason: str) -> None:
         self.disconnected = reason
         self._record("disconnect", reason)

@@ -493,7 +493,9 @@ class AdminTools:
 
         def changed(account: Account) -> Done:
             self._audit(event, account.name, role=role)
-            return Done(f"{account.name} is now {role}")
+            n = self.chat.moderation.role_changed(account)
+            live = f"; {n} live session(s) changed operator status" if n else ""
+            return Done(f"{account.name} is now {role}{live}")
 
         d: Deferred[Account] = self.store.set_role(user, role)
         return d.addCallback(changed)

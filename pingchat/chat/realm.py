@@ -11,7 +11,7 @@ from zope.interface import Interface, implementer
 
 from pingchat.auth.checkers import LoginDisabled, LoginFailed
 from pingchat.chat.service import ChatService
-from pingchat.interfaces import IChatAvatar, IChatMind, IStore
+from pingchat.interfaces import IChatAvatar, IChatMind, IOperatorAvatar, IStore
 from pingchat.model import Account
 
 
@@ -26,9 +26,11 @@ class ChatRealm:
     def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
     ) -> Deferred[tuple[type[Interface], object, Callable[[], None]]]:
-        if IChatAvatar not in interfaces:
-            raise NotImplementedError("pingchat's realm only provides IChatAvatar")
         name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
+        if IOperatorAvatar in interfaces:
+            return self.store.get_account(name).addCallback(self._operator)
+        if IChatAvatar not in interfaces:
+            raise NotImplementedError("pingchat's realm provides IChatAvatar and IOperatorAvatar")
 
         def attach(account: Account | None) -> tuple[type[Interface], object, Callable[[], None]]:
             if account is None:
@@ -41,3 +43,13 @@ class ChatRealm:
             return IChatAvatar, session, lambda: self.service.detach(session)
 
         return self.store.get_account(name).addCallback(attach)
+
+    @staticmethod
+    def _operator(
+        account: Account | None,
+    ) -> tuple[type[Interface], object, Callable[[], None]]:
+        """An administrator's account vouches for an operator; anyone else is refused
+        with the answer a wrong password gets."""
+        if account is None or account.disabled or not account.is_admin:
+            raise LoginFailed("wrong operator name or password")
+        return IOperatorAvatar, account, lambda: None

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pingchat.chat.moderation import Moderation
 from pingchat.errors import (
     BadRequest,
     Forbidden,
@@ -81,6 +82,12 @@ class Session:
         self.attached = True
         # A guest's user name as its door knows it (IRC ``USER``), for its mask.
         self.user: str | None = None
+        # The administrator account that makes this session a server operator
+        # (docs/irc.md, "Operators"): an admin's own sessions from the start,
+        # or one that IRC OPER vouched for. See pingchat.chat.moderation.
+        self.operator: str | None = (
+            account.name if account is not None and account.is_admin else None
+        )
 
     @property
     def guest(self) -> bool:
@@ -111,8 +118,10 @@ class ChatService(Service):
         clock: IReactorTime,
         server_name: str = "pingchat",
         rooms: Iterable[RoomSnapshot] = (),
+        audit: Callable[..., object] | None = None,
     ) -> None:
         self._store = store
+        self.audit: Callable[..., object] = audit or (lambda *a, **k: None)
         self.clock = clock
         self.server_name = server_name
         self._rooms: dict[str, Room] = {}  # by folded name
@@ -142,6 +151,8 @@ class ChatService(Service):
             log, clock, "{user} is offline", "{count} are offline: {entries}", "{user}"
         )
         self.load(rooms)
+        # Server operators, KILL, WALLOPS and message deletion.
+        self.moderation = Moderation(self, store)
 
     def load(self, snapshots: Iterable[RoomSnapshot]) -> None:
         """Take the rooms loaded from the store at start-up."""
@@ -183,6 +194,7 @@ class ChatService(Service):
         sessions = self._sessions.setdefault(session.folded, [])
         sessions.append(session)
         self._changed()
+        self.moderation.session_started(session)
         state = self._presence.setdefault(session.folded, PresenceState())
         if len(sessions) == 1:
             state.presence = Presence.AWAY if state.away else Presence.ONLINE
@@ -199,6 +211,7 @@ class ChatService(Service):
         if session in sessions:
             sessions.remove(session)
         self._changed()
+        self.moderation.session_ended(session)
         if sessions:
             return
         self._sessions.pop(session.folded, None)
@@ -545,12 +558,41 @@ class ChatService(Service):
         return self._store.remove_member(room.id, member.name)
 
     def set_topic(self, session: Session, name: str, topic: str) -> Deferred[Room]:
-        room = self._member_room(session, name)
+        """Set a room's topic: members (operators only while ``+t``), or a server operator."""
+        room = self.get_room(name)
+        member = session.folded in room.members
+        if not member and session.operator is None:
+            raise NotInRoom(f"you are not in {room.name}")
         if not isinstance(topic, str):
             raise BadRequest("topic must be a string")
-        if "t" in room.flags and not room.is_op(session.name):
+        if "t" in room.flags and not self.can_moderate(session, room):
             raise Forbidden(f"only operators may change the topic of {room.name}")
-        return self.change_topic(room, clean_text(topic)[:TOPIC_MAX], session.name)
+        topic = clean_text(topic)[:TOPIC_MAX]
+        if "t" in room.flags or not member:
+            self._override(session, room, "topic", topic=topic)
+        return self.change_topic(room, topic, session.name)
+
+    def can_moderate(self, session: Session, room: Room) -> bool:
+        """Whether *session* may act as an operator of *room*: it is one, or it is
+        a server operator, who may kick, change modes and set the topic of any
+        room (an override, audited)."""
+        return room.is_op(session.name) or session.operator is not None
+
+    def _override(self, session: Session, room: Room, action: str, **detail: Any) -> None:
+        """*session* does as an operator of *room* what :meth:`can_moderate` allowed:
+        when it is not the room's operator, a server operator overrides the
+        room, and the audit log says so (``oper_override``)."""
+        if room.is_op(session.name) or session.operator is None:
+            return
+        self.audit(
+            "oper_override",
+            account=session.operator,
+            actor=session.name,
+            address=session.address,
+            room=room.name,
+            action=action,
+            **detail,
+        )
 
     def change_topic(self, room: Room, topic: str, by: str) -> Deferred[Room]:
         now = self.now()
@@ -566,15 +608,16 @@ class ChatService(Service):
     def kick(
         self, session: Session | None, name: str, user: str, reason: str | None = None
     ) -> Deferred[None]:
-        """Remove *user* from a room; *session* must be an operator (None: admin)."""
+        """Remove *user* from a room; *session* must be able to moderate it (None: admin)."""
         room = self.get_room(name)
-        if session is not None:
+        if session is not None and not self.can_moderate(session, room):
             if session.folded not in room.members:
                 raise NotInRoom(f"you are not in {room.name}")
-            if not room.is_op(session.name):
-                raise Forbidden(f"only operators may kick from {room.name}")
+            raise Forbidden(f"only operators may kick from {room.name}")
         if fold(user) not in room.members:
             raise NotInRoom(f"{user} is not in {room.name}")
+        if session is not None:
+            self._override(session, room, "kick", user=user)
         by = session.name if session else self.server_name
         return self._remove_member(room, user, reason or by, "kick", by)
 
@@ -607,7 +650,7 @@ class ChatService(Service):
         """
         room = self.get_room(name)
         by = session.name if session else self.server_name
-        if session is not None and not room.is_op(session.name):
+        if session is not None and not self.can_moderate(session, room):
             raise Forbidden(f"only operators may change the modes of {room.name}")
         flags, key, limit, bans = set(room.flags), room.key, room.limit, list(room.bans)
         privileges: dict[str, tuple[Member, bool, bool]] = {}
@@ -669,6 +712,10 @@ class ChatService(Service):
                 raise BadRequest(f"unknown mode: {letter}")
         if not applied:
             return succeed([])
+        if session is not None:
+            # A key is the room's secret: the audit log says it changed, not what to.
+            shown = [[c, "*" if c == "+k" else a] for c, a in applied]
+            self._override(session, room, "mode", changes=shown)
 
         def stored(_: None) -> list[tuple[str, str | None]]:
             room.flags, room.key, room.limit, room.bans = flags, key, limit, bans

@@ -3,11 +3,12 @@
 :class:`~pingchat.irc.protocol.IRCProtocol` is one class assembled from
 mixins, one per group of commands (:mod:`pingchat.irc.registration`,
 :mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
-:mod:`pingchat.irc.messaging`). :class:`IRCBase` declares, for the type
-checker only, the state and methods they use from the protocol and from each
-other, and what the helpers over a connection (:class:`~pingchat.irc.reply.Reply`,
-NickServ, CHATHISTORY) use of it; at run time it is empty. It imports none of
-them: the protocol sits on top of the package, this module at its bottom.
+:mod:`pingchat.irc.messaging`, :mod:`pingchat.irc.operators`).
+:class:`IRCBase` declares, for the type checker only, the state and methods
+they use from the protocol and from each other, and what the helpers over a
+connection (:class:`~pingchat.irc.reply.Reply`, NickServ, CHATHISTORY) use of
+it; at run time it is empty. It imports none of them: the protocol sits on top
+of the package, this module at its bottom.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class IRCBase:
         _sasl_buffer: str
         _held: list[tuple[str, dict[str, str]]] | None
         invisible: bool
+        wallops_mode: bool
 
         # Defined in IRCProtocol (protocol.py).
         @property
@@ -88,6 +90,9 @@ class IRCBase:
         def text_lines(self, source: str, command: str, target: str, text: str) -> list[str]: ...
         @staticmethod
         def need(msg: wire.Message, count: int) -> None: ...
+        # The Reply of this connection's command in flight, if it is *command*
+        # (a Reply, or None; reply.py imports this module).
+        def _routed(self, command: str) -> Any: ...
 
         # Defined in one mixin, used by another.
         def _login_hint(self) -> str: ...  # registration.py
@@ -101,3 +106,4 @@ class IRCBase:
         @property
         def my_session(self) -> Session: ...  # rooms.py
         def _join_burst(self, send: Callable[[str], None], room: Room) -> None: ...  # rooms.py
+        def _oper_up(self, send: Callable[[str], None]) -> None: ...  # operators.py

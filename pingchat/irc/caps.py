@@ -12,6 +12,7 @@ SUPPORTED: dict[str, str] = {
     "batch": "",
     "cap-notify": "",
     "draft/chathistory": "",
+    "draft/message-redaction": "",
     "echo-message": "",
     "extended-join": "",
     "labeled-response": "",

@@ -214,6 +214,8 @@ class ChatHistory:
         if batch:
             r.send(f":{self.proto.server} BATCH +{ref} chathistory {target}")
         for m in messages:
+            if m.deleted_at is not None:
+                continue  # a deleted message is left out, as draft/message-redaction prefers
             for tags, line in self.lines(m):
                 r.send(line, {"batch": ref, **tags} if batch else tags)
         if batch:

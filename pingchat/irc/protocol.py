@@ -17,8 +17,8 @@ that sends more than a bound in one go is disconnected (``Excess Flood``).
 This module holds the connection itself: timers, output, input and dispatch
 (:meth:`IRCProtocol.handle` calls ``irc_<COMMAND>``), and the IChatMind
 methods. The commands are in mixins: :mod:`pingchat.irc.registration`,
-:mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries` and
-:mod:`pingchat.irc.messaging`.
+:mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
+:mod:`pingchat.irc.messaging` and :mod:`pingchat.irc.operators`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pingchat.irc.chathistory import ENCRYPTED
 from pingchat.irc.isupport import MAX_MODES as MAX_MODE_CHANGES
 from pingchat.irc.messaging import MessagingMixin
 from pingchat.irc.nickserv import NICKSERV_MASK
+from pingchat.irc.operators import OperatorsMixin
 from pingchat.irc.queries import QueriesMixin
 from pingchat.irc.registration import RegistrationMixin
 from pingchat.irc.reply import Reply
@@ -96,7 +97,8 @@ def _pending(d: Deferred[Any]) -> bool:
 
 @implementer(IChatMind)
 class IRCProtocol(
-    RegistrationMixin, RoomsMixin, QueriesMixin, MessagingMixin, BoundedOutput, Protocol
+    RegistrationMixin, RoomsMixin, QueriesMixin, MessagingMixin, OperatorsMixin,
+    BoundedOutput, Protocol,
 ):
     """One IRC client connection."""
 

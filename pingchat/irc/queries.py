@@ -23,7 +23,8 @@ HELP_TOPICS = {
     "": [
         "pingchat IRC gateway. Commands: AWAY CAP CHATHISTORY HELP INVITE ISON JOIN",
         "KICK LIST LUSERS MODE MOTD NAMES NICKSERV NOTICE PART PING PRIVMSG QUIT",
-        "TIME TOPIC USERHOST VERSION WHO WHOIS.",
+        "INFO REDACT TIME TOPIC USERHOST VERSION WHO WHOIS.",
+        "Operators (administrators, or after OPER): KILL WALLOPS.",
         "Accounts: /msg NickServ HELP.",
     ],
 }
@@ -55,6 +56,15 @@ class QueriesMixin(IRCBase):
     def irc_VERSION(self, msg: wire.Message, r: Reply) -> None:
         r.num(n.RPL_VERSION, self.factory.version, self.server, "pingchat IRC gateway")
         self._isupport(r.send)
+
+    def irc_INFO(self, msg: wire.Message, r: Reply) -> None:
+        """About this server; a target is ignored (one server), as Ergo does."""
+        for line in (f"pingchat {self.factory.version}, IRC gateway of {self.server}",
+                     "A chat server built on Twisted: native, IRC and web doors onto one"
+                     " chat world.",
+                     f"Running since {self.factory.created}."):
+            r.num(n.RPL_INFO, line)
+        r.num(n.RPL_ENDOFINFO, "End of /INFO list")
 
     def irc_TIME(self, msg: wire.Message, r: Reply) -> None:
         r.num(n.RPL_TIME, self.server, iso_ms(self.service.now()))
@@ -109,6 +119,8 @@ class QueriesMixin(IRCBase):
         state = self.service.presence_of(name)
         online = self.service.is_online(name)
         here = "H" if online and not (state is not None and state.away) else "G"
+        if self.service.moderation.is_operator(name):
+            here += "*"
         if room is not None:
             m = room.member(name)
             if m is not None:
@@ -193,7 +205,7 @@ class QueriesMixin(IRCBase):
                     continue
                 if "s" in room.flags and self.my_session.folded not in room.members:
                     continue
-                channels.append(self._flags(name, room)[1:] + room.name)
+                channels.append(self._flags(name, room).lstrip("HG*") + room.name)
             if channels:
                 r.num(n.RPL_WHOISCHANNELS, name, " ".join(channels))
             r.num(n.RPL_WHOISSERVER, name, self.server, "pingchat")
@@ -204,6 +216,8 @@ class QueriesMixin(IRCBase):
                       f"Offline{when}; messages will be delivered when they connect")
             elif info.get("away"):
                 r.num(n.RPL_AWAY, name, info["away"])
+            if self.service.moderation.is_operator(name):
+                r.num(n.RPL_WHOISOPERATOR, name, "is an IRC operator")
             if not info["guest"]:
                 r.num(n.RPL_WHOISACCOUNT, name, name, "is logged in as")
             r.num(n.RPL_ENDOFWHOIS, name, "End of /WHOIS list")

@@ -354,7 +354,7 @@ class RegistrationMixin(IRCBase):
         self.write(self.numeric(
             n.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}"))
         self.write(self.numeric(n.RPL_CREATED, f"This server was created {f.created}"))
-        self.write(self.numeric(n.RPL_MYINFO, self.server, f.version, "ir", "biklmnostv",
+        self.write(self.numeric(n.RPL_MYINFO, self.server, f.version, "iorw", "biklmnostv",
                                 "bklov"))
         self._isupport(self.write)
         self._lusers(self.write)
@@ -381,6 +381,8 @@ class RegistrationMixin(IRCBase):
         session = self.session
         if session is None or session.guest:
             return
+        if session.operator is not None:  # an administrator: an operator from the start
+            self._oper_up(self.write)
         for room in sorted(self.service.rooms_of(session.name), key=lambda r: fold(r.name)):
             self._join_burst(self.write, room)
         self.factory.clock.callLater(0, self._deliver_offline, session)
@@ -405,7 +407,8 @@ class RegistrationMixin(IRCBase):
         top = self.factory.max_users
         send(self.numeric(n.RPL_LUSERCLIENT,
                           f"There are {users} users and 0 invisible on 1 servers"))
-        send(self.numeric(n.RPL_LUSEROP, "0", "operator(s) online"))
+        operators = self.service.moderation.operator_count()
+        send(self.numeric(n.RPL_LUSEROP, str(operators), "operator(s) online"))
         if unknown:
             send(self.numeric(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)"))
         send(self.numeric(n.RPL_LUSERCHANNELS, str(self.service.room_count()), "channels formed"))

@@ -180,10 +180,11 @@ class RoomsMixin(IRCBase):
             else:
                 r.num(n.RPL_NOTOPIC, room.name, "No topic is set")
             return None
-        if not member:
+        operator = self.my_session.operator is not None  # may override the room's rules
+        if not member and not operator:
             r.num(n.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
             return None
-        if "t" in room.flags and not room.is_op(self.me):
+        if "t" in room.flags and not self.service.can_moderate(self.my_session, room):
             r.num(n.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
             return None
         return self.service.set_topic(self.my_session, room.name, msg.params[1])
@@ -218,6 +219,11 @@ class RoomsMixin(IRCBase):
             room = self.service.room_named(name)
             if room is None:
                 r.num(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+            elif self.service.can_moderate(self.my_session, room):
+                if fold(user) not in room.members:
+                    r.num(n.ERR_USERNOTINCHANNEL, user, room.name, "They aren't on that channel")
+                else:
+                    ds.append(self.service.kick(self.my_session, room.name, user, reason))
             elif self.my_session.folded not in room.members:
                 r.num(n.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
             elif not room.is_op(self.me):
@@ -339,7 +345,7 @@ class RoomsMixin(IRCBase):
         if not changes:
             return None
         changes = changes[:MAX_MODE_CHANGES]
-        if not room.is_op(self.me):
+        if not self.service.can_moderate(self.my_session, room):
             r.num(n.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
             return None
         for change, arg in changes:
@@ -369,19 +375,32 @@ class RoomsMixin(IRCBase):
             else:
                 r.num(n.ERR_NOSUCHNICK, target, "No such nick/channel")
             return
-        account = self.session is not None and not self.session.guest
+        session = self.my_session
         if len(msg.params) < 2:
-            r.num(n.RPL_UMODEIS, "+" + ("i" if self.invisible else "") + ("r" if account else ""))
+            modes = {"i": self.invisible, "o": session.operator is not None,
+                     "r": not session.guest, "w": self.wallops_mode}
+            r.num(n.RPL_UMODEIS, "+" + "".join(m for m, on in modes.items() if on))
             return
-        sign, changed = "+", ""
+        sign, changed, last = "+", "", ""
         for c in msg.params[1]:
             if c in "+-":
                 sign = c
-            elif c == "i":
-                if self.invisible != (sign == "+"):
-                    self.invisible = sign == "+"
-                    changed += sign + "i"
-            elif c != "r":
-                r.num(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+                continue
+            if c in "iw":
+                attr = "invisible" if c == "i" else "wallops_mode"
+                if getattr(self, attr) == (sign == "+"):
+                    continue
+                setattr(self, attr, sign == "+")
+            elif c == "o":
+                # Only OPER (or an administrator's login) gives +o; -o gives it up.
+                if sign == "+" or session.operator is None:
+                    continue
+                self.service.moderation.drop(session)
+            else:
+                if c != "r":
+                    r.num(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+                continue
+            changed += (sign if sign != last else "") + c
+            last = sign
         if changed:
             r.send(wire.format_line("MODE", [self.me, changed], self.my_mask))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -245,7 +245,8 @@ class NativeProtocol(BoundedOutput, Protocol):
         """Reply first, then the offline DMs and the rooms the account is in."""
         self.factory.clock.callLater(0, self._deliver_offline, session)
         rooms = [r.name for r in self.factory.service.rooms_of(session.name)]
-        return {"user": session.name, **result, "rooms": rooms}
+        operator = session.operator is not None
+        return {"user": session.name, **result, "rooms": rooms, "operator": operator}
 
     def _deliver_offline(self, session: Session) -> None:
         if self.session is session:
@@ -477,7 +478,7 @@ class NativeProtocol(BoundedOutput, Protocol):
         if not changes:
             room = service.get_room(room_name)
             letters, args = room.mode_string(show_key=room.is_op(self.me.name))
-            return _succeed(
+            return succeed(
                 {"room": room.name, "modes": letters, "args": args, "bans": list(room.bans)}
             )
         return service.change_modes(self.me, room_name, changes).addCallback(
@@ -486,6 +487,21 @@ class NativeProtocol(BoundedOutput, Protocol):
                 "applied": [[c, a] for c, a in applied],
             }
         )
+
+    def op_message_delete(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """``message.delete {msg_id, reason?}``: the author, the room's operators or a
+        server operator delete a message; everyone who could see it gets ``deleted``."""
+        msg_id = _field(req, "msg_id", int)
+        reason = _field(req, "reason", required=False)
+        d = self.factory.service.moderation.delete_message(self.me, msg_id, reason)
+        return d.addCallback(lambda _: {})
+
+    def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``kill {user, reason?}``: a server operator closes every session of *user*."""
+        user = check_account_name(_field(req, "user"))
+        reason = _field(req, "reason", required=False)
+        n = self.factory.service.moderation.kill(self.me, user, reason)
+        return {"user": user, "sessions": n}
 
     def op_passwd(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         old = _field(req, "old")
@@ -589,13 +605,17 @@ class NativeProtocol(BoundedOutput, Protocol):
     def notice(self, text: str, sender: str) -> None:
         self.send(wire.event("notice", text=text, **{"from": sender}))
 
+    def message_deleted(self, message: Message, by: str, reason: str | None) -> None:
+        fields = message.to_event()
+        del fields["deleted"]
+        self.send(wire.event("deleted", **fields, by=by, reason=reason))
+
+    def wallops(self, text: str, sender: str) -> None:
+        if self.session is not None and self.session.operator is not None:
+            self.send(wire.event("notice", text=text, wallops=True, **{"from": sender}))
+
     def disconnect(self, reason: str) -> None:
         self.send(wire.event("disconnect", reason=reason))
         self._end_session()
         self.lose_connection()
 
-
-def _succeed(value: dict[str, Any]) -> Deferred[dict[str, Any]]:
-    from twisted.internet.defer import succeed
-
-    return succeed(value)

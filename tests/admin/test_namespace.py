@@ -215,16 +215,25 @@ class AccountStateTests(AdminTestCase):
 
     def test_promote_and_demote_change_the_role(self) -> None:
         self.account("alice")
-        self.assertEqual(self.result(self.ns["promote"]("alice")), "alice is now admin")
+        self.assertTrue(str(self.result(self.ns["promote"]("alice"))).startswith(
+            "alice is now admin"))
         account: Account = self.result(self.server.store.get_account("alice"))
         self.assertTrue(account.is_admin)
         self.result(self.ns["demote"]("alice"))
         account = self.result(self.server.store.get_account("alice"))
         self.assertFalse(account.is_admin)
+        mind = self.irc_session("alice")  # online: a promotion applies at once
+        live = len(self.server.chat.sessions_of("alice"))
+        self.assertEqual(str(self.result(self.ns["promote"]("alice"))),
+                         f"alice is now admin; {live} live session(s) changed operator status")
+        self.assertTrue(self.server.chat.moderation.is_operator("alice"))
+        self.result(self.ns["demote"]("alice"))
+        self.assertFalse(self.server.chat.moderation.is_operator("alice"))
+        self.assertIsNone(mind.disconnected)
         rows = self.audit_rows("admin_promote") + self.audit_rows("admin_demote")
         self.assertEqual(
             [(r["event"], r["actor"]) for r in rows],
-            [("admin_promote", "root"), ("admin_demote", "root")],
+            [("admin_promote", "root")] * 2 + [("admin_demote", "root")] * 2,
         )
 
 

@@ -112,7 +112,7 @@ TYPICAL = {
         ["user", "to", "with", "give_op", "take_op", "give_voice", "take_voice"], users
     ),
     **dict.fromkeys(["ban", "unban"], users | unicode_text),
-    **dict.fromkeys(["before", "after", "limit"], numbers),
+    **dict.fromkeys(["before", "after", "limit", "msg_id"], numbers),
     "set": st.text("+-imnstkblov", max_size=6),
     "dm_policy": st.sampled_from(["anyone", "contacts"]) | unicode_text,
     "device": st.sampled_from(["laptop-0001", "default", "x" * 65]) | unicode_text,
@@ -172,6 +172,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     },
     "key.revoke": {"device": "laptop-0001"},
     "key.get": {"user": "bob"},
+    "message.delete": {"msg_id": 1, "reason": "a mistake"},
+    "kill": {"user": "bob", "reason": "testing"},
     # last: these end what the others need
     "part": {"room": "#mine"},
     "logout": {},
