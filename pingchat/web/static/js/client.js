@@ -23,6 +23,7 @@ export class Client {
     this.notifier = notifier;
     this.tabStorage = tabStorage; // sessionStorage: the outbox of this tab
     this.user = null;
+    this.operator = false; // a server operator (an administrator's account)
     this.token = null;
     this.remember = false;
     this.server = null;
@@ -175,6 +176,7 @@ export class Client {
     this.remember = !!remember;
     if (!same) this._prepare(user);
     this.user = user;
+    this.operator = reply.operator === true; // an administrator: may delete any message
     this.token = String(reply.token);
     this.sessions.save(user, this.token, this.remember);
     this.conn.authenticated();
@@ -414,6 +416,26 @@ export class Client {
         conv.waiting = false;
       }
     }
+  }
+
+  // -- deleting messages ----------------------------------------------------------------------
+
+  /** Whether to offer deleting *item*: one's own messages, any message of a
+   * room one operates, any message for a server operator. The server decides. */
+  canDelete(conv, item) {
+    if (!item || item.type !== "message" || item.msgId === null || item.deleted) return false;
+    if (conv.kind === "server") return false;
+    if (item.mine || this.operator) return true;
+    const me = conv.kind === "room" && this.user ? conv.members.get(fold(this.user)) : null;
+    return !!(me && me.op);
+  }
+
+  /** Delete *item* for everyone (`message.delete`); the view shows it as deleted. */
+  async deleteMessage(conv, item, reason = "") {
+    const args = { msg_id: item.msgId };
+    if (reason) args.reason = reason;
+    await this.conn.request("message.delete", args);
+    this.store.deleteMessage(conv, item.msgId, { by: this.user, reason: reason || null });
   }
 
   // -- contacts and settings ----------------------------------------------------------------

@@ -24,6 +24,15 @@ const handlers = {
     if (!item.mine) client.emit("incoming", conv, item);
   },
 
+  deleted(client, ev) {
+    // Where its `message` event went: the room, or the DM with the other party.
+    const { store } = client;
+    const conv = ev.room
+      ? store.find("room", ev.room)
+      : store.find("dm", String(isMe(client, ev.from) ? ev.to : ev.from));
+    if (conv) store.deleteMessage(conv, ev.msg_id, { by: ev.by ?? null, reason: ev.reason ?? null });
+  },
+
   joined(client, ev) {
     const conv = client.store.find("room", ev.room);
     if (isMe(client, ev.user)) {

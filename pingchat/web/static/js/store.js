@@ -16,7 +16,7 @@ export function countUnread(items, lastRead, me) {
   let unread = 0;
   let mentioned = 0;
   for (const m of items) {
-    if (m.type !== "message" || m.mine || !(m.msgId > lastRead)) continue;
+    if (m.type !== "message" || m.mine || m.deleted || !(m.msgId > lastRead)) continue;
     unread += 1;
     if (m.mention) mentioned += 1;
   }
@@ -153,7 +153,11 @@ export class Store {
    */
   addMessage(conv, m, { live = false } = {}) {
     const msgId = Number(m.msg_id);
-    if (Number.isInteger(msgId) && conv.ids.has(msgId)) return null;
+    if (Number.isInteger(msgId) && conv.ids.has(msgId)) {
+      // A tombstone in history for a message shown before: it was deleted meanwhile.
+      if (m.deleted) this.deleteMessage(conv, msgId);
+      return null;
+    }
     const mine = !!this.me && fold(m.from || "") === fold(this.me);
     const body = messageBody(m.text ?? "");
     const item = {
@@ -171,6 +175,7 @@ export class Store {
       error: m.error || null,
       offline: !!m.offline,
       mention: !mine && !m.error && conv.kind !== "server" && mentions(m.text ?? "", this.me),
+      deleted: !!m.deleted,
     };
     if (item.msgId !== null) {
       conv.ids.add(item.msgId);
@@ -225,6 +230,23 @@ export class Store {
     };
     conv.items.splice(insertAt(conv.items, item.sort), 0, item);
     this._trim(conv);
+    this.emit("messages", conv);
+    return item;
+  }
+
+  /** A message was deleted (a `deleted` event): its text goes and it shows as
+   * "message deleted" (who deleted it, and why, kept for a tooltip). Returns
+   * the item, or null when it is not in this conversation's view. */
+  deleteMessage(conv, msgId, { by = null, reason = null } = {}) {
+    const id = Number(msgId);
+    const item = conv.items.find((i) => i.type === "message" && i.msgId === id);
+    if (!item) return null;
+    Object.assign(item, {
+      deleted: true, text: "", action: false, error: null, mention: false,
+      deletedBy: by === null ? item.deletedBy ?? null : String(by),
+      deletedReason: reason === null ? item.deletedReason ?? null : String(reason),
+    });
+    this._recount(conv);
     this.emit("messages", conv);
     return item;
   }

@@ -3,6 +3,7 @@
 
 import { clock, dayKey, dayLabel, fold, segments } from "../format.js";
 import { h, icon } from "./dom.js";
+import { deletedText, messageActions } from "./message-actions.js";
 
 const GROUP_MS = 5 * 60 * 1000;
 const NEAR_TOP = 300;
@@ -27,15 +28,18 @@ function timeNode(ts) {
   return h("time", { datetime: ts, title: new Date(ts).toLocaleString() }, clock(ts));
 }
 
-function messageNode(item, me, continued) {
+function messageNode(item, me, continued, actions = null) {
   const lock = item.encrypted && !item.error
     ? h("span", { class: "lock", title: "End-to-end encrypted" }, icon("lock"), h("span", { class: "sr-only" }, "(end-to-end encrypted)"))
     : null;
   const from = h("span", { class: ["from", hue(item.from)] }, item.from);
   const classes = ["msg", item.mine && "mine", item.mention && "mention", item.notice && "notice",
-    item.action && "action", item.error && "undecryptable", continued && "continued"];
+    item.action && "action", item.error && "undecryptable", item.deleted && "deleted",
+    continued && "continued"];
   let body;
-  if (item.error) {
+  if (item.deleted) {
+    body = h("div", { class: "msg-text" }, h("em", {}, deletedText(item)));
+  } else if (item.error) {
     body = h("div", { class: "msg-text" }, h("em", {}, item.error));
   } else if (item.action) {
     body = h("div", { class: "msg-text" }, "* ", h("span", { class: hue(item.from) }, item.from), " ", textNodes(item.text, me));
@@ -47,7 +51,7 @@ function messageNode(item, me, continued) {
   const side = continued
     ? h("span", { class: "side-time", "aria-hidden": "true" }, item.ts ? clock(item.ts) : "")
     : h("span", { class: ["avatar", hue(item.from)], "aria-hidden": "true" }, [...item.from][0].toUpperCase());
-  return h("li", { class: classes, dataset: { id: item.id } }, side, head, body);
+  return h("li", { class: classes, dataset: { id: item.id } }, side, head, body, actions);
 }
 
 function systemNode(item, onAction) {
@@ -186,7 +190,10 @@ export class MessageList {
         const continued = !!(prev && prev.type === "message" && !item.action && !prev.action && !item.notice
           && fold(prev.from) === fold(item.from) && item.ts && prev.ts
           && new Date(item.ts) - new Date(prev.ts) < GROUP_MS);
-        wanted.push(this._node(`${item.id}:${continued}`, () => messageNode(item, me, continued)));
+        const deletable = this.client.canDelete(conv, item);
+        const state = `${continued}:${item.deleted ? "deleted" : ""}:${deletable ? "deletable" : ""}`;
+        wanted.push(this._node(`${item.id}:${state}`, () => messageNode(item, me, continued,
+          deletable ? messageActions(this.client, conv, item) : null)));
       } else {
         wanted.push(this._node(item.id, () => systemNode(item, this.onAction)));
       }
