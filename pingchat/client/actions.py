@@ -133,9 +133,11 @@ class Actions:
         proto = self.account.need_proto()
         reply = await self._outgoing.run(proto.request, "say", room=room, text=text)
         window = self.windows.find(room) or self.windows.open("room", room)
-        line = message_line(text, "own", sender=self.account.user, ts=reply.get("ts"))
-        if isinstance(reply.get("msg_id"), int):
-            window.mark_seen(reply["msg_id"])
+        msg_id = reply.get("msg_id")
+        line = message_line(text, "own", sender=self.account.user, ts=reply.get("ts"),
+                            msg_id=msg_id if isinstance(msg_id, int) else None)
+        if isinstance(msg_id, int):
+            window.mark_seen(msg_id)
         self.screen.add(window, line)
         here = self.screen.here
         if window is not here:
@@ -241,6 +243,27 @@ class Actions:
         if cmd.get("reason"):
             args["reason"] = cmd.args["reason"]
         await self._request("kick", **args)
+
+    async def cmd_delete(self, cmd: Command) -> None:
+        """``/delete [user|ID] [reason]``: a message of this window, for everyone."""
+        window = self.screen.here
+        if window.kind not in ("room", "dm"):
+            raise CommandError("/delete works in a room or conversation window")
+        if cmd.get("id"):
+            msg_id = int(cmd.args["id"])
+        else:
+            author = cmd.get("user") or self.account.user or ""
+            shown = [line.msg_id for line in window.lines
+                     if line.msg_id is not None and not line.deleted
+                     and fold(line.sender or "") == fold(author)]
+            if not shown:
+                whose = "you have" if author == self.account.user else f"{author} has"
+                raise CommandError(f"no message {whose} sent is shown in this window")
+            msg_id = shown[-1]
+        args: dict[str, Any] = {"msg_id": msg_id}
+        if cmd.get("reason"):
+            args["reason"] = cmd.args["reason"]
+        await self._request("message.delete", **args)
 
     async def cmd_invite(self, cmd: Command) -> None:
         room = self._room_arg(cmd)

@@ -45,6 +45,9 @@ SPECS: tuple[Spec, ...] = (
          "show earlier messages of this (or another) conversation", "rooms"),
     Spec("kick", "/kick [#room] user [reason]", "remove someone from a room (operators)",
          "rooms"),
+    Spec("delete", "/delete [user|ID] [reason]", "delete a message for everyone: your last"
+         " one here, USER's last one (room operators), or message ID", "rooms",
+         ("del", "redact")),
     Spec("invite", "/invite user [#room]", "invite someone to a room", "rooms"),
     Spec("msg", "/msg user|#room text", "send a direct message (end-to-end encrypted when"
          " the other side has a key) or a room message", "people", ("m", "tell")),
@@ -204,6 +207,14 @@ def parse(line: str) -> Command:
         args["user"] = user
         if reason.strip():
             args["reason"] = reason.strip()
+    elif name == "delete":
+        head, reason = first_and_rest()
+        if head.isdigit():
+            args["id"] = head
+        elif head:
+            args["user"] = head
+        if reason:
+            args["reason"] = reason
     elif name == "invite":
         if not 1 <= len(words) <= 2:
             raise _usage(s)

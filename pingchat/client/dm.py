@@ -142,8 +142,10 @@ class DirectMessages:
                     screen.warning(warning, echo=True)
         if isinstance(reply.get("msg_id"), int):
             window.mark_seen(reply["msg_id"])
+        msg_id = reply.get("msg_id")
         line = message_line(text, "own", sender=self.account.user, ts=reply.get("ts"),
-                            encrypted=bool(window.encrypted))
+                            encrypted=bool(window.encrypted),
+                            msg_id=msg_id if isinstance(msg_id, int) else None)
         screen.add(window, line)
         if window is not screen.here:
             mark = "[e2e] " if window.encrypted else ""

@@ -133,8 +133,11 @@ class ServerEvents:
                     kind = "warning"
         history = history or bool(m.get("offline"))
         line = message_line(str(text or ""), kind, sender=sender, ts=m.get("ts"),
-                            encrypted=encrypted, history=history)
-        if kind == "warning":
+                            encrypted=encrypted, history=history,
+                            msg_id=msg_id if isinstance(msg_id, int) else None)
+        if m.get("deleted"):  # a tombstone in history
+            line.mark_deleted()
+        elif kind == "warning":
             line.text = f"<{sender}> {text}"
         self.screen.add(window, line, notify=not mine)
 
@@ -147,6 +150,23 @@ class ServerEvents:
 
     async def ev_message(self, event: dict[str, Any]) -> None:
         await self.show_message(event)
+
+    def ev_deleted(self, event: dict[str, Any]) -> None:
+        """A message was deleted: its line (if shown) says so, and a line tells who did it."""
+        sender, by = str(event.get("from", "?")), str(event.get("by", "?"))
+        if event.get("room"):
+            window = self.windows.find(str(event["room"]))
+        else:
+            window = self.windows.find(str(event.get("to") if self.account.is_me(sender)
+                                           else sender))
+        if window is None:
+            return
+        for line in window.lines:
+            if line.msg_id == event.get("msg_id") and not line.deleted:
+                line.mark_deleted()
+        whose = "their message" if fold(by) == fold(sender) else f"a message from {sender}"
+        reason = f": {event['reason']}" if event.get("reason") else ""
+        self.screen.add(window, Line(f"{by} deleted {whose}{reason}", "event"))
 
     def ev_joined(self, event: dict[str, Any]) -> None:
         room, user = str(event.get("room")), str(event.get("user"))

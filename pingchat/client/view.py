@@ -18,6 +18,7 @@ import attrs
 from pingchat.model import fold
 
 MAX_LINES = 2000
+DELETED = "(message deleted)"
 
 
 def local_time(ts: str | None, full: bool = False) -> str | None:
@@ -75,7 +76,13 @@ class Line:
     history: bool = False
     action: bool = False  # "/me waves": shown as "* alice waves"
     echo: bool = False  # a copy, in the current window, of a line shown elsewhere
+    msg_id: int | None = None  # the server's id of the message it shows
+    deleted: bool = False  # the message was deleted: its text is gone
     at: str = attrs.field(factory=lambda: datetime.now().strftime("%H:%M"))
+
+    def mark_deleted(self) -> None:
+        """The message was deleted for everyone: its text goes, the line stays."""
+        self.text, self.deleted, self.action, self.encrypted = DELETED, True, False, False
 
     @property
     def time(self) -> str:
