@@ -181,9 +181,10 @@ class IStore(Interface):
         bans: list[tuple[str, bool]],
         by: str,
         now: int,
+        history_days: int | None = None,
     ) -> Deferred[None]:
-        """Store a room's modes, member privileges ``(account, op, voice)`` and ban
-        changes ``(mask, on)`` at once."""
+        """Store a room's modes (with +H, *history_days*), member privileges
+        ``(account, op, voice)`` and ban changes ``(mask, on)`` at once."""
 
     def add_invite(room_id: int, account: str) -> Deferred[None]:
         """Invite an account (no-op for a guest) to an invite-only room."""
@@ -273,6 +274,54 @@ class IStore(Interface):
         sending device gone; a queued DM unqueued), its text gone from the
         database files where the backend can see to it; ``False`` if there was no
         such message or it was deleted already."""
+
+    # -- account deletion and retention (docs/admin.md) --------------------------------
+
+    def begin_account_deletion(
+        name: str, name_digest: bytes, now: int, reserved_until: int
+    ) -> Deferred[Any]:
+        """Disable an account, end its tokens and memberships and record the
+        deletion (a ``Deletion``, its placeholder ``deleted-<n>``); an unfinished
+        one of the same account goes on. Fails with ``NoSuchUser``."""
+
+    def erase_messages(deletion: Any, mode: str, limit: int = 200) -> Deferred[Any]:
+        """Up to *limit* of the account's messages removed (or with ``anonymise``,
+        its room messages kept under the placeholder); DMs to and from it
+        removed. Fires with an ``Erased``, empty once none are left."""
+
+    def finish_account_deletion(deletion: Any, mode: str, now: int) -> Deferred[Any]:
+        """Erase stragglers, put the placeholder where the name was beside
+        others' data, delete the account row (and all that hangs from it)."""
+
+    def name_reserved(name_digest: bytes, now: int) -> Deferred[int | None]:
+        """Until when a deleted account's name is kept from registration, or None."""
+
+    def deletions_since(after: int) -> Deferred[list[tuple[int, bytes]]]:
+        """``(number, name digest)`` of the deletions numbered above *after*."""
+
+    def forget_reservations(now: int) -> Deferred[int]:
+        """Blank the digests of names free again; how many."""
+
+    def expiry_bound(cutoff: int, room_id: int | None = None) -> Deferred[int]:
+        """The id below which messages (all, or a room's) may be stamped before *cutoff*."""
+
+    def expire_messages(
+        room_id: int | None, cursor: int, bound: int, cutoff: int, limit: int = 500
+    ) -> Deferred[Any]:
+        """Delete the messages stamped before *cutoff* among the next *limit* ids
+        after *cursor*, below *bound*, keeping queued DMs; an ``Expired``."""
+
+    def expire_offline(bound: int, limit: int = 500) -> Deferred[Any]:
+        """Drop from the offline queue up to *limit* DMs with ids below *bound*."""
+
+    def scrub_wal() -> Deferred[None]:
+        """After deletions: no old copy of a deleted row left in the database's
+        files (SQLite: checkpoint and truncate the WAL; fails while readers keep
+        it from finishing). Nothing to do on PostgreSQL."""
+
+    def backfill_wal() -> Deferred[None]:
+        """Between batches of a long deletion: the WAL copied into the database
+        from the reader, so that the writer's COMMITs do not do it."""
 
     # -- audit ---------------------------------------------------------------------
 

@@ -33,11 +33,23 @@ TOPIC_MAX = 390
 ROOM_FLAGS = frozenset("imnst")  # modes without arguments (+s: secret, not in lists)
 ROOM_LIMIT_MAX = 2**31 - 1  # +l: a 32-bit integer, as IRC servers take it
 HISTORY_MAX = 200  # messages in one page of history
+ROOM_HISTORY_DAYS_MAX = 36_500  # +H: a room keeps its history at most this many days
 
 
 def fold(name: str) -> str:
     """Case-fold a name for uniqueness (IRC ``CASEMAPPING=ascii``)."""
     return name.lower() if name.isascii() else name.casefold()
+
+
+def check_history_days(value: object) -> int:
+    """A room's retention (+H): a whole number of days, 1 to ROOM_HISTORY_DAYS_MAX."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("history_days must be a whole number of days")
+    if not 1 <= value <= ROOM_HISTORY_DAYS_MAX:
+        raise BadRequest(f"history_days must be from 1 to {ROOM_HISTORY_DAYS_MAX}")
+    return value
 
 
 def check_account_name(name: object) -> str:
@@ -354,6 +366,7 @@ class RoomInfo:
     modes: str = ""
     key: str | None = None
     limit: int | None = None
+    history_days: int | None = None  # +H; None: the server's retention
 
 
 @attrs.frozen
@@ -407,6 +420,7 @@ class Room:
     flags: set[str] = attrs.Factory(lambda: {"n", "t"})
     key: str | None = None
     limit: int | None = None
+    history_days: int | None = None
     members: dict[str, Member] = attrs.Factory(dict)
     bans: list[str] = attrs.Factory(list)
     invites: set[str] = attrs.Factory(set)
@@ -423,6 +437,7 @@ class Room:
             flags=set(info.modes) & ROOM_FLAGS,
             key=info.key,
             limit=info.limit,
+            history_days=info.history_days,
         )
 
     def mode_string(self, show_key: bool = True) -> tuple[str, list[str]]:
@@ -435,6 +450,9 @@ class Room:
         if self.limit is not None:
             letters += "l"
             args.append(str(self.limit))
+        if self.history_days is not None:
+            letters += "H"
+            args.append(str(self.history_days))
         return "+" + letters, args
 
     def member(self, name: str) -> Member | None:

@@ -108,6 +108,11 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
+def _backfill(conn: Any) -> tuple[int, int, int]:
+    busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(done)
+
+
 class Timings(Protocol):
     """Told how long the database's work took (the metrics, pingchat.admin.metrics).
 
@@ -259,6 +264,29 @@ class Database:
         d: Deferred[None] = Deferred()
         self._checkpoint.waiting.append(d)
         return d
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`stop` was called: nothing more may be asked of it."""
+        return self._stopped is not None
+
+    def backfill(self) -> Deferred[tuple[int, int, int]]:
+        """Copy the WAL's pages into the database file, from the reader thread.
+
+        A PASSIVE checkpoint: it waits for nobody and holds no writer back.
+        Work that writes a lot (an expiry) asks for it between its batches,
+        so that the writer's own checkpoints (every 1,000 pages, inside a
+        COMMIT, while that batch's callers wait) find little left to copy.
+        Fires with SQLite's ``(busy, log frames, checkpointed frames)``;
+        ``(0, 0, 0)`` on a backend without this WAL.
+        """
+        if self._stopped is not None:
+            return fail(RuntimeError("backfill: the database is closed"))
+        if self.CHECKPOINT is None:
+            return succeed((0, 0, 0))
+        if not self._threaded:  # no transaction around it: SQLite refuses one inside
+            return succeed(_backfill(self._conn))
+        return self.read("backfill", _backfill)
 
     def _checkpoint_now(self) -> None:
         """Run the checkpoint, outside any transaction, waiting (busy timeout) for readers."""

@@ -24,6 +24,7 @@ def _row_to_room(row: Any) -> RoomInfo:
         modes=row["modes"],
         key=row["room_key"],
         limit=row["user_limit"],
+        history_days=row["history_days"],
     )
 
 
@@ -110,10 +111,11 @@ def _save_room_modes(
     bans: list[tuple[str, bool]],
     by: str,
     now: int,
+    history_days: int | None,
 ) -> None:
     conn.execute(
-        "UPDATE rooms SET modes = ?, room_key = ?, user_limit = ? WHERE id = ?",
-        (modes, key, limit, room_id),
+        "UPDATE rooms SET modes = ?, room_key = ?, user_limit = ?, history_days = ? WHERE id = ?",
+        (modes, key, limit, history_days, room_id),
     )
     for account, op, voice in privileges:
         _set_member_flags(conn, room_id, account, op, voice)
@@ -171,8 +173,9 @@ class RoomStore:
         bans: list[tuple[str, bool]],
         by: str,
         now: int,
+        history_days: int | None = None,
     ) -> Deferred[None]:
-        """Store a room's modes, member privileges and ban changes at once."""
+        """Store a room's modes (+H: *history_days*), member privileges and ban changes at once."""
         return self.db.run(
             "save_room_modes",
             _save_room_modes,
@@ -184,6 +187,7 @@ class RoomStore:
             bans,
             by,
             now,
+            history_days,
         )
 
     def add_invite(self, room_id: int, account: str) -> Deferred[None]:

@@ -10,9 +10,11 @@ from pingchat.store.audit import AuditStore
 from pingchat.store.contacts import ContactStore
 from pingchat.store.database import Database
 from pingchat.store.deletion import DeletionStore
+from pingchat.store.erasure import ErasureStore
 from pingchat.store.invite_codes import InviteCodeStore
 from pingchat.store.keys import KeyStore
 from pingchat.store.messages import MessageStore
+from pingchat.store.retention import RetentionStore
 from pingchat.store.rooms import RoomStore
 from pingchat.store.security import SecurityStore
 
@@ -20,7 +22,7 @@ from pingchat.store.security import SecurityStore
 @implementer(IStore)
 class Store(
     AccountStore, RoomStore, MessageStore, AuditStore, SecurityStore, ContactStore,
-    InviteCodeStore, KeyStore, DeletionStore,
+    InviteCodeStore, KeyStore, DeletionStore, ErasureStore, RetentionStore,
 ):
     """The store methods, one named transaction each, run by one :class:`Database`.
 
