@@ -25,19 +25,22 @@ from pingchat.auth.passwords import (
     check_password_policy,
     hash_password_blocking,
 )
+from pingchat.auth.sealing import KEY_FILE, Sealer
 from pingchat.chat.accounts import (
     INVITE_DAYS,
     RECOVERY_CODES,
-    RESERVED_NAMES,
     check_invite_terms,
     invite_expiry,
+    is_reserved_name,
     new_recovery_code,
     recovery_code_hash,
 )
+from pingchat.chat.erasure import DAY_MS, RESERVE_DAYS, name_digest
 from pingchat.config import DATA_DIR_ENV, DATABASE_FILE, choose_data_dir, read_toml, store_url
 from pingchat.errors import ChatError, InvalidName
 from pingchat.model import check_account_name, iso_ms
 from pingchat.store import Store, open_store
+from pingchat.store.erasure import BATCH, MODES, Erased
 
 T = TypeVar("T")
 
@@ -174,7 +177,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         raise CommandError(f"'user {action}' needs a user name")
     check_account_name(name)
     if action == "add":
-        if name.lower() in RESERVED_NAMES:
+        if is_reserved_name(name):
             raise InvalidName(f"the name {name} is reserved")
         password = check_password_policy(_read_password(args), _min_password_length(args))
         hashed = hash_password_blocking(password.encode("utf-8"), bcrypt_rounds())
@@ -200,6 +203,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         _audit(store, action, account.name)
         print(f"{account.name} {action}d")
         return 0
+    if action == "delete":
+        return _delete_user(args, store, name)
     if action in ("promote", "demote"):
         role = "admin" if action == "promote" else "user"
         account = _sync(store.set_role(name, role))
@@ -207,6 +212,89 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"{account.name} is now {role}")
         return 0
     raise CommandError(f"unknown action: {action}")
+
+
+def _deleted_messages(args: argparse.Namespace) -> str:
+    """What deleting does to room messages: the option, else the config file's, else remove."""
+    value = args.deleted_messages or _settings_file(args).get("deleted_messages", "remove")
+    value = str(value).lower().replace("anonymize", "anonymise")
+    if value not in MODES:
+        raise CommandError(f"--deleted-messages must be remove or anonymise, not {value!r}")
+    return value
+
+
+def _server_key(args: argparse.Namespace) -> Sealer:
+    """The data dir's secret.key, which the deleted name's digest is made with.
+
+    The server must recognise the digest, so it is the server's key or none:
+    with SQLite a data dir without one gets it (the server then reads it);
+    with PostgreSQL the data dir must be the server's.
+    """
+    data_dir, source = _data_dir(args)
+    if _store_url(args) is not None and not (data_dir / KEY_FILE).exists():
+        raise CommandError(
+            f"no {KEY_FILE} in {data_dir.absolute()} ({source}): deleting an account needs"
+            " the server's data dir (--data-dir), whose key the server recognises names by"
+        )
+    return Sealer.from_data_dir(data_dir)
+
+
+def _delete_user(args: argparse.Namespace, store: Store, name: str) -> int:
+    """Delete an account, in short transactions that a running server's writes
+    go between; the server ends its sessions within two seconds (DeletionWatcher)."""
+    mode = _deleted_messages(args)
+    account = _sync(store.get_account(name))
+    if account is None:
+        raise CommandError(f"no such user: {name}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("deleting an account cannot be undone: add --yes to confirm")
+        what = "removed" if mode == "remove" else "anonymised (room messages; DMs removed)"
+        print(f"Delete {account.name} for good? Its messages will be {what}.", file=sys.stderr)
+        if input(f"Type {account.name} to confirm: ").strip() != account.name:
+            raise CommandError("not confirmed; nothing was deleted")
+    digest = name_digest(_server_key(args), name)
+    now = _now()
+    deletion = _sync(
+        store.begin_account_deletion(name, digest, now, now + RESERVE_DAYS * DAY_MS)
+    )
+    erased = Erased()
+    while (batch := _sync(store.erase_messages(deletion, mode, BATCH))).total:
+        erased += batch
+    erased += _sync(store.finish_account_deletion(deletion, mode, _now()))
+    _audit(
+        store,
+        "account_deleted",
+        deletion.placeholder,
+        messages=mode,
+        removed=erased.removed,
+        anonymised=erased.anonymised,
+    )
+    _empty_wal(store)
+    print(
+        f"deleted {deletion.name} (now {deletion.placeholder} in the audit log):"
+        f" {erased.removed} message(s) removed, {erased.anonymised} anonymised;"
+        f" the name is free again from {iso_ms(deletion.reserved_until)}."
+        " A running server ends its sessions within two seconds."
+    )
+    return 0
+
+
+def _empty_wal(store: Store, tries: int = 5) -> None:
+    """Truncate the WAL, which may hold deleted rows' old pages; readers may delay it."""
+    import time
+
+    for _ in range(tries):
+        try:
+            _sync(store.db.checkpoint())
+            return
+        except store.db.Error:
+            time.sleep(0.5)
+    print(
+        "pingchat: the WAL could not be emptied yet (a reader held it); the server's next"
+        " checkpoint overwrites it",
+        file=sys.stderr,
+    )
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
@@ -440,7 +528,7 @@ def parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="manage accounts", parents=[common])
     user.add_argument(
         "action",
-        choices=["add", "list", "passwd", "disable", "enable", "promote", "demote"],
+        choices=["add", "list", "passwd", "disable", "enable", "promote", "demote", "delete"],
     )
     user.add_argument("name", nargs="?", help="account name")
     user.add_argument(
@@ -456,6 +544,16 @@ def parser() -> argparse.ArgumentParser:
         help="password policy (default: min-password-length in --config, else 8)",
     )
     user.add_argument("--admin", action="store_true", help="with add: create an admin")
+    user.add_argument(
+        "--deleted-messages",
+        choices=["remove", "anonymise"],
+        default=None,
+        help="with delete: remove the account's messages, or keep its room messages under"
+        " a placeholder name (default: deleted-messages in --config, else remove)",
+    )
+    user.add_argument(
+        "--yes", action="store_true", help="with delete: do not ask for confirmation"
+    )
     user.set_defaults(func=cmd_user)
     fingerprint = sub.add_parser(
         "fingerprint",

@@ -18,6 +18,7 @@ DATA_DIR_ENV = "PINGCHAT_DATA_DIR"
 DEFAULT_DATA_DIR = Path("pingchat-data")
 DATABASE_FILE = "pingchat.sqlite3"
 REGISTRATION_POLICIES = ("open", "closed", "invite")
+DELETED_MESSAGES = ("remove", "anonymise")
 
 DEFAULT_CHAT = "ssl:7464"
 DEFAULT_IRC = "tcp:6667:interface=127.0.0.1"
@@ -71,6 +72,8 @@ class Settings:
     # Where accounts, rooms and history live: None for SQLite in the data
     # dir, or a postgresql:// URL (docs/deployment.md).
     store: str | None = None
+    # What deleting an account does to its room messages: remove or anonymise.
+    deleted_messages: str = "remove"
 
     @property
     def database_path(self) -> Path:

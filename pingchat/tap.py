@@ -33,6 +33,7 @@ from pingchat.auth.portal import CountingPortal
 from pingchat.auth.sealing import Sealer
 from pingchat.auth.throttle import AddressLimiter, LoginThrottle
 from pingchat.chat.accounts import AccountManager
+from pingchat.chat.erasure import AccountEraser, DeletionWatcher
 from pingchat.chat.lagprobe import BENCHMARK_INTERVAL, INTERVAL, LagProbe, jsonl_report, reports
 from pingchat.chat.realm import ChatRealm
 from pingchat.chat.service import ChatService
@@ -50,6 +51,7 @@ from pingchat.startup import (
     exposure_line,
 )
 from pingchat.store import Database, open_store
+from pingchat.store.erasure import _last_deletion
 from pingchat.store.rooms import _load_rooms
 from pingchat.tls import (
     CertificateRefused,
@@ -119,6 +121,15 @@ def _registration(value: Any) -> str:
     return value
 
 
+def _deleted_messages(value: Any) -> str:
+    value = str(value).strip().lower()
+    if value == "anonymize":
+        value = "anonymise"
+    if value not in config.DELETED_MESSAGES:
+        raise ValueError("must be remove or anonymise")
+    return value
+
+
 def _name(value: Any) -> str:
     value = str(value).strip()
     if not value or " " in value:
@@ -151,6 +162,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "token_ttl_days": _positive(float),
     "sqlite_synchronous": _synchronous,
     "store": config.store_url,
+    "deleted_messages": _deleted_messages,
 }
 
 
@@ -208,6 +220,12 @@ class Options(usage.Options):
             None,
             "Where accounts, rooms and history live: sqlite (a file in the data dir)"
             " or postgresql://USER@HOST/DB. [default: sqlite]",
+        ],
+        [
+            "deleted-messages",
+            None,
+            None,
+            "A deleted account's room messages: remove or anonymise. [default: remove]",
         ],
     ]
 
@@ -386,6 +404,8 @@ def build(
         raise StartupFailed(f"--store: {e}") from e
     db = store.db
     audit = Auditor(store, reactor)
+    # Deletions the rooms already reflect: read before them (DeletionWatcher).
+    last_deletion = db.run_sync(_last_deletion)
     chat = ChatService(
         store, reactor, settings.server_name, db.run_sync(_load_rooms), audit=audit
     )
@@ -447,6 +467,9 @@ def build(
     internet.TimerService(3600, lambda: store.purge_expired_tokens(chat.now())).setServiceParent(
         top
     )
+    eraser = AccountEraser(store, chat, reactor, audit, sealer, settings.deleted_messages)
+    accounts.eraser = eraser
+    DeletionWatcher(eraser, reactor, last_deletion).setServiceParent(top)
     listeners = ListenerService(reactor, database.release, lambda opened: _ready(server, opened))
     server = Server(
         settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners

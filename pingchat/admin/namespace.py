@@ -387,6 +387,28 @@ class AdminTools:
         d: Deferred[Account] = self.store.set_disabled(user, False)
         return d.addCallback(enabled)
 
+    def delete_user(self, user: str) -> Deferred[Done]:
+        """Delete *user*'s account for good: sessions end, messages go as
+        --deleted-messages says (remove or anonymise), the name is freed after 30 days."""
+        check_account_name(user)
+        if fold(user) == fold(self.actor):
+            raise Forbidden("you cannot delete your own account from its manhole")
+
+        def done(r: dict[str, Any]) -> Done:
+            return Done(
+                f"{r['user']} deleted (now {r['placeholder']} in the audit log);"
+                f" {r['removed']} message(s) removed, {r['anonymised']} anonymised;"
+                f" {r['sessions']} session(s) closed; the name is free again from"
+                f" {iso_ms(r['reserved_until'])}"
+            )
+
+        eraser = self.server.accounts.eraser
+        assert eraser is not None
+        d: Deferred[dict[str, Any]] = eraser.erase(
+            user, self.actor, self.address, "this account has been deleted by an administrator"
+        )
+        return d.addCallback(done)
+
     def reset(self, user: str) -> Deferred[Done]:
         """Give *user* a new random password, shown here once; their tokens are revoked."""
         check_account_name(user)
@@ -583,7 +605,7 @@ def _door(session: Any) -> str:
 
 HELPERS = (
     "who", "rooms", "sessions", "accounts", "audit", "stats",
-    "kick", "disable", "enable", "reset", "adduser", "promote", "demote",
+    "kick", "disable", "enable", "delete_user", "reset", "adduser", "promote", "demote",
     "invite", "invites", "revoke_invite",
     "broadcast", "topic", "ban", "unban",
     "reload",
@@ -598,6 +620,7 @@ BANNER = """\
   kick(user, reason)        close every session of a user (native and IRC)
   disable(user), enable(user)
                             disabling ends the user's sessions and refuses logins
+  delete_user(user)         delete an account for good (docs/admin.md)
   reset(user)               set a new random password and show it once
   adduser(user, admin=False)
                             create an account with a random password, shown once

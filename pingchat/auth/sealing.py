@@ -8,6 +8,8 @@ not reveal any second factor.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -18,6 +20,7 @@ KEY_FILE = "secret.key"
 class Sealer:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
 
     @classmethod
     def generate(cls) -> Sealer:
@@ -32,6 +35,17 @@ class Sealer:
         if not path.exists():
             write_secret(path, Fernet.generate_key())
         return cls(path.read_bytes().strip())
+
+    def digest(self, purpose: str, text: str) -> bytes:
+        """A keyed digest of *text* (HMAC-SHA256 under the data dir's key).
+
+        For what must be recognised but never read back, such as a deleted
+        account's name: without the key file a copy of the database cannot
+        tell which names they were, not even by trying every likely name.
+        *purpose* keeps digests made for different uses apart.
+        """
+        message = purpose.encode("utf-8") + b"\0" + text.encode("utf-8")
+        return hmac.new(self._key, message, hashlib.sha256).digest()
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")

@@ -25,6 +25,7 @@ from pingchat.auth.tokens import (
     new_token,
     token_hash,
 )
+from pingchat.chat.erasure import AccountEraser
 from pingchat.chat.service import ChatService, Session
 from pingchat.errors import (
     AuthFailed,
@@ -32,6 +33,7 @@ from pingchat.errors import (
     InvalidName,
     InviteInvalid,
     NoSuchUser,
+    OTPRequired,
     RateLimited,
     RegistrationClosed,
 )
@@ -51,6 +53,14 @@ log = Logger()
 RESERVED_NAMES = frozenset(
     {"nickserv", "chanserv", "server", "pingchat", "root", "operator", "services"}
 )
+# Anonymised messages of deleted accounts show as deleted-<n> (store/erasure.py).
+RESERVED_PREFIXES = ("deleted-",)
+
+
+def is_reserved_name(name: str) -> bool:
+    """Service names, and the placeholder names of deleted accounts."""
+    folded = name.lower()
+    return folded in RESERVED_NAMES or folded.startswith(RESERVED_PREFIXES)
 RECOVERY_CODES = 10
 DEVICES_KEPT = 20  # per account, the most recently used
 _CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
@@ -137,13 +147,15 @@ class AccountManager:
         self.register_limiter = register_limiter
         # Who may create accounts through the doors: open, closed or invite.
         self.registration = registration
+        # Deletes accounts (chat/erasure.py); set by the wiring.
+        self.eraser: AccountEraser | None = None
 
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
 
     def check_new_name(self, name: object) -> str:
         name = check_account_name(name)
-        if name.lower() in RESERVED_NAMES:
+        if is_reserved_name(name):
             raise InvalidName(f"the name {name} is reserved")
         return name
 
@@ -186,6 +198,13 @@ class AccountManager:
             wait = self.register_limiter.take(address)
             if wait > 0:
                 raise RateLimited(f"too many registrations; retry after {wait:.0f}s", wait)
+        if self.eraser is not None:
+            until = yield self.eraser.name_reserved(name)
+            if until is not None:
+                raise InvalidName(
+                    f"the name {name} belonged to a deleted account; it is free again"
+                    f" from {iso_ms(until)}"
+                )
         if code_hash is not None:
             usable = yield self.store.invite_code_usable(code_hash, self.now())
             if not usable:
@@ -356,6 +375,25 @@ class AccountManager:
         account = yield self.store.set_password(name, hashed)
         self.audit("passwd_reset", account=account.name, actor=actor)
         return account
+
+    @inlineCallbacks
+    def delete_account(self, session: Session, password: object, code: object) -> Any:
+        """Delete the session's own account, once its password (and second
+        factor, if enabled) are given again. Every other session ends at
+        once; *session* is left for its door to end after the reply."""
+        assert session.account is not None and self.eraser is not None
+        yield self._check_password(session, password, "account_delete_failed")
+        state = yield self.store.otp_state(session.account.id)
+        if state.enabled and state.secret is not None:
+            if code is None or code == "":
+                raise OTPRequired("this account has a second factor: repeat with otp")
+            step = otp.matching_step(self.sealer.unseal(state.secret), code, self.clock.seconds())
+            ok = step is not None and (yield self.store.consume_otp_step(session.account.id, step))
+            if not ok:
+                self.audit("account_delete_failed", account=session.name, address=session.address)
+                raise AuthFailed("wrong code")
+        result = yield self.eraser.erase(session.name, None, session.address, keep=session)
+        return result
 
     # -- second factor ------------------------------------------------------------------
 

@@ -945,3 +945,28 @@ class ChatService(Service):
         for s in sessions:
             s.mind.disconnect(reason)
         return len(sessions)
+
+    def remove_account(
+        self, name: str, placeholder: str, reason: str, keep: Session | None = None
+    ) -> int:
+        """An account was deleted: end its sessions (but *keep*, which ends
+        itself after its reply), take it out of every room in memory (the
+        store has already), lift bans of its bare name and show *placeholder*
+        as the setter of topics it set. Returns the sessions ended."""
+        folded = fold(name)
+        sessions = [s for s in self.sessions_of(name) if s is not keep]
+        for s in sessions:
+            s.mind.disconnect(reason)
+        for room in list(self._rooms.values()):
+            if folded in room.members:
+                room.members.pop(folded)
+                self._changed()
+                for mind in self._minds(room.members):
+                    mind.parted(room.name, name, reason)
+            room.invites.discard(folded)
+            room.bans = [b for b in room.bans if fold(b) != f"{folded}!*@*"]
+            if room.topic_by is not None and fold(room.topic_by) == folded:
+                room.topic_by = placeholder
+        if keep is None:
+            self._presence.pop(folded, None)
+        return len(sessions)

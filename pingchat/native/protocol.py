@@ -519,6 +519,17 @@ class NativeProtocol(BoundedOutput, Protocol):
             self.me, _field(req, "password"), _field(req, "code")
         )
 
+    def op_account_delete(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """``account.delete {password, otp?}``: reply, then this connection's session ends."""
+        d = self.factory.accounts.delete_account(self.me, _field(req, "password"), req.get("otp"))
+
+        def deleted(result: dict[str, Any]) -> dict[str, Any]:
+            self.factory.clock.callLater(0, self.disconnect, "your account has been deleted")
+            keys = ("user", "messages", "removed", "anonymised")
+            return {k: result[k] for k in keys}
+
+        return d.addCallback(deleted)
+
     def op_recovery_regenerate(self, req: dict[str, Any]) -> Deferred[dict[str, Any]]:
         d = self.factory.accounts.regenerate_recovery_codes(self.me, _field(req, "password"))
         return d.addCallback(lambda codes: {"recovery_codes": codes})

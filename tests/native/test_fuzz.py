@@ -148,6 +148,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "otp.enable": {"code": "123456"},
     "otp.disable": {"password": "not her password", "code": "123456"},
     "recovery.regenerate": {"password": "not her password"},
+    "account.delete": {"password": "not her password"},
     "join": {"room": "#mine"},
     "rooms": {},
     "members": {"room": "#mine"},
