@@ -72,6 +72,11 @@ class Settings:
     # Where accounts, rooms and history live: None for SQLite in the data
     # dir, or a postgresql:// URL (docs/deployment.md).
     store: str | None = None
+    # Retention (docs/admin.md): days of history kept (0: forever; a room's
+    # +H may keep less), and days an undelivered DM waits in the offline
+    # queue (0: until delivered).
+    history_days: float = 0.0
+    offline_days: float = 30.0
     # What deleting an account does to its room messages: remove or anonymise.
     deleted_messages: str = "remove"
 

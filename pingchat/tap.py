@@ -36,6 +36,7 @@ from pingchat.chat.accounts import AccountManager
 from pingchat.chat.erasure import AccountEraser, DeletionWatcher
 from pingchat.chat.lagprobe import BENCHMARK_INTERVAL, INTERVAL, LagProbe, jsonl_report, reports
 from pingchat.chat.realm import ChatRealm
+from pingchat.chat.retention import Retention
 from pingchat.chat.service import ChatService
 from pingchat.errors import StoreUnavailable
 from pingchat.irc.factory import attach_irc
@@ -162,6 +163,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "token_ttl_days": _positive(float),
     "sqlite_synchronous": _synchronous,
     "store": config.store_url,
+    "history_days": _positive(float),
+    "offline_days": _positive(float),
     "deleted_messages": _deleted_messages,
 }
 
@@ -220,6 +223,13 @@ class Options(usage.Options):
             None,
             "Where accounts, rooms and history live: sqlite (a file in the data dir)"
             " or postgresql://USER@HOST/DB. [default: sqlite]",
+        ],
+        ["history-days", None, None, "Days of history kept; 0 keeps it forever. [default: 0]"],
+        [
+            "offline-days",
+            None,
+            None,
+            "Days an undelivered DM waits for its recipient; 0: until delivered. [default: 30]",
         ],
         [
             "deleted-messages",
@@ -470,6 +480,9 @@ def build(
     eraser = AccountEraser(store, chat, reactor, audit, sealer, settings.deleted_messages)
     accounts.eraser = eraser
     DeletionWatcher(eraser, reactor, last_deletion).setServiceParent(top)
+    Retention(
+        store, chat, reactor, settings.history_days, settings.offline_days
+    ).setServiceParent(top)
     listeners = ListenerService(reactor, database.release, lambda opened: _ready(server, opened))
     server = Server(
         settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners

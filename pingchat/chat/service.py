@@ -43,6 +43,7 @@ from pingchat.model import (
     RoomInfo,
     RoomSnapshot,
     check_account_name,
+    check_history_days,
     check_int64,
     check_room_name,
     check_text,
@@ -653,6 +654,7 @@ class ChatService(Service):
         if session is not None and not self.can_moderate(session, room):
             raise Forbidden(f"only operators may change the modes of {room.name}")
         flags, key, limit, bans = set(room.flags), room.key, room.limit, list(room.bans)
+        history_days = room.history_days
         privileges: dict[str, tuple[Member, bool, bool]] = {}
         ban_changes: list[tuple[str, bool]] = []
         applied: list[tuple[str, str | None]] = []
@@ -684,6 +686,13 @@ class ChatService(Service):
                     applied.append((change, str(limit)))
                 elif limit is not None:
                     limit = None
+                    applied.append((change, None))
+            elif letter == "H":
+                if on:
+                    history_days = check_history_days(arg)
+                    applied.append((change, str(history_days)))
+                elif history_days is not None:
+                    history_days = None
                     applied.append((change, None))
             elif letter in "ov":
                 if not arg:
@@ -719,6 +728,7 @@ class ChatService(Service):
 
         def stored(_: None) -> list[tuple[str, str | None]]:
             room.flags, room.key, room.limit, room.bans = flags, key, limit, bans
+            room.history_days = history_days
             for member, op, voice in privileges.values():
                 member.op, member.voice = op, voice
             for mind in self._minds(room.members):
@@ -734,6 +744,7 @@ class ChatService(Service):
             ban_changes,
             by,
             self.now(),
+            history_days,
         ).addCallback(stored)
 
     # -- messages --------------------------------------------------------------

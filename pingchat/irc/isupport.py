@@ -17,7 +17,7 @@ def tokens(network: str) -> list[str]:
         f"AWAYLEN={AWAYLEN}",
         "CASEMAPPING=ascii",
         "CHANLIMIT=#:",
-        f"CHANMODES=b,k,l,{''.join(sorted(ROOM_FLAGS))}",
+        f"CHANMODES=b,k,Hl,{''.join(sorted(ROOM_FLAGS))}",
         f"CHANNELLEN={ROOM_NAME_MAX}",
         "CHANTYPES=#",
         f"CHATHISTORY={HISTORY_MAX}",

@@ -334,6 +334,14 @@ class RoomsMixin(IRCBase):
                     changes.append(("+l", str(limit)))
                 else:
                     changes.append(("-l", None))
+            elif ch == "H":  # the room's retention in days (docs/irc.md)
+                if sign == "-":
+                    changes.append(("-H", None))
+                elif args:
+                    changes.append(("+H", args.pop(0)))
+                else:
+                    r.num(n.ERR_INVALIDMODEPARAM, room.name, "H", "*",
+                          "You must specify the number of days to keep history")
             elif ch in "imnst":
                 changes.append((sign + ch, None))
             else:

@@ -474,13 +474,17 @@ class NativeProtocol(BoundedOutput, Protocol):
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
                 raise BadRequest("limit must be an integer or null")
             changes.append(("+l", str(limit)) if limit else ("-l", None))
+        if "history_days" in req:  # +H: the room's retention, null for the server's
+            days = req["history_days"]
+            changes.append(("+H", days) if days is not None else ("-H", None))
         service = self.factory.service
         if not changes:
             room = service.get_room(room_name)
             letters, args = room.mode_string(show_key=room.is_op(self.me.name))
-            return succeed(
-                {"room": room.name, "modes": letters, "args": args, "bans": list(room.bans)}
-            )
+            return succeed({
+                "room": room.name, "modes": letters, "args": args, "bans": list(room.bans),
+                "history_days": room.history_days,
+            })
         return service.change_modes(self.me, room_name, changes).addCallback(
             lambda applied: {
                 "room": service.get_room(room_name).name,

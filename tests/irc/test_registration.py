@@ -51,7 +51,7 @@ class WelcomeTests(IRCTestCase):
         welcome = self.find(lines, "001")
         self.assertEqual(welcome.params[0], "alice")
         tokens = " ".join(" ".join(m.params[1:-1]) for m in lines if m.command == "005")
-        for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,l,imnst",
+        for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,Hl,imnst",
                       "NICKLEN=32", "CHANNELLEN=50", "CHATHISTORY=200", "NETWORK=test.pingchat"):
             self.assertIn(token, tokens.split())
         self.assertTrue(all(len(m.params) <= 15 for m in lines if m.command == "005"))
