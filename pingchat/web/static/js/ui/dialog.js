@@ -1,7 +1,38 @@
-// Modal dialogs on the native <dialog> element: the browser keeps focus inside
-// and closes it with Escape; focus goes back where it was when it closes.
+// Modal dialogs on the native <dialog> element: the browser makes the rest of
+// the page inert and closes it with Escape; Tab and Shift+Tab go round the
+// dialog's controls (the browser would let them leave it for its own UI);
+// focus goes back where it was when it closes.
 
 import { h, icon, uid } from "./dom.js";
+
+const FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+
+/** The controls of *root* that Tab stops at, in order. */
+function tabStops(root) {
+  return [...root.querySelectorAll(FOCUSABLE)].filter((el) => !el.disabled
+    && el.tabIndex >= 0
+    && el.getClientRects().length > 0 // not hidden
+    && !(el.type === "radio" && !el.checked && root.querySelector(`input[type=radio][name="${el.name}"]:checked`)));
+}
+
+/** Keep Tab inside *dialog*: from its last control to its first, and back. */
+function trapFocus(dialog) {
+  dialog.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Tab" || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const stops = tabStops(dialog);
+    if (!stops.length) return;
+    const first = stops[0];
+    const last = stops[stops.length - 1];
+    const here = document.activeElement;
+    if (ev.shiftKey && (here === first || !dialog.contains(here))) {
+      ev.preventDefault();
+      last.focus();
+    } else if (!ev.shiftKey && (here === last || !dialog.contains(here))) {
+      ev.preventDefault();
+      first.focus();
+    }
+  });
+}
 
 /**
  * Open a modal dialog. `content` is a node (or a list of them); returns
@@ -30,6 +61,7 @@ export function openDialog({ title, content, onClose, wide = false, dismissable 
     if (dismissable) close();
   });
   dialog.addEventListener("close", () => close());
+  trapFocus(dialog);
   document.body.append(dialog);
   dialog.showModal();
   const first = dialog.querySelector("[autofocus], input, textarea, select, .dialog-body button");
