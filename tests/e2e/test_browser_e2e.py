@@ -12,10 +12,12 @@ import socketserver
 import sqlite3
 import tempfile
 import threading
+import time
 from base64 import b64decode, b64encode
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from nacl.public import Box, PrivateKey, PublicKey
 
 from bench.web_first_load import measure_files
@@ -129,6 +131,104 @@ class AccountTests(WebServerTestCase):
         history = bob.request("history", room="#second")
         self.assertEqual([m["text"] for m in history["messages"]],
                          ["said before the reload", "and after it"])
+
+
+# What the page keeps in the browser's storage and IndexedDB, as text.
+STORED = """
+async () => {
+  const kv = await new Promise((resolve, reject) => {
+    const req = indexedDB.open("pingchat", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("kv");
+    req.onerror = () => reject(req.error);
+    req.onsuccess = () => {
+      const tx = req.result.transaction("kv", "readonly");
+      const keys = tx.objectStore("kv").getAllKeys();
+      tx.oncomplete = () => { resolve(keys.result.map(String)); req.result.close(); };
+    };
+  });
+  const of = (s) => Object.keys(s).map((k) => k + "=" + s.getItem(k));
+  return { kv, local: of(localStorage), session: of(sessionStorage) };
+}
+"""
+
+IN_DIALOG = "() => !!document.activeElement?.closest('dialog.delete-account')"
+FOCUSED = "() => document.activeElement?.outerHTML.slice(0, 80)"
+
+
+class DeleteAccountTests(WebServerTestCase):
+    def test_an_account_deleted_in_the_page_is_gone_and_its_name_reserved(self) -> None:
+        alice = self.native("alice")
+        bob = self.native("bob")
+        self.assertTrue(bob.request("dm", to="alice", text="meet at noon")["ok"])
+        page = self.open_page(self.url)
+        log_in(page, "alice", remember=True)
+        # Two-factor authentication turned on elsewhere: the deletion asks for a code.
+        secret = alice.request("otp.setup")["secret"]
+        totp = pyotp.TOTP(secret)
+        self.assertTrue(alice.request("otp.enable", code=totp.now())["ok"])
+        stored = page.evaluate(STORED)
+        self.assertIn("device:alice", stored["kv"])
+        self.assertTrue(any("alice" in item for item in stored["local"]), stored)
+
+        page.get_by_role("button", name="Settings").click()
+        settings = page.get_by_role("dialog", name="Settings")
+        opener = settings.get_by_role("button", name="Delete account…")
+        opener.click()
+        dialog = page.get_by_role("dialog", name="Delete your account")
+        expect(dialog).to_contain_text("This cannot be undone.")
+        expect(dialog).to_contain_text("every direct message you sent or received")
+        expect(dialog).to_contain_text("can register it for 30 days")
+        self.assertIn("cannot be undone",
+                      dialog.evaluate("d => document.getElementById("
+                                      "d.getAttribute('aria-describedby')).textContent"))
+        confirm_name = dialog.get_by_label("Type the account's name, alice, to confirm")
+        expect(confirm_name).to_be_focused()
+        # Escape cancels, and the focus goes back to the button that opened it.
+        page.keyboard.press("Escape")
+        expect(dialog).to_have_count(0)
+        expect(opener).to_be_focused()
+        opener.press("Enter")
+        expect(confirm_name).to_be_focused()
+        # Tab and Shift+Tab go round the dialog's controls and never leave it.
+        for key in ["Tab"] * 6 + ["Shift+Tab"] * 6:
+            page.keyboard.press(key)
+            self.assertTrue(page.evaluate(IN_DIALOG), f"{key}: {page.evaluate(FOCUSED)}")
+
+        error = dialog.get_by_role("alert")
+        confirm_name.fill("alicia")
+        dialog.get_by_label("Your password").fill(PASSWORD)
+        dialog.get_by_role("button", name="Delete my account").click()
+        expect(error).to_have_text("To confirm, type the name of the account, alice.")
+        confirm_name.fill("Alice")
+        dialog.get_by_label("Your password").fill("not the password")
+        dialog.get_by_label("Your password").press("Enter")
+        expect(error).to_have_text("Wrong password or code: the account was not deleted.")
+        dialog.get_by_label("Your password").fill(PASSWORD)
+        dialog.get_by_role("button", name="Delete my account").click()
+        expect(error).to_contain_text("two-factor authentication")
+        code = dialog.get_by_label("Code from your authenticator app")
+        expect(code).to_be_focused()
+        code.fill(totp.at(time.time() + 30))  # the next code: the current one was used
+        code.press("Enter")
+
+        expect(page.locator(".auth-message")).to_contain_text("Your account was deleted.")
+        expect(page.locator(".auth-message")).to_contain_text(
+            "The name alice cannot be registered again for 30 days")
+        expect(page.locator("dialog")).to_have_count(0)
+        expect(page.locator("#tab-login")).to_be_visible()
+        stored = page.evaluate(STORED)
+        self.assertEqual([k for k in stored["kv"] if "alice" in k], [], stored)
+        self.assertEqual([k for k in stored["local"] + stored["session"] if "alice" in k], [],
+                         stored)
+
+        # Over the native protocol: the account is gone, its name reserved.
+        check = LineClient("127.0.0.1", self.native_port)
+        self.addCleanup(check.close)
+        login = check.request("login", user="alice", password=PASSWORD)
+        self.assertEqual(login["error"]["code"], "auth_failed", login)
+        again = check.request("register", user="alice", password=PASSWORD)
+        self.assertEqual(again["error"]["code"], "invalid_name", again)
+        self.assertEqual(page.errors, [])
 
 
 class FirstLoadTests(WebServerTestCase):

@@ -169,3 +169,23 @@ test("a socket that never says hello is given up and made again", async () => {
   timers.advance(20000); // the hello arrived: no more giving up
   assert.ok(!sockets[1].closed);
 });
+
+test("restart leaves the connection, not listening to it any more, and opens a new one at once", async () => {
+  const { conn, sockets, events, timers, states } = setup();
+  sockets[0].open();
+  await settle();
+  const pending = conn.request("ping");
+  conn.restart();
+  await assert.rejects(pending, (e) => e instanceof ConnectionLost);
+  assert.equal(sockets[0].closed, true);
+  assert.equal(sockets.length, 2, "the new connection is opened at once");
+  assert.deepEqual(timers.pendingDelays().filter((ms) => ms !== 15000), [], "no back-off: only the hello timeout");
+  assert.equal(states[states.length - 1][0], "connecting");
+  sockets[0].receive({ event: "disconnect", reason: "your account has been deleted" });
+  sockets[0].drop(1000);
+  assert.deepEqual(events, [], "the old connection's goodbye is not heard");
+  assert.equal(sockets.length, 2);
+  sockets[1].open();
+  await settle();
+  assert.equal(conn.state, "open");
+});

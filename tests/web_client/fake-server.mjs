@@ -19,6 +19,8 @@ export class FakeServer {
     this.offline = []; // DMs waiting for the next login
     this.hold = null; // an op whose reply is held back
     this.held = [];
+    // account.delete: the password, the TOTP code if any, and the server's --deleted-messages
+    this.account = { password: "the password", otp: null, messages: "remove" };
   }
 
   attach(ws) {
@@ -83,6 +85,20 @@ export class FakeServer {
         return reply({ users: [{ user: "carol", presence: "online" }] });
       case "ping":
         return reply({ pong: true });
+      case "account.delete": {
+        const a = this.account;
+        if (req.password !== a.password) return fail("auth_failed", "wrong password");
+        if (a.otp && !req.otp) return fail("otp_required", "this account has a second factor: repeat with otp");
+        if (a.otp && req.otp !== a.otp) return fail("auth_failed", "wrong code");
+        const anonymise = a.messages === "anonymise";
+        reply({ user: "alice", messages: a.messages, removed: anonymise ? 2 : 7, anonymised: anonymise ? 5 : 0 });
+        // As the server does: its goodbye in a frame of its own, then it closes.
+        setImmediate(() => {
+          ws.receive({ event: "disconnect", reason: "your account has been deleted" });
+          ws.drop(1000);
+        });
+        return undefined;
+      }
       default:
         return reply({});
     }

@@ -132,17 +132,53 @@ export class Client {
       await this.conn.request("logout");
     } finally {
       const user = this.user;
-      this.sessions.forget();
-      if (user) this.sessions.removeAll(fold(user));
-      if (this.outbox) this.outbox.clear(); // logging out gives up what was not sent
-      this.outbox = null;
-      this.user = null;
-      this.loggedIn = false;
-      this.hadSession = false;
-      this.secure.reset();
-      this.store.reset(null);
+      this._forgetSession();
       this.emit("need-login", { message: `Logged out${user ? " " + user : ""}.` });
     }
+  }
+
+  /**
+   * Delete this account for good (`account.delete`): the password again, and
+   * the current code when the account has two-factor authentication. On
+   * success, everything this browser kept for the account goes too: the
+   * session token, its lists, the outbox, the device key and the keys seen
+   * of others; then the login page. A refusal (`otp_required`,
+   * `auth_failed`, `rate_limited`...) rejects with the RequestError and
+   * changes nothing.
+   */
+  async deleteAccount({ password, otp }) {
+    const args = { password };
+    if (otp) args.otp = otp;
+    const reply = await this.conn.request("account.delete", args);
+    const user = this.user;
+    // The server ends this connection after the reply: a new one, at once,
+    // for the login page (and its goodbye is no "reconnecting" news).
+    this.conn.restart();
+    this._forgetSession();
+    try {
+      if (user) await this.secure.forgetAccount(user);
+    } catch (e) {
+      this.emit("toast", `This browser's encryption key could not be deleted: ${e && e.message ? e.message : e}. Clear the site's data to remove it.`, "warning");
+    }
+    this.emit("need-login", { message: accountDeletedText(reply, user) });
+    return reply;
+  }
+
+  /** Logged out or deleted: forget the session here (token, the account's
+   * lists, what was not sent) and the state of the page. */
+  _forgetSession() {
+    const user = this.user;
+    this.sessions.forget();
+    if (user) this.sessions.removeAll(fold(user));
+    if (this.outbox) this.outbox.clear(); // logging out gives up what was not sent
+    this.outbox = null;
+    this.user = null;
+    this.token = null;
+    this.operator = false;
+    this.loggedIn = false;
+    this.hadSession = false;
+    this.secure.reset();
+    this.store.reset(null);
   }
 
   _storage() {
@@ -466,4 +502,20 @@ export class Client {
   request(op, args) {
     return this.conn.request(op, args);
   }
+}
+
+function plural(n, one, many = one + "s") {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** What the login page says after `account.delete` answered *reply*. */
+export function accountDeletedText(reply, user) {
+  const name = String(reply.user || user || "");
+  const removed = Number(reply.removed) || 0;
+  const kept = Number(reply.anonymised) || 0;
+  const were = (n) => (n === 1 ? "was" : "were");
+  const what = !removed && !kept ? "It had no messages" : reply.messages === "anonymise"
+    ? `${plural(removed, "direct message")} (sent and received) ${were(removed)} deleted with it; ${plural(kept, "room message")} you wrote ${kept === 1 ? "stays" : "stay"}, under a placeholder name`
+    : `${plural(removed, "message")} ${were(removed)} deleted with it: what you wrote, and the direct messages you received`;
+  return `Your account was deleted. ${what}. The name ${name} cannot be registered again for 30 days.`;
 }

@@ -105,6 +105,18 @@ export class Connection {
     }
   }
 
+  /** Leave this connection and open a new one at once, without the back-off
+   * (the account behind it was deleted: the server is about to close it, and
+   * the next one starts at the login page). What it still sends, its
+   * goodbye included, is not listened to. */
+  restart() {
+    if (this.state === "stopped") return;
+    this._clearTimers();
+    this._drop(new ConnectionLost("the connection was left"));
+    this.attempt = 0;
+    this._connect();
+  }
+
   /** The application logged in on this connection: the next drop starts the
    * back-off from the beginning again. */
   authenticated() {

@@ -80,6 +80,13 @@ export async function forgetDevice(storage, user) {
   await storage.delete("device:" + fold(user));
 }
 
+/** Everything this browser keeps for the account *user* (deleted on the
+ * server): its device key, and the keys it saw of others (`Trust`). */
+export async function forgetAccount(storage, user) {
+  await forgetDevice(storage, user);
+  await storage.deletePrefix(trustPrefix(user));
+}
+
 // -- the published keys of accounts --------------------------------------------------
 
 /** `key.get`'s reply as a list of devices. A server without per-device keys
@@ -141,6 +148,10 @@ export class KeyCache {
 
 // -- trust on first use ----------------------------------------------------------------
 
+function trustPrefix(me) {
+  return `trust:${fold(me)}:`;
+}
+
 /**
  * What this browser has seen of other accounts' device keys, per (user,
  * device). `observe` says what is new: `first` (the first keys seen for that
@@ -155,7 +166,7 @@ export class Trust {
   }
 
   _key(user) {
-    return `trust:${this.me}:${fold(user)}`;
+    return trustPrefix(this.me) + fold(user);
   }
 
   async known(user) {

@@ -2,7 +2,7 @@
 // conversations: the device key, publishing it, sealing and opening DMs,
 // telling the user about new and changed keys of the people they write to.
 
-import { E2E, KeyCache, Trust, fingerprint, forgetDevice, loadOrCreateDevice, toBase64 } from "./e2e.js";
+import { E2E, KeyCache, Trust, fingerprint, forgetAccount, forgetDevice, loadOrCreateDevice, toBase64 } from "./e2e.js";
 import { fold } from "./format.js";
 
 export class Secure {
@@ -249,6 +249,13 @@ export class Secure {
     this.e2e = null;
     this.reason = "the key was deleted; log in again to make a new one";
     this.onChange();
+  }
+
+  /** The account *user* was deleted: forget this browser's key for it, and
+   * the keys of others it remembered. */
+  async forgetAccount(user) {
+    if (this.kv) await forgetAccount(this.kv, user);
+    this.reset();
   }
 
   reset() {

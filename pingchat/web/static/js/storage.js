@@ -91,8 +91,8 @@ export class SessionStore {
   }
 }
 
-/** A tiny async key-value store over IndexedDB (`get`, `set`, `delete`), or
- * null when the browser has none (some private modes). */
+/** A tiny async key-value store over IndexedDB (`get`, `set`, `delete`,
+ * `deletePrefix`), or null when the browser has none (some private modes). */
 export function openKv(indexedDB, name = "pingchat") {
   if (!indexedDB) return Promise.resolve(null);
   return new Promise((resolve) => {
@@ -119,6 +119,10 @@ export function openKv(indexedDB, name = "pingchat") {
         get: (key) => run("readonly", (s) => s.get(key)),
         set: (key, value) => run("readwrite", (s) => s.put(value, key)).then(() => undefined),
         delete: (key) => run("readwrite", (s) => s.delete(key)).then(() => undefined),
+        // Every key that starts with *prefix*: the keys sort as strings, so
+        // they are the range [prefix, prefix + U+FFFF).
+        deletePrefix: (prefix) => run("readwrite", (s) => s.delete(IDBKeyRange.bound(prefix, prefix + "\uffff", false, true)))
+          .then(() => undefined),
       });
     };
   });
@@ -136,6 +140,9 @@ export function memoryKv() {
     },
     delete: async (key) => {
       map.delete(key);
+    },
+    deletePrefix: async (prefix) => {
+      for (const key of [...map.keys()]) if (String(key).startsWith(prefix)) map.delete(key);
     },
   };
 }

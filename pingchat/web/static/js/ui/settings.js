@@ -1,11 +1,13 @@
 // The account's settings: password, two-factor authentication (with a QR
 // code), recovery codes, who may send DMs, notifications, theme, this
-// browser's encryption key and the account's other devices, logging out.
+// browser's encryption key and the account's other devices, logging out,
+// and deleting the account.
 
 import { loadQrLibrary, qrMatrix, qrPath } from "../qr.js";
 import { showRecoveryCodes } from "./codes.js";
+import { openDeleteAccount } from "./delete-account.js";
 import { confirmDialog, openDialog } from "./dialog.js";
-import { checkbox, errorBox, field, h, showError, svg } from "./dom.js";
+import { checkbox, errorBox, field, h, showError, svg, uid } from "./dom.js";
 import { deviceTable } from "./people.js";
 import { savedTheme, setTheme } from "./theme.js";
 
@@ -241,6 +243,18 @@ function encryptionSection(client) {
   return section("End-to-end encryption", box);
 }
 
+function deleteSection(client, closeSettings) {
+  const open = h("button", {
+    type: "button", class: "button danger",
+    on: { click: () => openDeleteAccount(client, { onDeleted: closeSettings }) },
+  }, "Delete account…");
+  const heading = uid("h");
+  return h("section", { class: "settings-section danger-zone", "aria-labelledby": heading },
+    h("h3", { id: heading }, "Delete account"),
+    h("p", { class: "hint" }, "Deletes your account on this server for good, with your direct messages; your room messages are deleted or kept under a placeholder name, as the server is set up. Your name stays reserved for 30 days. It asks for your password first."),
+    h("div", { class: "actions left" }, open));
+}
+
 export function openSettings(client) {
   const logout = h("button", {
     type: "button", class: "button danger",
@@ -267,6 +281,7 @@ export function openSettings(client) {
       otpSection(client),
       recoverySection(client),
       section("Session", h("p", { class: "hint" }, client.remember ? "This browser remembers your session until you log out." : "Your session ends when this tab closes."), h("div", { class: "actions left" }, logout)),
+      deleteSection(client, () => d.close()),
     ],
   });
 }
