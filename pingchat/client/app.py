@@ -76,7 +76,7 @@ class ChatClient:
         self.windows = Windows(str(server))
         self.screen = Screen(self.windows, me=lambda: self.session.user, quit=self.quit)
         self.session = Session(self.screen, SessionStore(config, server), reactor, user_hint,
-                               self._logged_in)
+                               self._logged_in, self._account_deleted)
         self.dms = DirectMessages(self.screen, self.session, config, server)
         self.events = ServerEvents(self.screen, self.session, self.dms)
         self.actions = Actions(self.screen, self.session, self.events, self.dms)
@@ -90,6 +90,7 @@ class ChatClient:
         self._busy: set[Deferred[Any]] = set()
         self._input_closed = False
         self._stopped = False
+        self._left: ClientProtocol | None = None  # a connection whose account was deleted
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -171,6 +172,8 @@ class ChatClient:
         return Deferred.fromCoroutine(self.session.authenticate(proto))
 
     def event(self, proto: ClientProtocol, event: dict[str, Any]) -> None:
+        if proto is self._left:
+            return  # its goodbye ("your account has been deleted") was said already
         self.events.receive(event)
 
     # -- logged in --------------------------------------------------------------------
@@ -214,6 +217,25 @@ class ChatClient:
         for line in queued:
             self.input(line)
         self._maybe_finish()
+
+    def _account_deleted(self, proto: ClientProtocol, user: str) -> None:
+        """The server deleted *user*'s account and is closing *proto*: forget
+        its keys here, close its windows, and come back to the account menu
+        over a new connection at once, as after ``/logout``."""
+        status = self.windows.status
+        left = self.dms.forget_account(user)
+        if left:
+            self.screen.error("could not delete this device's key files: " + "; ".join(left)
+                              + ". Delete them by hand.", status)
+        else:
+            self.screen.info(f"This computer forgot its saved session, device secret and"
+                             f" encryption key for {user}.", status)
+        for window in list(self.windows.items):
+            if window is not status:
+                self.windows.close(window)
+        self.windows.switch(status)
+        self._left = proto
+        self.connector.reconnect_now()
 
     # -- input ------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ SPECS: tuple[Spec, ...] = (
          "account", ("2fa",)),
     Spec("recovery", "/recovery", "get a fresh set of recovery codes", "account"),
     Spec("logout", "/logout", "end this session and forget its saved token", "account"),
+    Spec("deleteaccount", "/deleteaccount", "delete your account on this server for good"
+         " (says what goes, then asks for the name and the password)", "account"),
     Spec("help", "/help [command]", "this list, or help on one command", "client", ("h",)),
     Spec("reconnect", "/reconnect", "connect again now", "client"),
     Spec("clear", "/clear", "clear the current window", "client"),
@@ -158,7 +160,7 @@ def parse(line: str) -> Command:
         return head, tail.strip()
 
     if name in ("rooms", "who", "contacts", "register", "login", "recover", "passwd",
-                "recovery", "logout", "reconnect", "clear", "quit", "close"):
+                "recovery", "logout", "deleteaccount", "reconnect", "clear", "quit", "close"):
         if words and name not in ("quit",):
             raise _usage(s)
     elif name == "join":

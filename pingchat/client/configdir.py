@@ -171,6 +171,19 @@ class SessionStore:
     def save(self, user: str, token: str) -> None:
         self.config.write_json(self.path, {"user": user, "token": token})
 
+    def forget_account(self, user: str) -> None:
+        """*user*'s account was deleted: its saved session (name included) and
+        its device secret go; another account's stay."""
+        devices = self._devices()
+        if devices.pop(fold(user), None) is not None:
+            self.config.write_json(self.devices_path, devices)
+        try:
+            saved = self.config.read_json(self.path).get("user")
+        except ValueError:
+            saved = None  # damaged: the next start says so
+        if isinstance(saved, str) and fold(saved) == fold(user):
+            self.path.unlink(missing_ok=True)
+
     def forget(self, user: str | None = None) -> None:
         """Drop the token (keeping the user name, to offer it at the next login)."""
         data = self.config.read_json(self.path)

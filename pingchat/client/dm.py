@@ -11,6 +11,7 @@ DM window.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -43,22 +44,41 @@ class DirectMessages:
         self.keyring: KeyRing | None = None
         self._keys_proto: ClientProtocol | None = None
 
+    def _files(self, user: str) -> tuple[Path, Path, Path]:
+        """This device's files for *user*: private key, device id, keys seen of others."""
+        folder = self.config.server_dir(self.server)
+        name = user.lower()
+        return (folder / "keys" / f"{name}.key", folder / "keys" / f"{name}.device",
+                folder / f"peer-keys-{name}.json")
+
     def start(self, user: str, proto: ClientProtocol) -> None:
         """*user* logged in over *proto*: load (the first time, make) this
         device's key pair and device id for them."""
         self._keys_proto = proto
-        folder = self.config.server_dir(self.server)
-        keys = folder / "keys"
+        key_file, device_file, peers_file = self._files(user)
         try:
-            self.identity = Identity.load_or_create(keys / f"{user.lower()}.key")
-            device = load_or_create_device_id(keys / f"{user.lower()}.device")
+            self.identity = Identity.load_or_create(key_file)
+            device = load_or_create_device_id(device_file)
         except (OSError, ValueError) as e:
             self.identity, self.keyring = None, None
             self.screen.warning(f"end-to-end encryption is off: {e}")
             return
-        peers = PeerKeys(self.config, folder / f"peer-keys-{user.lower()}.json")
+        peers = PeerKeys(self.config, peers_file)
         self.keyring = KeyRing(user, self.identity, device, peers, self._key_request,
                                self._key_note)
+
+    def forget_account(self, user: str) -> list[str]:
+        """*user*'s account was deleted: delete this device's private key,
+        device id and remembered keys of others for it. Returns what could
+        not be deleted (to be said: a private key must not stay unnoticed)."""
+        self.identity, self.keyring, self._keys_proto = None, None, None
+        left = []
+        for path in self._files(user):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                left.append(f"{path}: {e.strerror or e}")
+        return left
 
     def _key_request(self, op: str, **args: Any) -> Deferred[dict[str, Any]]:
         proto = self.account.proto or self._keys_proto

@@ -4,7 +4,8 @@
 saved token, and runs the account flows on the screen (log in with a password
 and a TOTP code, register and store the recovery codes, recover a forgotten
 password) and the account commands (``/logout``, ``/passwd``, ``/recovery``,
-``/otp``). Once logged in, it tells the client, which sets up the rest.
+``/otp``, ``/deleteaccount``). Once logged in, it tells the client, which
+sets up the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -25,6 +27,10 @@ from pingchat.model import fold
 LoggedIn = Callable[[ClientProtocol, dict[str, Any], bool], None]
 """``logged_in(proto, reply, again)``: *again* when a resumed session is the
 same account as before (a reconnection)."""
+
+AccountDeleted = Callable[[ClientProtocol, str], None]
+"""``account_deleted(proto, user)``: the server deleted *user*'s account and
+is closing *proto*; the session here is forgotten already."""
 
 _SHOWN_ERRORS = frozenset({"auth_failed", "account_disabled", "user_exists", "invalid_name",
                            "weak_password", "bad_request", "otp_required",
@@ -49,12 +55,14 @@ class Session:
     the client is ready for commands), on which server (``server_name``)."""
 
     def __init__(self, screen: Screen, sessions: SessionStore, clock: IReactorTime,
-                 user_hint: str | None, logged_in: LoggedIn) -> None:
+                 user_hint: str | None, logged_in: LoggedIn,
+                 account_deleted: AccountDeleted | None = None) -> None:
         self.screen = screen
         self.sessions = sessions
         self.clock = clock
         self.user_hint = user_hint
         self._logged_in_hook = logged_in
+        self._deleted_hook = account_deleted
         self.user: str | None = None
         self.proto: ClientProtocol | None = None
         self.server_name: str | None = None
@@ -272,6 +280,70 @@ class Session:
         self.screen.refresh()
         await self.account_menu(proto)
 
+    async def cmd_deleteaccount(self, cmd: Command) -> None:
+        """Delete the account for good (``account.delete``): say what goes and
+        what stays, have the name typed back, then the password (and the
+        TOTP code when the server asks); then forget it on this computer."""
+        proto = self.need_proto()
+        user = self.user
+        assert user is not None
+        screen = self.screen
+        where = self.server_name or "this server"
+        screen.warning(f"Deleting your account {user} on {where} cannot be undone.")
+        screen.warning(
+            "Deleted: the account (password, two-factor authentication, recovery codes,"
+            " contacts, the encryption keys of all its devices; every session is logged"
+            " out); every direct message you sent or received, for both people; your"
+            " messages in rooms, deleted too or kept without your name under a placeholder"
+            " (deleted-...), as this server's administrators chose; on this computer, the"
+            " saved session, the device secret and this device's encryption key for"
+            f" {user}.")
+        screen.warning(
+            "Stays: what other people wrote, even where it quotes or names you; the"
+            " server's security log, under the placeholder instead of your name. Nobody,"
+            f" you included, can register the name {user} for 30 days.")
+        typed = await screen.ask(f"To delete it, type the account's name ({user});"
+                                 " anything else keeps it:")
+        if fold(typed.strip()) != fold(user):
+            screen.info(f"{user} was not deleted")
+            return
+        password = await screen.ask(f"Password of {user}:", secret=True)
+        if not password:
+            screen.info(f"{user} was not deleted")
+            return
+        args: dict[str, Any] = {"password": password}
+        while True:
+            try:
+                reply = await proto.request("account.delete", **args)
+            except RequestFailed as e:
+                if e.code == "otp_required" and "otp" not in args:
+                    code = (await screen.ask(
+                        "This account has two-factor authentication: the 6-digit code from"
+                        " your authenticator app (empty keeps the account):")).strip()
+                    if not code:
+                        screen.info(f"{user} was not deleted")
+                        return
+                    args["otp"] = code.replace(" ", "")
+                    continue
+                screen.error(_deletion_refused(e))
+                return
+            except ConnectionLost:
+                screen.error("the connection dropped before the server answered, so the"
+                             f" account may or may not be deleted: if {user} cannot log in"
+                             " again, it was")
+                return
+            break
+        self.sessions.forget_account(user)
+        self.proto = None
+        self.user = None
+        if self.user_hint is not None and fold(self.user_hint) == fold(user):
+            self.user_hint = None
+        screen.windows.switch(screen.windows.status)
+        screen.info(deleted_text(reply, user), screen.windows.status)
+        if self._deleted_hook is not None:
+            self._deleted_hook(proto, user)
+        screen.refresh()
+
     async def cmd_passwd(self, cmd: Command) -> None:
         proto = self.need_proto()
         old = await self.screen.ask("Current password:", secret=True)
@@ -320,3 +392,36 @@ class Session:
             return
         screen.error("two-factor authentication stays off; /otp enable to try again")
 
+
+def _deletion_refused(e: RequestFailed) -> str:
+    if e.code == "auth_failed":
+        return "wrong password or code: the account was not deleted"
+    if e.code == "rate_limited":
+        wait = max(1.0, e.retry_after)
+        return f"{e.message}; try again in {wait:.0f}s. The account was not deleted"
+    return f"{e.message}: the account was not deleted"
+
+
+def deleted_text(reply: dict[str, Any], user: str) -> str:
+    """What the client says once ``account.delete`` answered *reply*."""
+    name = str(reply.get("user") or user)
+    removed = int(reply.get("removed") or 0)
+    kept = int(reply.get("anonymised") or 0)
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    def were(n: int) -> str:
+        return "was" if n == 1 else "were"
+
+    if not removed and not kept:
+        what = "It had no messages"
+    elif reply.get("messages") == "anonymise":
+        what = (f"{count(removed, 'direct message')} (sent and received) {were(removed)}"
+                f" deleted with it; {count(kept, 'room message')} you wrote"
+                f" {'stays' if kept == 1 else 'stay'}, under a placeholder name")
+    else:
+        what = (f"{count(removed, 'message')} {were(removed)} deleted with it: what you"
+                " wrote, and the direct messages you received")
+    return (f"Your account {name} was deleted. {what}. The name {name} cannot be registered"
+            " again for 30 days.")

@@ -137,6 +137,18 @@ class TerminalClientTests(TestCase):
         self.assertNotIn("4711", everything)
         self.assertNotIn("got it", everything)
 
+        # bob deletes his account: the DMs go, and his client is back at the menu.
+        t.type("bob", "/deleteaccount")
+        t.wait_for("bob", r"type the account's name \(bob\); anything else keeps it:")
+        t.type("bob", "bob")
+        t.wait_for("bob", "Password of bob:")
+        t.type("bob", PASSWORD)
+        t.wait_for("bob", r"Your account bob was deleted\. 2 messages were deleted with it")
+        t.wait_for("bob", r"Type  login  if you have an account")
+        self.assertNotIn(PASSWORD, t.screen("bob", history=True))
+        self.assertEqual(db.execute("SELECT count(*) FROM messages"
+                                    " WHERE recipient_id IS NOT NULL").fetchone(), (0,))
+
     def test_a_swapped_certificate_is_refused_loudly(self) -> None:
         port = free_port()
         server = self.server(port)
