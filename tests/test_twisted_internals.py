@@ -20,9 +20,12 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet import abstract, tcp
+from twisted.internet.address import IPv4Address
 from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred
 from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -30,7 +33,12 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python import log as legacy_log
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
 from pingchat import runtime, twisted_internals
 from pingchat.runtime import ServerPort, TurnFlusher, TurnFlushServer
@@ -52,8 +60,10 @@ from pingchat.twisted_internals import (
     fence,
     openssl,
     pending_output_bytes,
+    register_websocket_producer,
     run_probe,
     versions,
+    websocket_upgrade,
 )
 
 I = twisted_internals  # noqa: E741 - short for the many assumption names
@@ -107,6 +117,15 @@ class AssumptionTests(SynchronousTestCase):
 
     def test_openssl_cffi_functions(self) -> None:
         self.assertHolds(I.CFFI_FUNCTIONS)
+
+    def test_http_channel_upgrade(self) -> None:
+        self.assertHolds(I.HTTP_UPGRADE)
+
+    def test_http_timeout_off_during_request(self) -> None:
+        self.assertHolds(I.HTTP_TIMEOUT_OFF)
+
+    def test_http_request_producer(self) -> None:
+        self.assertHolds(I.HTTP_REQUEST_PRODUCER)
 
     def test_every_assumption_has_its_test_and_a_shortcut(self) -> None:
         tested = {name[len("test_") :] for name in dir(self) if name.startswith("test_")}
@@ -233,6 +252,48 @@ class ProbeTests(SynchronousTestCase):
     def test_openssl_cffi_functions(self) -> None:
         problem = self.assertBroken(I.CFFI_FUNCTIONS, (openssl, "lib", LibWithout("SSL_read")))
         self.assertIn("SSL_read", problem)
+
+    def test_http_channel_upgrade(self) -> None:
+        problem = self.assertBroken(
+            I.HTTP_UPGRADE, (HTTPChannel, "_protocolUpgradeForWebsockets", None)
+        )
+        self.assertIn("_protocolUpgradeForWebsockets is gone", problem)
+        # There, but no longer handing the connection over.
+        self.assertBroken(
+            I.HTTP_UPGRADE,
+            (HTTPChannel, "_protocolUpgradeForWebsockets", lambda self, protocol: None),
+        )
+
+    def test_http_timeout_off_during_request(self) -> None:
+        self.assertBroken(
+            I.HTTP_TIMEOUT_OFF, (HTTPChannel, "allContentReceived", timed_all_content_received)
+        )
+
+    def test_http_request_producer(self) -> None:
+        self.assertBroken(
+            I.HTTP_REQUEST_PRODUCER, (HTTPChannel, "pauseProducing", lambda self: None)
+        )
+
+
+def timed_all_content_received(self: Any) -> None:
+    """``HTTPChannel.allContentReceived`` as a Twisted that left the idle timeout running
+    while a request is handled would have it: its own ``setTimeout(None)`` is left out."""
+    left_out: list[float | None] = []
+
+    def set_timeout(period: float | None) -> float | None:
+        if not left_out:
+            left_out.append(period)
+            return self.timeOut  # type: ignore[no-any-return]
+        return HTTPChannel.setTimeout(self, period)  # type: ignore[no-any-return]
+
+    self.setTimeout = set_timeout
+    try:
+        original_all_content_received(self)
+    finally:
+        del self.setTimeout
+
+
+original_all_content_received = HTTPChannel.allContentReceived
 
 
 class LibWithout:
@@ -567,3 +628,123 @@ class PendingOutputTests(FenceTestCase):
             self.assertEqual(seen, [5000, 0])  # held for the turn's send, then sent
 
         return deferToThread(talk).addCallback(check)
+
+
+class TakenOver:
+    """A protocol that records what an upgraded HTTP connection gives it."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.data: list[bytes] = []
+        self.lost: list[Failure] = []
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.data.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        self.lost.append(reason)
+
+
+@implementer(IPushProducer)
+class Producer:
+    state = "producing"
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.state = "paused"
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.state = "producing"
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.state = "stopped"
+
+
+class Upgrading(Resource):
+    """Hands every GET's connection over with ``websocket_upgrade``, as the web door does."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protocol = TakenOver()
+        self.request: Request | None = None
+
+    def render_GET(self, request: Request) -> Any:  # noqa: N802
+        self.request = request
+        websocket_upgrade(request.channel, self.protocol)  # type: ignore[arg-type]
+        return NOT_DONE_YET
+
+
+class WebSocketUpgradeTests(FenceTestCase):
+    """The web door's hand-over of an HTTP connection, on Twisted's path and on the fallbacks."""
+
+    def upgraded(self) -> tuple[Upgrading, StringTransport, Clock]:
+        clock = Clock()
+        resource = Upgrading()
+        site = Site(resource, timeout=60, reactor=clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+        channel = site.buildProtocol(transport.getPeer())
+        assert channel is not None
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.channel = channel
+        return resource, transport, clock
+
+    def check_the_connection_is_handed_over(self) -> None:
+        resource, transport, _ = self.upgraded()
+        taken = resource.protocol
+        self.assertIs(taken.transport, transport)
+        self.channel.dataReceived(b"\x81\x00frames")
+        self.assertEqual(taken.data, [b"\x81\x00frames"])
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(taken.lost), 1)
+
+    def test_the_connection_is_handed_over(self) -> None:
+        self.check_the_connection_is_handed_over()
+        self.assertEqual(self.events, [])
+
+    def test_without_the_private_method_it_is_handed_over_by_hand(self) -> None:
+        self.patch(HTTPChannel, "_protocolUpgradeForWebsockets", None)
+        self.check_the_connection_is_handed_over()
+        [warning] = self.warnings(I.HTTP_UPGRADE)
+        self.assertIn("WebSocket hand-over", warning["shortcuts"])
+
+    def check_no_idle_timeout_after_the_upgrade(self) -> None:
+        _, transport, clock = self.upgraded()
+        clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+
+    def test_no_idle_timeout_after_the_upgrade(self) -> None:
+        self.check_no_idle_timeout_after_the_upgrade()
+        self.assertEqual(self.events, [])
+
+    def test_no_idle_timeout_when_a_request_no_longer_turns_it_off(self) -> None:
+        self.patch(HTTPChannel, "allContentReceived", timed_all_content_received)
+        self.check_no_idle_timeout_after_the_upgrade()
+        self.assertEqual(len(self.warnings(I.HTTP_TIMEOUT_OFF)), 1)
+
+    def check_the_producer_is_paused_and_resumed(self) -> None:
+        resource, transport, _ = self.upgraded()
+        assert resource.request is not None
+        producer = Producer()
+        consumer = register_websocket_producer(resource.request, producer, True)
+        transport.producer.pauseProducing()
+        self.assertEqual(producer.state, "paused")
+        transport.producer.resumeProducing()
+        self.assertEqual(producer.state, "producing")
+        consumer.unregisterProducer()
+        if transport.producer is not None:  # the channel, still there on Twisted's path
+            transport.producer.pauseProducing()
+        self.assertEqual(producer.state, "producing")
+
+    def test_the_channel_pauses_and_resumes_the_door_producer(self) -> None:
+        self.check_the_producer_is_paused_and_resumed()
+        self.assertEqual(self.events, [])
+
+    def test_the_transport_pauses_it_when_the_channel_no_longer_forwards(self) -> None:
+        self.patch(HTTPChannel, "pauseProducing", lambda self: None)
+        self.check_the_producer_is_paused_and_resumed()
+        self.assertEqual(len(self.warnings(I.HTTP_REQUEST_PRODUCER)), 1)

@@ -2,13 +2,13 @@
 
 pingchat's speed rests on a few shortcuts through names that Twisted,
 pyOpenSSL and cryptography do not promise to keep (docs/performance.md has
-what each one is worth). This package is where pingchat touches them
-(``output.unsent_bytes`` and ``web/_twisted_ws.py`` still do it
-themselves, see docs/architecture.md): here are the functions and classes
-``runtime.py``, ``tls.py`` and the manhole's ``stats()`` call (and that
-``output.py`` may call: :func:`pending_output_bytes`), ``probes.py``
-checks the assumptions, and ``openssl.py`` calls OpenSSL through cffi;
-``fence.py`` is the machinery.
+what each one is worth), and its web door takes over an HTTP connection
+the way Twisted's own WebSocket resource does, through a private method.
+This package is the only place pingchat touches them: here are the
+functions and classes ``runtime.py``, ``tls.py``, ``output.py``, the web
+door and the manhole's ``stats()`` call, ``probes.py`` checks the
+assumptions, and ``openssl.py`` calls OpenSSL through cffi; ``fence.py`` is
+the machinery.
 Each shortcut (a :class:`Shortcut`) rests on named assumptions (an
 :class:`Assumption`), and each assumption has a probe that checks it against
 the installed libraries: the attribute is there, the method takes those
@@ -67,18 +67,35 @@ What pingchat relies on (the names the probes check), by assumption:
     ``SSL_get_error``, ``BIO_read``, ``BIO_write``, ``BIO_get_mem_data``,
     ``BIO_new``, ``BIO_s_mem``, ``BIO_free``, ``SSL_set_bio``.
 
+``http-channel-upgrade`` (the web door's WebSocket hand-over, :func:`websocket_upgrade`)
+    ``HTTPChannel._protocolUpgradeForWebsockets(protocol)`` hands the
+    channel's connection to *protocol*: ``makeConnection`` with the
+    channel's transport, later bytes to its ``dataReceived``, the end to its
+    ``connectionLost``. Twisted's ``WebSocketResource`` uses it; it cannot
+    serve ``/irc`` (subprotocols, a message size limit, producers), so the
+    door does its own handshake (``web/upgrade.py``).
+``http-timeout-off-during-request`` (no idle timeout on a WebSocket)
+    A ``Site``'s idle timeout is off while a request is being handled
+    (``HTTPChannel.allContentReceived`` calls ``setTimeout(None)``); the
+    upgrade request is never finished, so it never cuts a WebSocket.
+``http-request-producer`` (back-pressure for a WebSocket, :func:`register_websocket_producer`)
+    The ``HTTPChannel`` is its transport's producer and pauses and resumes
+    a producer registered with ``Request.registerProducer`` as the
+    transport's buffer fills and drains, also after the upgrade. Documented
+    behaviour, in a state (a request never finished) Twisted does not test.
+
 Not fenced but gone: the SSH manhole called Conch's ``Manhole._needsNewline``
 and ``SSHUserAuthServer._ebPassword``; it now does the same with public names.
 
-To add one (the web door's ``HTTPChannel._protocolUpgradeForWebsockets``,
-now checked in ``pingchat/web/_twisted_ws.py``, is the next): write a probe
-that raises :class:`Broken` unless a tiny example behaves as the door
-expects, declare the :class:`Assumption` and the :class:`Shortcut` that
-rests on it (with what falling back costs), add it to :data:`SHORTCUTS`,
-give the door a function here that does the private access, and let the
-door ask :func:`enabled` once (when its factory is built) and take
-Twisted's public path when it says no. Add its test to
-``tests/test_twisted_internals.py``.
+To add one: write a probe that raises :class:`Broken` unless a tiny example
+behaves as the code expects, declare the :class:`Assumption` and the
+:class:`Shortcut` that rests on it (with what falling back costs), add them
+to :data:`ASSUMPTIONS` and :data:`SHORTCUTS`, give the caller a function
+here that does the private access, and let the caller ask :func:`enabled`
+(once, when its factory is built, where it is on a hot path) and take
+Twisted's public path when it says no. Add its tests to
+``tests/test_twisted_internals.py``: one in ``AssumptionTests`` and one in
+``ProbeTests``, named after the assumption.
 """
 
 from __future__ import annotations
@@ -87,6 +104,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import abstract, tcp
+from twisted.internet.interfaces import IConsumer, IProducer, IProtocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
@@ -97,8 +115,9 @@ from .openssl import fast_read, fast_write
 __all__ = [
     "ASSUMPTIONS", "FENCE", "SHORTCUTS", "Assumption", "Broken", "Fence", "HeldBytes",
     "ListeningPort", "Shortcut", "TLSFactory", "TLSTransport", "check_all", "enabled",
-    "epoll_loop", "pending_output_bytes", "replace_turn", "run_probe", "send_now", "versions",
-    "waiting_for_socket", "writes_refused",
+    "epoll_loop", "pending_output_bytes", "register_websocket_producer", "replace_turn",
+    "run_probe", "send_now", "versions", "waiting_for_socket", "websocket_upgrade",
+    "writes_refused",
 ]  # fmt: skip
 
 
@@ -114,11 +133,16 @@ TLS_WRITE_HOOK = Assumption("tls-write-hook", probes.probe_tls_write_hook)
 TLS_RECEIVE_LOOP = Assumption("tls-receive-loop", probes.probe_tls_receive_loop)
 MEMORY_BIOS = Assumption("pyopenssl-memory-bios", probes.probe_memory_bios)
 CFFI_FUNCTIONS = Assumption("openssl-cffi-functions", probes.probe_cffi_functions)
+HTTP_UPGRADE = Assumption("http-channel-upgrade", probes.probe_http_channel_upgrade)
+HTTP_TIMEOUT_OFF = Assumption(
+    "http-timeout-off-during-request", probes.probe_http_timeout_off_during_request
+)
+HTTP_REQUEST_PRODUCER = Assumption("http-request-producer", probes.probe_http_request_producer)
 
 ASSUMPTIONS = (
     EPOLL_REACTOR, REACTOR_LOOP, PORT_ACCEPT_COUNT, PORT_TRANSPORT_CLASS, FD_WRITE_BUFFER,
     SOCKET_SEND, TLS_WRITE_BATCHING, TLS_CONNECTION_STATE, TLS_WRITE_HOOK, TLS_RECEIVE_LOOP,
-    MEMORY_BIOS, CFFI_FUNCTIONS,
+    MEMORY_BIOS, CFFI_FUNCTIONS, HTTP_UPGRADE, HTTP_TIMEOUT_OFF, HTTP_REQUEST_PRODUCER,
 )  # fmt: skip
 
 REACTOR_TURNS = Shortcut(
@@ -163,9 +187,27 @@ TLS_PENDING = Shortcut(
     "pending_output_bytes is None",
 )
 
+WEBSOCKET_HANDOVER = Shortcut(
+    "HTTPChannel's own WebSocket hand-over",
+    (HTTP_UPGRADE,),
+    "the web door rebinds the channel's dataReceived and connectionLost itself, as that"
+    " method does in Twisted 25.5 to 26.10",
+)
+WEBSOCKET_NO_TIMEOUT = Shortcut(
+    "a request's pause of the idle timeout",
+    (HTTP_TIMEOUT_OFF,),
+    "the web door turns the channel's idle timeout off itself when it upgrades",
+)
+WEBSOCKET_BACKPRESSURE = Shortcut(
+    "back-pressure through the upgrade request",
+    (HTTP_REQUEST_PRODUCER,),
+    "the door's producer takes the channel's place as the transport's producer",
+)
+
 SHORTCUTS = (
     REACTOR_TURNS, ACCEPT_BOUND, TURN_SENDS, TLS_TURN_WRITES, TLS_FAST_WRITES, TLS_FAST_READS,
-    TLS_COMPACTION, TCP_PENDING, TLS_PENDING,
+    TLS_COMPACTION, TCP_PENDING, TLS_PENDING, WEBSOCKET_HANDOVER, WEBSOCKET_NO_TIMEOUT,
+    WEBSOCKET_BACKPRESSURE,
 )  # fmt: skip
 
 FENCE = Fence(SHORTCUTS)
@@ -401,3 +443,43 @@ class TLSFactory(TLSMemoryBIOFactory):
         self.fast_writes = enabled(TLS_FAST_WRITES)
         self.fast_reads = enabled(TLS_FAST_READS)
         self.compaction = enabled(TLS_COMPACTION)
+
+
+# -- the web door's WebSocket upgrade -------------------------------------------------------
+
+
+def websocket_upgrade(channel: Any, protocol: IProtocol) -> None:
+    """Hand *channel*'s connection (an ``HTTPChannel`` handling the upgrade request) to
+    *protocol*, with no idle timeout left on it.
+
+    Through Twisted's ``_protocolUpgradeForWebsockets`` while
+    ``http-channel-upgrade`` holds, else the same by hand; the timeout is
+    turned off here (``TimeoutMixin.setTimeout``) only if Twisted's request
+    handling no longer does it.
+    """
+    if not FENCE.enabled(WEBSOCKET_NO_TIMEOUT):
+        channel.setTimeout(None)
+    if FENCE.enabled(WEBSOCKET_HANDOVER):
+        channel._protocolUpgradeForWebsockets(protocol)
+        return
+    channel.dataReceived = protocol.dataReceived
+    channel.connectionLost = protocol.connectionLost
+    protocol.makeConnection(channel.transport)
+
+
+def register_websocket_producer(request: Any, producer: IProducer, streaming: bool) -> IConsumer:
+    """Have *producer* paused and resumed as the upgraded connection's buffer fills and
+    drains; the consumer to unregister it from.
+
+    Registered with the upgrade *request*, whose channel forwards the
+    transport's pauses, while ``http-request-producer`` holds; else with
+    the transport itself, in the channel's place (which, its request never
+    finished, does nothing more than forward them).
+    """
+    if FENCE.enabled(WEBSOCKET_BACKPRESSURE):
+        request.registerProducer(producer, streaming)
+        return request
+    transport = request.channel.transport
+    transport.unregisterProducer()
+    transport.registerProducer(producer, streaming)
+    return transport

@@ -32,7 +32,8 @@ class Assumption:
 
 @attrs.frozen
 class Shortcut:
-    """A faster path through internals, taken only while all its assumptions hold."""
+    """A path through internals (a faster one, or one with no public way to take it),
+    taken only while all its assumptions hold."""
 
     name: str
     assumptions: tuple[Assumption, ...]

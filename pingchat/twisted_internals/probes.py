@@ -11,14 +11,17 @@ from __future__ import annotations
 import datetime
 import inspect
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import abstract, tcp
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from . import openssl
 from .fence import Broken
@@ -399,3 +402,108 @@ def probe_memory_bios() -> None:
     )
     openssl.lib.BIO_write(connection._from_ssl, b"out", 3)
     _require(connection.bio_read(16) == b"out", "bio_read() does not read _from_ssl")
+
+
+# -- the web door's WebSocket upgrade --------------------------------------------------------
+
+
+class _TakenOver:
+    """A protocol that records what an upgraded HTTP connection gives it."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.data: list[bytes] = []
+        self.lost: list[Failure] = []
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802 - IProtocol
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - IProtocol
+        self.data.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 - IProtocol
+        self.lost.append(reason)
+
+
+@implementer(IPushProducer)
+class _Producer:
+    state = "producing"
+
+    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self.state = "paused"
+
+    def resumeProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self.state = "producing"
+
+    def stopProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self.state = "stopped"
+
+
+def _http_request(render: Callable[[Any], object]) -> tuple[Any, Any, Any]:
+    """A ``Site``'s channel over a string transport whose one GET *render* keeps open.
+
+    Returns the channel, its transport and the site's clock (an idle
+    timeout of 60 s), as the web door's upgrade finds them.
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import NOT_DONE_YET, Site
+
+    class Upgrading(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> Any:  # noqa: N802 - Resource
+            render(request)
+            return NOT_DONE_YET
+
+    clock = Clock()
+    site = Site(Upgrading(), timeout=60, reactor=clock)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+    channel: Any = site.buildProtocol(transport.getPeer())
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /ws HTTP/1.1\r\nHost: pingchat-probe\r\n\r\n")
+    return channel, transport, clock
+
+
+def probe_http_channel_upgrade() -> None:
+    from twisted.web.http import HTTPChannel
+
+    method = getattr(HTTPChannel, "_protocolUpgradeForWebsockets", None)
+    _require(callable(method), "HTTPChannel._protocolUpgradeForWebsockets is gone")
+    _require_call("HTTPChannel._protocolUpgradeForWebsockets", method, "self", "protocol")
+    taken = _TakenOver()
+    channel, transport, _ = _http_request(
+        lambda request: request.channel._protocolUpgradeForWebsockets(taken)
+    )
+    _require(
+        taken.transport is transport,
+        "_protocolUpgradeForWebsockets did not make the connection with the channel's transport",
+    )
+    channel.dataReceived(b"\x81\x00frames")
+    _require(taken.data == [b"\x81\x00frames"], "later bytes did not go to the protocol")
+    channel.connectionLost(Failure(ConnectionDone()))
+    _require(len(taken.lost) == 1, "the connection's end did not go to the protocol")
+
+
+def probe_http_timeout_off_during_request() -> None:
+    _, transport, clock = _http_request(lambda request: None)
+    clock.advance(3600)
+    _require(
+        not transport.disconnecting,
+        "the Site's idle timeout cut a connection whose request was still being handled",
+    )
+
+
+def probe_http_request_producer() -> None:
+    requests: list[Any] = []
+    _, transport, _ = _http_request(requests.append)
+    channel = requests[0].channel
+    producer = _Producer()
+    requests[0].registerProducer(producer, True)
+    _require(transport.producer is channel, "the HTTPChannel is not its transport's producer")
+    channel.pauseProducing()
+    _require(producer.state == "paused", "the channel did not pause the request's producer")
+    channel.resumeProducing()
+    _require(producer.state == "producing", "the channel did not resume the request's producer")

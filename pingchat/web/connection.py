@@ -19,9 +19,10 @@ this class adds what a server needs around it:
   for everyone) is built once.
 * **Back-pressure, both ways.** The door's ``registerProducer`` goes to the
   HTTP request, whose channel pauses and resumes it as the socket's buffer
-  fills and drains, so ``--max-backlog`` drops a browser that stops
-  reading; the door's ``pauseProducing`` (IRC holding a paste back) stops
-  reading the socket, as on TCP.
+  fills and drains (``twisted_internals.register_websocket_producer``), so
+  ``--max-backlog`` drops a browser that stops reading; the door's
+  ``pauseProducing`` (IRC holding a paste back) stops reading the socket,
+  as on TCP.
 * **Idle pings.** After ``ping_interval`` seconds without a byte from the
   client, a WebSocket ping; without an answer (or any data) within
   ``ping_timeout`` more, the connection is closed (1011).
@@ -63,6 +64,7 @@ from wsproto.utilities import LocalProtocolError
 from zope.interface import implementer
 
 from pingchat.native import wire as native_wire
+from pingchat.twisted_internals import register_websocket_producer
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
@@ -160,6 +162,7 @@ class WebSocketConnection:
         self._timer: IDelayedCall | None = None
         self._lost = False
         self._reading_paused = False
+        self._producer_consumer: IConsumer | None = None
 
     @property
     def wire_transport(self) -> Any:
@@ -318,10 +321,12 @@ class WebSocketConnection:
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:  # noqa: N802
         """The door's output producer, paused and resumed with the socket's buffer."""
-        self.request.registerProducer(producer, streaming)
+        self._producer_consumer = register_websocket_producer(self.request, producer, streaming)
 
     def unregisterProducer(self) -> None:  # noqa: N802 - IConsumer
-        self.request.unregisterProducer()
+        if self._producer_consumer is not None:
+            self._producer_consumer.unregisterProducer()
+            self._producer_consumer = None
 
     # The door's control over reading (IPushProducer, as a TCP transport offers).
     def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer

@@ -7,16 +7,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger
-
-from pingchat.web import _twisted_ws
 from pingchat.web.policy import OriginPolicy, TrustedProxies
 from pingchat.web.site import StaticFiles, TextGzip, WebRoot, WebSite
 from pingchat.web.upgrade import IRCEndpoint, NativeEndpoint
 
 STATIC = Path(__file__).parent / "static"
-
-log = Logger()
 
 
 def client_urls(opened: list[Any], server_name: str) -> list[str]:
@@ -75,10 +70,6 @@ def attach_web(server: Any, reactor: Any) -> None:
     settings = server.settings
     if not settings.web:
         return
-    try:
-        _twisted_ws.check_all()
-    except _twisted_ws.AssumptionFailed as e:
-        log.warn("the web door relies on a part of Twisted that changed: {e}", e=e)
     site = make_site(
         server.native,
         server.extras["irc"],

@@ -28,7 +28,7 @@ from wsproto.utilities import ProtocolError
 
 from pingchat.irc import wire as irc_wire
 from pingchat.native import wire as native_wire
-from pingchat.web import _twisted_ws
+from pingchat.twisted_internals import websocket_upgrade
 from pingchat.web.connection import (
     BINARY_FRAMES,
     PING_INTERVAL,
@@ -131,7 +131,7 @@ class WebSocketEndpoint(Resource):
         protocol.door = socket.door
         channel: Any = request.channel
         channel.transport.write(accept)
-        _twisted_ws.upgrade(channel, socket)
+        websocket_upgrade(channel, socket)
         return NOT_DONE_YET
 
     def _refuse_origin(self, request: Request, origin: str, view: ClientView) -> bytes:
