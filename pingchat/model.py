@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import hashlib
 import re
 import time
 import unicodedata
@@ -113,6 +114,18 @@ MAX_DEVICE_LABEL = 64
 MAX_ENVELOPES = 64
 # Bidirectional overrides and isolates: a label could otherwise show reversed.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def key_fingerprint(public_key_b64: str) -> str:
+    """A short, readable digest of a public key, as every client and the server show it:
+    the first 32 hex digits of its SHA-256, in groups of four.
+
+    The web client computes the same in JavaScript (``fingerprint`` in
+    ``web/static/js/e2e.js``; ``tests/web/test_client_fingerprint.py``
+    checks that they agree).
+    """
+    digest = hashlib.sha256(base64.b64decode(public_key_b64)).hexdigest()[:32]
+    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 def _check_base64(value: object, field: str, limit: int) -> bytes:

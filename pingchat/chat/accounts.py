@@ -44,6 +44,7 @@ from pingchat.model import (
     Account,
     check_account_name,
     iso_ms,
+    key_fingerprint,
 )
 from pingchat.store.invite_codes import INVALID_MESSAGE
 from pingchat.store.keys import DeviceKey, KeyChange
@@ -111,11 +112,6 @@ def check_public_key(key: object) -> str:
     if len(raw) != 32:
         raise BadRequest("public_key must be 32 bytes (an X25519 key)")
     return base64.b64encode(raw).decode("ascii")
-
-
-def key_fingerprint(key: str) -> str:
-    digest = hashlib.sha256(base64.b64decode(key)).hexdigest()[:32]
-    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 class AccountManager:

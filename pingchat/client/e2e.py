@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -30,20 +28,11 @@ from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
 
 from pingchat.client.configdir import ConfigDir, write_private
-from pingchat.model import fold
-
-LEGACY_DEVICE = "default"  # an account's one key from before device ids
-DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+from pingchat.model import DEVICE_ID_RE, LEGACY_DEVICE, fold, key_fingerprint
 
 
 class DecryptionFailed(Exception):
     """The ciphertext was not made for this key pair, or was changed on the way."""
-
-
-def key_fingerprint(public_key_b64: str) -> str:
-    """A short, readable digest of a public key (the same as the server shows)."""
-    digest = hashlib.sha256(base64.b64decode(public_key_b64)).hexdigest()[:32]
-    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 def _public_key(b64: str) -> PublicKey:
@@ -132,7 +121,7 @@ def load_or_create_device_id(path: Path) -> str:
         return device
     except UnicodeDecodeError:
         device = ""
-    if not DEVICE_ID.fullmatch(device):
+    if not DEVICE_ID_RE.fullmatch(device):
         raise ValueError(f"{path} is damaged: not a device id")
     return device
 

@@ -20,15 +20,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
-from pingchat.client.e2e import (
-    LEGACY_DEVICE,
-    DecryptionFailed,
-    Identity,
-    KeyStatus,
-    PeerKeys,
-    key_fingerprint,
-)
-from pingchat.model import fold
+from pingchat.client.e2e import DecryptionFailed, Identity, KeyStatus, PeerKeys
+from pingchat.model import LEGACY_DEVICE, fold, key_fingerprint
 
 Request = Callable[..., Deferred[dict[str, Any]]]
 Notify = Callable[[str, str, str], None]

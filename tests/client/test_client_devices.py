@@ -14,14 +14,13 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pingchat.chat.accounts import key_fingerprint
 from pingchat.client.app import ChatClient
 from pingchat.client.configdir import ConfigDir, ServerAddress
 from pingchat.client.e2e import Identity
 from pingchat.client.keyring import OTHER_DEVICES
 from pingchat.client.testing import FakeFrontend, FakeServer, refuse
 from pingchat.client.trust import Insecure
-from pingchat.model import check_envelopes, fold
+from pingchat.model import check_envelopes, fold, key_fingerprint
 
 
 class _Connector:
