@@ -12,16 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
 from pingchat.errors import ChatError, Forbidden, NoSuchMessage, NoSuchUser
 from pingchat.interfaces import IOperatorAvatar
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
-from pingchat.irc.registration import TOKEN_RE
+from pingchat.irc.registration import login_with_secret
 from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, Account, Message, clean_text, fold, iso_ms
 
@@ -68,25 +67,9 @@ class OperatorsMixin(IRCBase):
         """The portal's ``IOperatorAvatar`` for *name*: a token of its is tried first,
         then the secret as its password (as logins do, so that a token never
         counts as a wrong password)."""
-        portal = self.factory.portal
-        creds = PasswordCredentials(name, secret, None, self.address)
-        if not TOKEN_RE.fullmatch(secret):
-            d: Deferred[Any] = portal.login(creds, None, IOperatorAvatar)
-            return d
-
-        def same_account(result: tuple[Any, Account, Callable[[], None]]) -> Any:
-            if fold(result[1].name) != fold(name):
-                raise UnauthorizedLogin("a token of another account")
-            return result
-
-        def try_password(f: Failure) -> Deferred[Any]:
-            f.trap(UnauthorizedLogin)
-            if getattr(f.value, "code", None) == "account_disabled":
-                return fail(f)
-            return portal.login(creds, None, IOperatorAvatar)
-
-        d = portal.login(TokenCredentials(secret, self.address), None, IOperatorAvatar)
-        return d.addCallback(same_account).addErrback(try_password)
+        return login_with_secret(
+            self.factory.portal, name, secret, None, self.address, None, IOperatorAvatar
+        )
 
     def _oper_up(self, send: Callable[[str], None]) -> None:
         """``381`` and ``MODE nick +o``: this connection is an operator now."""

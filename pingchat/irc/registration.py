@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import Interface
 
 from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
 from pingchat.chat.service import Session
@@ -34,6 +36,44 @@ log = Logger()
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40,64}")
 SASL_CHUNK = 400
 SASL_MAX = 4096
+
+
+def login_with_secret(
+    portal: Portal,
+    account: str,
+    secret: str,
+    otp: str | None,
+    address: str | None,
+    mind: object,
+    interface: type[Interface],
+) -> Deferred[Any]:
+    """``portal.login`` with *secret* as a session token of *account*'s, else its password.
+
+    IRC clients give a token where the password goes. Something shaped like
+    a token is tried as one first, so that a token login never counts as a
+    wrong password (nor waits behind a password guesser's back-off); the
+    password is tried if it is not a token of this account (a login by
+    another account's token is logged out at once).
+    """
+    creds = PasswordCredentials(account, secret, otp, address)
+    if not TOKEN_RE.fullmatch(secret):
+        d: Deferred[Any] = portal.login(creds, mind, interface)
+        return d
+
+    def same_account(result: tuple[Any, Any, Callable[[], None]]) -> Any:
+        if fold(result[1].name) != fold(account):
+            result[2]()
+            raise UnauthorizedLogin("a token of another account")
+        return result
+
+    def try_password(f: Failure) -> Deferred[Any]:
+        f.trap(UnauthorizedLogin)
+        if getattr(f.value, "code", None) == "account_disabled":
+            return fail(f)
+        return portal.login(creds, mind, interface)
+
+    d = portal.login(TokenCredentials(secret, address), mind, interface)
+    return d.addCallback(same_account).addErrback(try_password)
 
 
 class RegistrationMixin(IRCBase):
@@ -245,33 +285,11 @@ class RegistrationMixin(IRCBase):
     def authenticate(
         self, account: str, secret: str, otp: str | None = None, announce: bool = True
     ) -> Deferred[Session]:
-        """Log in through the portal; a session token is accepted as the password.
-
-        Something shaped like a token is tried as one first, so that a token
-        login never counts as a wrong password (nor waits behind a password
-        guesser's back-off); the password is tried if it is not a token of
-        this account.
-        """
-        portal = self.factory.portal
-        creds = PasswordCredentials(account, secret, otp, self.address)
-        if not TOKEN_RE.fullmatch(secret):
-            d: Deferred[Any] = portal.login(creds, self, IChatAvatar)
-            return d.addCallback(self._logged_in, announce)
-
-        def check(result: tuple[Any, Session, Callable[[], None]]) -> Any:
-            if fold(result[1].name) != fold(account):
-                result[2]()
-                raise UnauthorizedLogin("a token of another account")
-            return result
-
-        def try_password(f: Failure) -> Deferred[Any]:
-            f.trap(UnauthorizedLogin)
-            if getattr(f.value, "code", None) == "account_disabled":
-                return fail(f)
-            return portal.login(creds, self, IChatAvatar)
-
-        d = portal.login(TokenCredentials(secret, self.address), self, IChatAvatar)
-        d.addCallback(check).addErrback(try_password)
+        """Log in through the portal; a session token is accepted as the password
+        (:func:`login_with_secret`)."""
+        d = login_with_secret(
+            self.factory.portal, account, secret, otp, self.address, self, IChatAvatar
+        )
         return d.addCallback(self._logged_in, announce)
 
     def _logged_in(
