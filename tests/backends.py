@@ -83,8 +83,9 @@ def fresh_postgresql(case: SynchronousTestCase) -> str:
     return with_search_path(server, schema)
 
 
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-store-"))
+def temp_dir(case: SynchronousTestCase, prefix: str = "pingchat-test-") -> Path:
+    """A new directory, removed when *case* ends."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     case.addCleanup(shutil.rmtree, path, True)
     return path
 

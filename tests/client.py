@@ -13,7 +13,51 @@ import ssl
 from typing import Any
 
 
-class LineClient:
+class NativeRequests:
+    """Requests, replies and events of the native protocol, over any transport.
+
+    A subclass says how a message is read (``read``) and how a request goes
+    out (``send_request``, a JSON object without its line ending).
+    """
+
+    events: list[dict[str, Any]]
+    next_id: int
+
+    def read(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def send_request(self, text: str) -> None:
+        raise NotImplementedError
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send a request and return its reply; events seen meanwhile are kept."""
+        self.next_id += 1
+        rid = self.next_id
+        self.send_request(json.dumps({"id": rid, "op": op, **args}))
+        return self.reply(rid)
+
+    def reply(self, rid: Any) -> dict[str, Any]:
+        while True:
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
+            elif msg.get("id") == rid:
+                return msg
+
+    def event(self, name: str, **match: Any) -> dict[str, Any]:
+        """The first event (already seen or next to come) with this name and fields."""
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
+                    return self.events.pop(i)
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
+
+
+class LineClient(NativeRequests):
+    """The native protocol over TLS, one JSON object per line."""
+
     def __init__(
         self, host: str, port: int, timeout: float = 10.0, source: str | None = None
     ) -> None:
@@ -45,27 +89,5 @@ class LineClient:
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)  # type: ignore[no-any-return]
 
-    def request(self, op: str, **args: Any) -> dict[str, Any]:
-        """Send a request and return its reply; events seen meanwhile are kept."""
-        self.next_id += 1
-        rid = self.next_id
-        self.send_raw(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
-        return self.reply(rid)
-
-    def reply(self, rid: Any) -> dict[str, Any]:
-        while True:
-            msg = self.read()
-            if "event" in msg:
-                self.events.append(msg)
-            elif msg.get("id") == rid:
-                return msg
-
-    def event(self, name: str, **match: Any) -> dict[str, Any]:
-        """The first event (already seen or next to come) with this name and fields."""
-        while True:
-            for i, e in enumerate(self.events):
-                if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
-                    return self.events.pop(i)
-            msg = self.read()
-            if "event" in msg:
-                self.events.append(msg)
+    def send_request(self, text: str) -> None:
+        self.send_raw(text.encode() + b"\n")

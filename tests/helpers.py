@@ -7,12 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from pingchat.testing import NativeTestClient, make_server
-from tests.backends import StoreBackend
+from tests.backends import StoreBackend, temp_dir
 
 PASSWORD = "correct horse battery"
+
+__all__ = ["PASSWORD", "Logged", "ServerTestCase", "temp_dir"]
 
 
 class ServerTestCase(StoreBackend, TestCase):
@@ -58,3 +61,17 @@ class ServerTestCase(StoreBackend, TestCase):
         self.assertFalse(reply.get("ok"), reply)
         self.assertEqual(reply["error"]["code"], code, reply)
         self.assertTrue(reply["error"]["message"])
+
+
+class Logged:
+    """Collects log events whose format mentions *text*."""
+
+    def __init__(self, test: Any, text: str) -> None:
+        self.text = text
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self)
+        test.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.text in str(event.get("log_format", "")):
+            self.events.append(event)

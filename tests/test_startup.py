@@ -5,10 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import socket
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +31,7 @@ from pingchat.startup import (
     exposure_line,
 )
 from pingchat.tap import build
-
-
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-startup-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
+from tests.helpers import temp_dir
 
 
 def busy_port(case: SynchronousTestCase) -> int:

@@ -20,6 +20,27 @@ def refuse(code: str, message: str, **extra: Any) -> RequestFailed:
     return RequestFailed("?", {"ok": False, "error": {"code": code, "message": message, **extra}})
 
 
+def login_reply(user: str, rooms: list[str] | None = None) -> dict[str, Any]:
+    """A successful ``login`` (or ``resume``) reply, for a handler to return."""
+    return {"user": user, "token": f"token-of-{user}", "expires_at": "x", "rooms": rooms or []}
+
+
+class FakeConnector:
+    """Stands in for :class:`~pingchat.client.app.Connector`: always connected, does nothing."""
+
+    state = "connected"
+    hold = False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def reconnect_now(self) -> None:
+        pass
+
+
 class FakeServer:
     """Stands in for a :class:`~pingchat.client.connection.ClientProtocol`:
     each op answers through a handler; every request is recorded."""

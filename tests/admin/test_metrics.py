@@ -34,7 +34,8 @@ from pingchat.testing import NativeTestClient, make_server
 from pingchat.web.door import make_site
 from tests.helpers import PASSWORD, ServerTestCase
 from tests.irc.helpers import IRCTestClient, plain
-from tests.web.helpers import HTTPConnection, NativePeer, WSPeer, parse_response
+from tests.web.helpers import HTTPConnection, NativePeer, WSPeer
+from tests.web.wsclient import parse_response
 
 
 def scrape(

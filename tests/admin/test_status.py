@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
-from pathlib import Path
 
 from prometheus_client.exposition import generate_latest
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,12 +17,7 @@ from pingchat.admin.status import (
     scrape,
 )
 from tests.admin.test_metrics import MetricsTestCase
-
-
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-status-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
+from tests.helpers import temp_dir
 
 
 class WhereTests(SynchronousTestCase):

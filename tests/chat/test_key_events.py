@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from zope.interface.verify import verifyClass
 
-from pingchat.chat.service import Session
 from pingchat.interfaces import IChatMind
 from pingchat.irc.protocol import IRCProtocol
 from pingchat.native.protocol import NativeProtocol
 from pingchat.testing import RecordingMind
 from tests.backends import on_postgresql
-from tests.helpers import ServerTestCase
+from tests.chat.helpers import SessionTestCase
 
 
-class KeyEventTests(ServerTestCase):
-    def session(self, name: str) -> tuple[Session, RecordingMind]:
-        account = self.successResultOf(self.server.store.get_account(name))
-        if account is None:
-            self.successResultOf(self.server.accounts.register(name, "password one"))
-            account = self.successResultOf(self.server.store.get_account(name))
-        mind = RecordingMind()
-        return self.server.chat.attach(account, mind, "127.0.0.1"), mind
-
+class KeyEventTests(SessionTestCase):
     def test_every_door_implements_key_changed(self) -> None:
         for mind in (NativeProtocol, IRCProtocol, RecordingMind):
             self.assertTrue(verifyClass(IChatMind, mind))

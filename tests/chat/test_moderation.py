@@ -8,26 +8,11 @@ from typing import Any
 from pingchat.chat.service import Session
 from pingchat.errors import Forbidden, NoSuchMessage, NoSuchUser, NotInRoom
 from pingchat.model import Message
-from pingchat.testing import RecordingMind
 from tests.backends import on_postgresql
-from tests.helpers import ServerTestCase
+from tests.chat.helpers import SessionTestCase
 
 
-class ModerationTestCase(ServerTestCase):
-    def session(self, name: str, admin: bool = False) -> tuple[Session, RecordingMind]:
-        account = self.successResultOf(self.server.store.get_account(name))
-        if account is None:
-            self.successResultOf(self.server.accounts.register(name, "password one"))
-        if admin:
-            self.successResultOf(self.server.store.set_role(name, "admin"))
-        account = self.successResultOf(self.server.store.get_account(name))
-        mind = RecordingMind()
-        return self.server.chat.attach(account, mind, "127.0.0.1"), mind
-
-    def guest(self, name: str) -> tuple[Session, RecordingMind]:
-        mind = RecordingMind()
-        return self.server.chat.attach(None, mind, "127.0.0.1", name), mind
-
+class ModerationTestCase(SessionTestCase):
     def audit(self, event: str) -> list[dict[str, Any]]:
         rows = self.successResultOf(self.server.store.recent_audit(100))
         return [

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
-from pingchat.chat.service import Session
 from pingchat.errors import BadRequest, Forbidden, NotInRoom
 from pingchat.testing import RecordingMind
 from tests.backends import on_postgresql
-from tests.helpers import ServerTestCase
+from tests.chat.helpers import SessionTestCase
 
 
-class ServiceTests(ServerTestCase):
-    def session(self, name: str) -> tuple[Session, RecordingMind]:
-        account = self.successResultOf(self.server.store.get_account(name))
-        if account is None:
-            self.successResultOf(self.server.accounts.register(name, "password one"))
-            account = self.successResultOf(self.server.store.get_account(name))
-        mind = RecordingMind()
-        return self.server.chat.attach(account, mind, "127.0.0.1"), mind
-
+class ServiceTests(SessionTestCase):
     def test_three_first_joins_while_the_store_is_slow_all_succeed(self) -> None:
         chat = self.server.chat
         sessions = [self.session(n)[0] for n in ("alice", "bob", "carol")]

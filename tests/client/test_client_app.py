@@ -15,27 +15,9 @@ from pingchat.client.app import ChatClient, command_handlers
 from pingchat.client.commands import SPECS, Command
 from pingchat.client.configdir import ConfigDir, ServerAddress, SessionStore
 from pingchat.client.e2e import Identity
-from pingchat.client.testing import FakeFrontend, FakeServer, refuse
+from pingchat.client.testing import FakeConnector, FakeFrontend, FakeServer, login_reply, refuse
 from pingchat.client.trust import Insecure
 from pingchat.client.view import qr_lines
-
-
-class _Connector:
-    state = "connected"
-    hold = False
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        pass
-
-
-def logged_in(user: str, rooms: list[str] | None = None) -> dict[str, Any]:
-    return {"user": user, "token": f"token-of-{user}", "expires_at": "x", "rooms": rooms or []}
 
 
 class ClientTestCase(TestCase):
@@ -56,14 +38,14 @@ class ClientTestCase(TestCase):
 
     def client(self, *answers: str, user: str | None = None) -> tuple[ChatClient, FakeFrontend]:
         client = ChatClient(Clock(), self.server, self.config, Insecure(), user_hint=user,
-                            connector=_Connector())  # type: ignore[arg-type]
+                            connector=FakeConnector())  # type: ignore[arg-type]
         frontend = FakeFrontend(*answers)
         client.start(frontend)
         client.state_changed("logging in", "")
         return client, frontend
 
     def login(self, *answers: str) -> tuple[ChatClient, FakeFrontend]:
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("login", "alice", "pw", *answers)
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         return client, frontend
@@ -75,7 +57,7 @@ class AccountFlowTests(ClientTestCase):
             if "otp" not in args:
                 raise refuse("otp_required", "a code is needed")
             self.assertEqual(args["otp"], "123456")
-            return logged_in("alice")
+            return login_reply("alice")
 
         self.fake.on("login", login)
         client, frontend = self.client("login", "alice", "secret pw", "123 456")
@@ -86,7 +68,7 @@ class AccountFlowTests(ClientTestCase):
                          ("alice", "token-of-alice"))
 
     def test_the_device_secret_is_kept_and_sent_with_every_later_password_login(self) -> None:
-        self.fake.on("login", lambda a: {**logged_in(a["user"]), "device": "device-of-alice"})
+        self.fake.on("login", lambda a: {**login_reply(a["user"]), "device": "device-of-alice"})
         client, _ = self.client("login", "alice", "pw")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertNotIn("device", self.fake.sent("login")[0])
@@ -103,7 +85,7 @@ class AccountFlowTests(ClientTestCase):
         def login(args: dict[str, Any]) -> dict[str, Any]:
             if args["password"] != "right":
                 raise refuse("auth_failed", "wrong user name or password")
-            return logged_in("alice")
+            return login_reply("alice")
 
         self.fake.on("login", login)
         client, frontend = self.client("login", "alice", next(passwords), "login", "alice",
@@ -115,7 +97,7 @@ class AccountFlowTests(ClientTestCase):
     def test_register_shows_the_codes_once_then_hides_them_and_logs_in(self) -> None:
         codes = [f"code-{i}" for i in range(10)]
         self.fake.on("register", lambda a: {"user": a["user"], "recovery_codes": codes})
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("register", "alice", "long password", "long password",
                                        "not yet", "stored")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
@@ -130,7 +112,7 @@ class AccountFlowTests(ClientTestCase):
 
     def test_mismatched_passwords_at_registration_are_asked_again(self) -> None:
         self.fake.on("register", lambda a: {"user": a["user"], "recovery_codes": []})
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("register", "alice", "one password", "another one",
                                        "same password", "same password", "stored")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
@@ -144,7 +126,7 @@ class AccountFlowTests(ClientTestCase):
             return {"user": args["user"], "recovery_codes": []}
 
         self.fake.on("register", register)
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client(
             "register", "bad-code", "alice", "long password", "long password",
             "register", "good-code", "alice", "long password", "long password", "stored",
@@ -158,7 +140,7 @@ class AccountFlowTests(ClientTestCase):
         self.assertEqual(client.session.user, "alice")
 
     def test_where_registration_is_closed_the_client_says_so_without_asking(self) -> None:
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("register", "login", "alice", "pw")
         client.events.ev_hello(
             {"event": "hello", "server": "chat.example", "registration": "closed"})
@@ -169,7 +151,7 @@ class AccountFlowTests(ClientTestCase):
 
     def test_a_saved_token_resumes_without_questions(self) -> None:
         SessionStore(self.config, self.server).save("alice", "saved")
-        self.fake.on("resume", lambda a: logged_in("alice", ["#lobby"]))
+        self.fake.on("resume", lambda a: login_reply("alice", ["#lobby"]))
         client, frontend = self.client()
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertEqual(self.fake.sent("resume")[0]["token"], "saved")
@@ -183,7 +165,7 @@ class AccountFlowTests(ClientTestCase):
             raise refuse("auth_failed", "invalid or expired token")
 
         self.fake.on("resume", resume)
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("login", "alice", "pw")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
         self.assertIn("please log in again", frontend.text())
@@ -205,7 +187,7 @@ class AccountFlowTests(ClientTestCase):
 
     def test_recover_resets_the_password_with_a_code_then_logs_in(self) -> None:
         self.fake.on("recover", lambda a: {"user": "alice", "recovery_codes_left": 9})
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client("recover", "alice", "abcd-efgh-jkmn-pqrs",
                                        "new password", "new password")
         self.successResultOf(client.session_started(self.fake))  # type: ignore[arg-type]
@@ -225,7 +207,7 @@ class AccountFlowTests(ClientTestCase):
         self.assertIn("password changed", frontend.text())
 
     def test_secret_questions_are_asked_as_secrets(self) -> None:
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client()
         d = client.session_started(self.fake)  # type: ignore[arg-type]
         frontend.answer("login")
@@ -315,7 +297,7 @@ class MessageTests(ClientTestCase):
         self.assertIn("! you are banned from #a", frontend.text())
 
     def test_commands_typed_before_login_run_after_it(self) -> None:
-        self.fake.on("login", lambda a: logged_in(a["user"]))
+        self.fake.on("login", lambda a: login_reply(a["user"]))
         client, frontend = self.client()
         client.input("/who")
         self.assertEqual(self.fake.sent("who"), [])

@@ -14,24 +14,12 @@ from twisted.trial.unittest import TestCase
 from pingchat.client.app import ChatClient
 from pingchat.client.commands import CommandError, parse
 from pingchat.client.configdir import ConfigDir, ServerAddress
-from pingchat.client.testing import FakeFrontend, FakeServer
+from pingchat.client.testing import FakeConnector, FakeFrontend, FakeServer
 from pingchat.client.trust import Insecure
 from pingchat.client.view import DELETED
 
 TS = "2026-01-01T10:00:00.000Z"
 
-
-class _Connector:
-    state = "connected"
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        pass
 
 
 class ClientTestCase(TestCase):
@@ -50,7 +38,7 @@ class ClientTestCase(TestCase):
 
     def login(self) -> tuple[ChatClient, FakeFrontend]:
         client = ChatClient(Clock(), ServerAddress("chat.example"), ConfigDir(self.dir),
-                            Insecure(), connector=_Connector())  # type: ignore[arg-type]
+                            Insecure(), connector=FakeConnector())  # type: ignore[arg-type]
         frontend = FakeFrontend("login", "alice", "pw")
         client.start(frontend)
         client.state_changed("logging in", "")

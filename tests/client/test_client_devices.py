@@ -18,26 +18,9 @@ from pingchat.client.app import ChatClient
 from pingchat.client.configdir import ConfigDir, ServerAddress
 from pingchat.client.e2e import Identity
 from pingchat.client.keyring import OTHER_DEVICES
-from pingchat.client.testing import FakeFrontend, FakeServer, refuse
+from pingchat.client.testing import FakeConnector, FakeFrontend, FakeServer, login_reply, refuse
 from pingchat.client.trust import Insecure
 from pingchat.model import check_envelopes, fold, key_fingerprint
-
-
-class _Connector:
-    state = "connected"
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        pass
-
-
-def logged_in(user: str) -> dict[str, Any]:
-    return {"user": user, "token": f"token-of-{user}", "expires_at": "x", "rooms": []}
 
 
 class Directory:
@@ -91,14 +74,14 @@ class Device:
         self.user = user
         self.server = FakeServer()
         directory = case.directory
-        self.server.on("login", lambda a: logged_in(a["user"]))
-        self.server.on("resume", lambda a: logged_in(user))
+        self.server.on("login", lambda a: login_reply(a["user"]))
+        self.server.on("resume", lambda a: login_reply(user))
         self.server.on("key.get", directory.get)
         self.server.on("key.publish", lambda a: directory.publish(user, a))
         self.server.on("dm", lambda a: directory.dm(user, a))
         self.server.on("history", lambda a: {"messages": []})
         self.client = ChatClient(Clock(), ServerAddress("chat.example"), ConfigDir(self.dir),
-                                 Insecure(), connector=_Connector())  # type: ignore[arg-type]
+                                 Insecure(), connector=FakeConnector())  # type: ignore[arg-type]
         self.frontend = FakeFrontend("login", user, "pw")
         self.client.start(self.frontend)
         self.client.state_changed("logging in", "")
@@ -277,7 +260,7 @@ class LegacyTests(DeviceTestCase):
         again.dir, again.user = old.dir, old.user
         again.server = old.server
         again.client = ChatClient(Clock(), ServerAddress("chat.example"), ConfigDir(old.dir),
-                                  Insecure(), connector=_Connector())  # type: ignore[arg-type]
+                                  Insecure(), connector=FakeConnector())  # type: ignore[arg-type]
         again.frontend = FakeFrontend("login", old.user, "pw")
         again.client.start(again.frontend)
         again.client.state_changed("logging in", "")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import stat
-import tempfile
-from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
@@ -22,12 +19,7 @@ from pingchat.client.e2e import (
     load_or_create_device_id,
 )
 from pingchat.model import check_ciphertext, check_device_id, key_fingerprint
-
-
-def tempdir(case: TestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-client-test-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
+from tests.helpers import temp_dir
 
 
 class BoxTests(TestCase):
@@ -86,7 +78,7 @@ class BoxTests(TestCase):
 
 class KeyFileTests(TestCase):
     def test_private_key_is_created_once_mode_0600_and_reloaded(self) -> None:
-        path = tempdir(self) / "servers" / "x_7464" / "keys" / "alice.key"
+        path = temp_dir(self) / "servers" / "x_7464" / "keys" / "alice.key"
         first = Identity.load_or_create(path)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         again = Identity.load_or_create(path)
@@ -94,7 +86,7 @@ class KeyFileTests(TestCase):
         self.assertNotIn(first.public_key.encode(), path.read_bytes())
 
     def test_a_damaged_key_file_is_an_error_not_a_new_key(self) -> None:
-        path = tempdir(self) / "alice.key"
+        path = temp_dir(self) / "alice.key"
         path.write_text("garbage!")
         self.assertRaises(ValueError, Identity.load_or_create, path)
         self.assertEqual(path.read_text(), "garbage!")
@@ -102,7 +94,7 @@ class KeyFileTests(TestCase):
 
 class DeviceIdTests(TestCase):
     def test_the_device_id_is_made_once_mode_0600_and_is_what_the_server_accepts(self) -> None:
-        path = tempdir(self) / "keys" / "alice.device"
+        path = temp_dir(self) / "keys" / "alice.device"
         first = load_or_create_device_id(path)
         self.assertEqual(check_device_id(first), first)
         self.assertEqual(len(first), 22)
@@ -111,14 +103,14 @@ class DeviceIdTests(TestCase):
         self.assertNotEqual(load_or_create_device_id(path.with_name("bob.device")), first)
 
     def test_a_damaged_device_file_is_an_error(self) -> None:
-        path = tempdir(self) / "alice.device"
+        path = temp_dir(self) / "alice.device"
         path.write_text("no spaces allowed\n")
         self.assertRaises(ValueError, load_or_create_device_id, path)
 
 
 class PeerKeyTests(TestCase):
     def setUp(self) -> None:
-        folder = tempdir(self)
+        folder = temp_dir(self)
         self.peers = PeerKeys(ConfigDir(folder), folder / "peer-keys-alice.json")
         self.k1, self.k2 = Identity.generate().public_key, Identity.generate().public_key
         self.k3 = Identity.generate().public_key

@@ -16,10 +16,10 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
 
 from pingchat.irc.protocol import IRCProtocol
 from pingchat.tls import ensure_certificate, server_endpoint, server_options
+from tests.helpers import Logged
 from tests.live import PASSWORD, LiveServer, watch_output
 
 TEXT = "x" * 4000  # split into 8 IRC lines: ~4.3 KB per message for Carol
@@ -71,14 +71,7 @@ class IRCBacklogTests(LiveServer):
     def _scenario(self, irc_port: Any) -> Any:
         self.addCleanup(irc_port.stopListening)
         self.addCleanup(self._drain_irc)
-        warnings: list[dict[str, Any]] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if "not reading" in str(event.get("log_format", "")):
-                warnings.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        warnings = Logged(self, "not reading").events
         peak: list[list[int]] = []  # the largest measure, once Carol is connected
 
         def watch_carol() -> IRCProtocol | None:

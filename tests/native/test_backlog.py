@@ -11,10 +11,10 @@ import ssl
 from typing import Any
 
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
 
 from pingchat.native.protocol import NativeProtocol
 from tests.client import LineClient
+from tests.helpers import Logged
 from tests.live import LiveServer, watch_output
 
 TEXT = "x" * 4000  # near the 4 KiB limit, so the backlog fills in a few hundred messages
@@ -40,14 +40,7 @@ class NonReadingClient(LineClient):
 
 class BacklogTests(LiveServer):
     def test_client_that_never_reads_is_dropped_while_others_keep_receiving(self) -> Any:
-        warnings: list[dict[str, Any]] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if "not reading" in str(event.get("log_format", "")):
-                warnings.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        warnings = Logged(self, "not reading").events
 
         def carols_protocol() -> NativeProtocol | None:
             for s in self.server.chat.all_sessions():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pingchat.store import Database, SQLiteStore
 from pingchat.store.deletion import _tombstone
 from pingchat.store.store import Store
-from tests.backends import StoreBackend, on_postgresql
+from tests.backends import StoreBackend, on_postgresql, temp_dir
 
 SECRET = "zebra-unicorn-7411 the launch code"
 # Long enough that the tombstone, written where the old row was, cannot cover it.
 LONG = SECRET + ", and more words " * 20
 ENVELOPE_SECRET = "Q2lwaGVydGV4dFNlY3JldDc0MTE="  # base64, as envelopes carry it
 
-
-def temp_dir(case: SynchronousTestCase) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pingchat-deletion-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
 
 
 def files_contain(path: Path, needle: str) -> list[str]:

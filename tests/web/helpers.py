@@ -37,27 +37,7 @@ from pingchat.web.door import make_site
 from pingchat.web.policy import OriginPolicy, TrustedProxies
 from pingchat.web.site import WebSite
 from tests.helpers import ServerTestCase
-
-
-def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        key = name.strip().lower()
-        headers[key] = (headers[key] + ", " if key in headers else "") + value.strip()
-    if headers.get("transfer-encoding") == "chunked":
-        out = b""
-        while body:
-            size_line, _, body = body.partition(b"\r\n")
-            size = int(size_line, 16)
-            if not size:
-                break
-            out, body = out + body[:size], body[size + 2 :]
-        body = out
-    return status, headers, body
+from tests.web.wsclient import parse_response
 
 
 class HTTPConnection:

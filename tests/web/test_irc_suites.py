@@ -28,11 +28,12 @@ from tests.irc import (
     test_registration,
     test_robustness,
 )
+from tests.irc.helpers import IRCTestClient
 from tests.web.helpers import HTTPConnection, WSPeer
 
 
-class WebIRCTestClient:
-    """The interface of ``tests.irc.helpers.IRCTestClient``, over ``/irc``."""
+class WebIRCTestClient(IRCTestClient):
+    """``tests.irc.helpers.IRCTestClient`` over ``/irc``: its lines are WebSocket messages."""
 
     def __init__(self, test: Any, address: str = "127.0.0.1", port: int = 40000) -> None:
         factory = test.factory
@@ -70,18 +71,6 @@ class WebIRCTestClient:
             assert "\r" not in message and "\n" not in message, message
             lines.append(message.encode("utf-8") + b"\r\n")
         return b"".join(lines)
-
-    def read(self) -> list[wire.Message]:
-        out = [wire.parse(wire.decode(line)) for line in self.raw().split(b"\r\n") if line]
-        self.received += out
-        return out
-
-    def commands(self) -> list[str]:
-        return [m.command for m in self.read()]
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.transport.disconnecting) or self.protocol.closed
 
     def disconnect(self) -> None:
         self.http.lose()

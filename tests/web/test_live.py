@@ -16,13 +16,13 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
 from twisted.web.websocket import WebSocketClientEndpoint
 
 from pingchat.tls import ensure_certificate, server_endpoint, server_options
 from pingchat.twisted_internals import pending_output_bytes as unsent_bytes
 from pingchat.web.door import make_site
 from pingchat.web.policy import OriginPolicy
+from tests.helpers import Logged
 from tests.live import PASSWORD, LiveServer
 from tests.web.wsclient import (
     IRCWS,
@@ -330,14 +330,7 @@ class BacklogLive(WebLive):
     max_backlog = 64 * 1024
 
     def test_a_browser_that_never_reads_is_dropped_at_the_backlog(self) -> Any:
-        warnings: list[dict[str, Any]] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if "not reading" in str(event.get("log_format", "")):
-                warnings.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        warnings = Logged(self, "not reading").events
         text = "x" * 4000
 
         def carols() -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import Logger, globalLogPublisher
+from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from wsproto import ConnectionType
 from wsproto.connection import Connection
@@ -24,7 +24,7 @@ from pingchat.web.connection import (
     FrameEncoder,
     WebSocketConnection,
 )
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, Logged
 from tests.test_twisted_internals import timed_all_content_received
 from tests.web.helpers import NativePeer, WebTestCase, WSPeer
 
@@ -41,20 +41,6 @@ def decode_frames(data: bytes) -> list[Any]:
     client = Connection(ConnectionType.CLIENT)
     client.receive_data(data)
     return [e.data for e in client.events() if isinstance(e, (TextMessage, BytesMessage))]
-
-
-class Logged:
-    """Collects log events whose format mentions *text*."""
-
-    def __init__(self, test: Any, text: str) -> None:
-        self.text = text
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self)
-        test.addCleanup(globalLogPublisher.removeObserver, self)
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if self.text in str(event.get("log_format", "")):
-            self.events.append(event)
 
 
 class FrameEncoderTests(WebTestCase):

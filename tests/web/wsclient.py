@@ -18,6 +18,8 @@ import ssl
 import struct
 from typing import Any
 
+from tests.client import NativeRequests
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -59,6 +61,11 @@ def http_request(
             data += chunk
     finally:
         sock.close()
+    return parse_response(data)
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """An HTTP/1.1 response's status, headers (lower-case names) and body (unchunked)."""
     head, _, body = data.partition(b"\r\n\r\n")
     status, headers = _parse_head(head)
     if headers.get("transfer-encoding") == "chunked":
@@ -256,7 +263,7 @@ class WSClient:
                 return closed
 
 
-class NativeWS(WSClient):
+class NativeWS(WSClient, NativeRequests):
     """The native protocol over ``/ws``: one JSON object per text message."""
 
     def __init__(self, host: str, port: int, **kw: Any) -> None:
@@ -268,28 +275,8 @@ class NativeWS(WSClient):
     def read(self) -> dict[str, Any]:
         return json.loads(self.recv_text())  # type: ignore[no-any-return]
 
-    def request(self, op: str, **args: Any) -> dict[str, Any]:
-        self.next_id += 1
-        rid = self.next_id
-        self.send_text(json.dumps({"id": rid, "op": op, **args}))
-        return self.reply(rid)
-
-    def reply(self, rid: Any) -> dict[str, Any]:
-        while True:
-            msg = self.read()
-            if "event" in msg:
-                self.events.append(msg)
-            elif msg.get("id") == rid:
-                return msg
-
-    def event(self, name: str, **match: Any) -> dict[str, Any]:
-        while True:
-            for i, e in enumerate(self.events):
-                if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
-                    return self.events.pop(i)
-            msg = self.read()
-            if "event" in msg:
-                self.events.append(msg)
+    def send_request(self, text: str) -> None:
+        self.send_text(text)
 
 
 class IRCWS(WSClient):
