@@ -2,7 +2,7 @@
 
 :class:`~pingchat.irc.protocol.IRCProtocol` is one class assembled from
 mixins, one per group of commands (:mod:`pingchat.irc.registration`,
-:mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
+:mod:`pingchat.irc.login`, :mod:`pingchat.irc.rooms`, :mod:`pingchat.irc.queries`,
 :mod:`pingchat.irc.messaging`, :mod:`pingchat.irc.operators`, and the
 events, :mod:`pingchat.irc.events`).
 :class:`IRCBase` declares, for the type checker only, the state and methods
@@ -98,11 +98,14 @@ class IRCBase:
         def _routed(self, command: str) -> Any: ...
 
         # Defined in one mixin, used by another.
-        def _login_hint(self) -> str: ...  # registration.py
+        def _login_hint(self) -> str: ...  # login.py
         def authenticate(
             self, account: str, secret: str, otp: str | None = None, announce: bool = True
-        ) -> Deferred[Session]: ...  # registration.py
-        def auth_failure_text(self, failure: Failure) -> str: ...  # registration.py
+        ) -> Deferred[Session]: ...  # login.py
+        def auth_failure_text(self, failure: Failure) -> str: ...  # login.py
+        def _maybe_register(self) -> Deferred[Any] | None: ...  # registration.py
+        def _timer_after_welcome(self) -> None: ...  # registration.py
+        def _account_burst(self) -> None: ...  # registration.py
         def _isupport(self, send: Callable[[str], None]) -> None: ...  # registration.py
         def _lusers(self, send: Callable[[str], None]) -> None: ...  # registration.py
         def _motd(self, send: Callable[[str], None]) -> None: ...  # registration.py

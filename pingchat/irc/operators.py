@@ -20,7 +20,7 @@ from pingchat.interfaces import IOperatorAvatar
 from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
-from pingchat.irc.registration import login_with_secret
+from pingchat.irc.login import login_with_secret
 from pingchat.irc.reply import Reply
 from pingchat.model import ACCOUNT_NAME_RE, Account, Message, clean_text, fold, iso_ms
 

@@ -16,7 +16,7 @@ that sends more than a bound in one go is disconnected (``Excess Flood``).
 
 This module holds the connection itself: timers, output, input and dispatch
 (:meth:`IRCProtocol.handle` calls ``irc_<COMMAND>``). The commands are in
-mixins: :mod:`pingchat.irc.registration`, :mod:`pingchat.irc.rooms`,
+mixins: :mod:`pingchat.irc.registration`, :mod:`pingchat.irc.login`, :mod:`pingchat.irc.rooms`,
 :mod:`pingchat.irc.queries`, :mod:`pingchat.irc.messaging` and
 :mod:`pingchat.irc.operators`; the IChatMind methods (the chat world's
 events as IRC lines) in :mod:`pingchat.irc.events`.
@@ -43,6 +43,7 @@ from pingchat.irc import numerics as n
 from pingchat.irc import wire
 from pingchat.irc.base import NeedMoreParams as NeedMoreParams
 from pingchat.irc.events import EventsMixin
+from pingchat.irc.login import LoginMixin
 from pingchat.irc.messaging import MessagingMixin
 from pingchat.irc.operators import OperatorsMixin
 from pingchat.irc.queries import QueriesMixin
@@ -93,8 +94,8 @@ def _pending(d: Deferred[Any]) -> bool:
 
 @implementer(IChatMind)
 class IRCProtocol(
-    RegistrationMixin, RoomsMixin, QueriesMixin, MessagingMixin, OperatorsMixin, EventsMixin,
-    BoundedOutput, Protocol,
+    RegistrationMixin, LoginMixin, RoomsMixin, QueriesMixin, MessagingMixin, OperatorsMixin,
+    EventsMixin, BoundedOutput, Protocol,
 ):
     """One IRC client connection."""
 
