@@ -11,11 +11,12 @@ What pingchat adds:
   a thread, login throttling, audit) as every other door; only accounts with
   the admin role that are not disabled get a prompt. An account with TOTP
   enabled logs in with ``keyboard-interactive`` (password, then code), which
-  Conch's server lacks and :class:`AdminUserAuth` adds. Public keys may be
-  listed in ``manhole_authorized_keys`` in the data dir, one
+  Conch's server lacks and :mod:`pingchat.admin.sshauth` adds. Public keys
+  may be listed in ``manhole_authorized_keys`` in the data dir, one
   ``<account> <key type> <base64> [comment]`` per line.
-* The prompt waits for Deferreds (database helpers) and prints their result,
-  and the namespace is :mod:`pingchat.admin.namespace`.
+* The prompt waits for Deferreds (database helpers) and prints their result
+  (:mod:`pingchat.admin.prompt`), and the namespace is
+  :mod:`pingchat.admin.namespace`.
 * Logins, refusals and logouts are written to the audit log.
 """
 
@@ -24,8 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import stat
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,17 +36,12 @@ from twisted.application import internet
 from twisted.conch import error as conch_error
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
-from twisted.conch.manhole import ColoredManhole, ManholeInterpreter
 from twisted.conch.manhole_ssh import ConchFactory, TerminalSession, TerminalUser
-from twisted.conch.ssh import connection, keys, transport, userauth
-from twisted.conch.ssh.common import NS, getNS
-from twisted.conch.ssh.userauth import MSG_USERAUTH_INFO_REQUEST
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
+from twisted.conch.ssh import connection, keys, transport
 from twisted.cred.error import UnauthorizedLogin
-from twisted.cred.portal import IRealm, Portal
+from twisted.cred.portal import IRealm
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import components
@@ -54,15 +49,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat.admin.namespace import AdminTools, RateMeter, banner
-from pingchat.auth.checkers import (
-    IPasswordOTP,
-    OTPNeeded,
-    PasswordChecker,
-    PasswordCredentials,
+from pingchat.admin.prompt import AdminManhole
+from pingchat.admin.sshauth import (
+    AdminKeyChecker,
+    AdminPasswordChecker,
+    AdminUserAuth,
+    AuthorizedKeys,
+    as_text,
 )
 from pingchat.auth.portal import CountingPortal
-from pingchat.errors import ChatError
-from pingchat.model import Account, fold
+from pingchat.model import Account
 from pingchat.server import Server
 from pingchat.tls import write_secret
 
@@ -109,123 +105,6 @@ def ensure_host_key(data_dir: Path) -> keys.Key:
 def fingerprint(key: keys.Key) -> str:
     """The key's fingerprint as OpenSSH prints it (``SHA256:...``)."""
     return "SHA256:" + str(key.fingerprint(keys.FingerprintFormats.SHA256_BASE64))
-
-
-# -- authentication ----------------------------------------------------------------------
-
-
-class AuthorizedKeys:
-    """Administrators' public keys, read from ``manhole_authorized_keys`` at each login.
-
-    Each line is ``<account> <key type> <base64 key> [comment]``; blank lines
-    and lines starting with ``#`` are ignored. Like sshd's ``StrictModes``, the
-    file is ignored when other users may write to it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def keys_of(self, account: str) -> Iterator[keys.Key]:
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            return
-        if info.st_mode & 0o022:
-            log.warn(
-                "ignoring {path}: others may write to it (chmod go-w)", path=str(self.path)
-            )
-            return
-        wanted = fold(account)
-        for number, raw in enumerate(self.path.read_bytes().splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith(b"#"):
-                continue
-            name, _, key_text = line.partition(b" ")
-            if fold(name.decode("utf-8", "replace")) != wanted:
-                continue
-            try:
-                yield keys.Key.fromString(key_text.strip())
-            except (keys.BadKeyError, ValueError, IndexError):
-                log.warn("{path}:{n}: not a public key", path=str(self.path), n=number)
-
-
-@implementer(ICredentialsChecker)
-class AdminKeyChecker:
-    """SSH public keys listed for an account in ``manhole_authorized_keys``.
-
-    Unlike Conch's ``SSHPublicKeyChecker``, a key is only accepted for
-    signing (``ValidPublicKey``) once it is known to be listed.
-    """
-
-    credentialInterfaces = (ISSHPrivateKey,)
-
-    def __init__(self, authorized: AuthorizedKeys) -> None:
-        self.authorized = authorized
-
-    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
-        name = _text(credentials.username)
-        try:
-            offered = keys.Key.fromString(credentials.blob)
-        except (keys.BadKeyError, ValueError):
-            return fail(UnauthorizedLogin("unsupported key"))
-        if not any(k == offered for k in self.authorized.keys_of(name)):
-            return fail(UnauthorizedLogin("key not authorized"))
-        if not credentials.signature:
-            return fail(conch_error.ValidPublicKey())
-        try:
-            ok = offered.verify(credentials.signature, credentials.sigData)
-        except Exception:
-            ok = False
-        if not ok:
-            return fail(UnauthorizedLogin("bad signature"))
-        return succeed(name)
-
-
-@implementer(ICredentialsChecker)
-class AdminPasswordChecker:
-    """SSH passwords, checked by pingchat's own password checker.
-
-    Conch offers ``IUsernamePassword`` (bytes, no address); this adapts it to
-    the ``PasswordCredentials`` the store's checker expects, so bcrypt, the
-    shared login throttle and the audit of failures all apply. Its own
-    ``login`` event is left out: a password that is right is not yet a
-    manhole login (the realm still checks the role, and audits the outcome).
-    """
-
-    credentialInterfaces = (IUsernamePassword, IPasswordOTP)
-
-    def __init__(self, passwords: PasswordChecker) -> None:
-        self.passwords = passwords
-
-    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
-        creds = PasswordCredentials(
-            _text(credentials.username),
-            _text(credentials.password),
-            getattr(credentials, "otp", None),
-            getattr(credentials, "address", None),
-        )
-        d: Deferred[Any] = self.passwords.requestAvatarId(creds)
-        return d
-
-    @classmethod
-    def for_server(cls, server: Server, clock: IReactorTime) -> AdminPasswordChecker:
-        """Share the throttle and second-factor check of the server's own checker."""
-        shared = server.portal.checkers.get(IPasswordOTP)
-        throttle = getattr(shared, "throttle", None)
-        otp = getattr(shared, "otp", None)
-        audit = server.audit
-
-        def audit_failures(event: str, **kw: Any) -> None:
-            if event != "login":
-                audit(event, door="manhole", **kw)
-
-        return cls(
-            PasswordChecker(server.store, server.hasher, clock, throttle, otp, audit_failures)
-        )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 # -- the realm, the avatar, the session ---------------------------------------------------
@@ -287,7 +166,7 @@ class AdminRealm:
     ) -> Deferred[tuple[Any, Any, Callable[[], None]]]:
         if IConchUser not in interfaces:
             raise NotImplementedError("the manhole realm only provides IConchUser")
-        name = _text(avatarId)
+        name = as_text(avatarId)
         address = mind if isinstance(mind, str) else None
         audit = self.server.audit
 
@@ -333,258 +212,7 @@ class AdminRealm:
         return user
 
 
-# -- the prompt -----------------------------------------------------------------------------
-
-
-class AdminInterpreter(ManholeInterpreter):
-    """Hands Deferreds to the manhole to wait on, and shows expected errors briefly."""
-
-    def displayhook(self, obj: Any) -> None:
-        if isinstance(obj, Deferred):
-            self.handler.wait_for(obj)
-            return
-        self.locals["_"] = obj
-        if obj is not None:
-            self.write(repr(obj))
-
-    def excepthook(self, excType: Any, excValue: Any, excTraceback: Any) -> None:
-        if isinstance(excValue, (ChatError, UnauthorizedLogin)):
-            self.write(f"{excType.__name__}: {excValue}\n")
-            return
-        super().excepthook(excType, excValue, excTraceback)
-
-
-class AdminManhole(ColoredManhole):
-    """Twisted's colouring manhole, with a banner, that waits for Deferreds.
-
-    When a line evaluates to a Deferred that has not fired yet, the prompt
-    comes back only once it fires (with its result or error printed); lines
-    typed meanwhile run after it. Ctrl-C stops waiting; the result is then
-    printed whenever it arrives.
-    """
-
-    def __init__(self, namespace: dict[str, Any], greeting: str = "") -> None:
-        super().__init__(namespace)
-        self.greeting = greeting
-        self.waiting: Deferred[Any] | None = None
-        self.typed_ahead: list[bytes] = []
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.interpreter = AdminInterpreter(self, self.namespace)
-
-    def initializeScreen(self) -> None:
-        self.terminal.reset()
-        if self.greeting:
-            self.terminal.write(self.greeting.encode("utf-8"))
-        self.terminal.write(self.ps[self.pn])
-        self.setInsertMode()
-
-    def terminalSize(self, width: int, height: int) -> None:
-        # RecvLine clears the screen here, which would wipe the banner at login.
-        self.width = width
-        self.height = height
-
-    def lineReceived(self, line: bytes) -> None:
-        if self.waiting is not None:
-            self.typed_ahead.append(line)
-            return
-        more = self.interpreter.push(line)
-        self.pn = bool(more)
-        if self.waiting is None:
-            self._prompt()
-
-    def _prompt(self) -> None:
-        # As Conch's Manhole does, from the terminal's public lastWrite.
-        last = self.terminal.lastWrite
-        if not last.endswith(b"\n") and not last.endswith(b"\x1bE"):
-            self.terminal.nextLine()
-        self.terminal.write(self.ps[self.pn])
-
-    def wait_for(self, d: Deferred[Any]) -> None:
-        """Show what *d* fires with; until then, hold the prompt back."""
-        pending = True
-        fired_now = False
-
-        def show(text: str) -> None:
-            nonlocal fired_now
-            if pending:
-                fired_now = True
-                if text:
-                    self.terminal.write(text)
-            elif self.waiting is d:
-                self.waiting = None
-                if text:
-                    self.terminal.write(text)
-                self._prompt()
-                self._run_typed_ahead()
-            elif text:
-                self.addOutput(text, True)
-
-        d.addCallbacks(self._describe, self._describe_failure).addCallback(show)
-        pending = False
-        if not fired_now:
-            self.waiting = d
-
-    def _describe(self, result: Any) -> str:
-        self.interpreter.locals["_"] = result
-        return "" if result is None else repr(result)
-
-    def _describe_failure(self, failure: Failure) -> str:
-        if failure.check(ChatError, UnauthorizedLogin):
-            kind = failure.type.__name__ if failure.type else "Error"
-            return f"{kind}: {failure.getErrorMessage()}"
-        return failure.getTraceback()
-
-    def _run_typed_ahead(self) -> None:
-        while self.typed_ahead and self.waiting is None:
-            self.lineReceived(self.typed_ahead.pop(0))
-
-    def handle_INT(self) -> None:
-        if self.waiting is not None:
-            self.waiting = None
-            self.typed_ahead = []
-            self.terminal.nextLine()
-            self.terminal.write(b"(no longer waiting; the result will be shown when it comes)")
-            self.terminal.nextLine()
-            self.terminal.write(self.ps[self.pn])
-            return
-        super().handle_INT()
-
-
 # -- the SSH server -------------------------------------------------------------------------
-
-
-class _PeerPortal:
-    """The factory's portal, passing the client's address to the realm as its mind."""
-
-    def __init__(self, portal: Portal, address: str | None) -> None:
-        self.portal = portal
-        self.address = address
-
-    def listCredentialsInterfaces(self) -> list[Any]:
-        return self.portal.listCredentialsInterfaces()
-
-    def login(self, credentials: Any, mind: Any, *interfaces: Any) -> Deferred[Any]:
-        return self.portal.login(credentials, self.address if mind is None else mind, *interfaces)
-
-
-class _Conversation:
-    """A keyboard-interactive login in progress: its outcome and the password given."""
-
-    def __init__(self) -> None:
-        self.done: Deferred[Any] = Deferred()
-        self.password: str | None = None
-
-    def finish(self, result: Any) -> None:
-        if not self.done.called:
-            if isinstance(result, Failure):
-                self.done.errback(result)
-            else:
-                self.done.callback(result)
-
-
-class AdminUserAuth(userauth.SSHUserAuthServer):
-    """Conch's user authentication, telling the checkers where the client is,
-    and offering ``keyboard-interactive`` for accounts with a second factor.
-
-    The address feeds the login throttle and the audit log; the delay after a
-    wrong password uses the factory's (injectable) clock. Conch's server has
-    no keyboard-interactive (RFC 4256); here it asks for the password and, if
-    the account has TOTP enabled, for the current code: the same checks as
-    the native door's ``login`` with ``otp``.
-    """
-
-    interfaceToMethod = {
-        **userauth.SSHUserAuthServer.interfaceToMethod,
-        IPasswordOTP: b"keyboard-interactive",
-    }
-    _conversation: _Conversation | None = None
-
-    def serviceStarted(self) -> None:
-        self.clock = self.transport.factory.clock  # type: ignore[union-attr]
-        super().serviceStarted()
-        self.address = _peer_host(self.transport)
-        self.portal = _PeerPortal(self.portal, self.address)
-
-    def serviceStopped(self) -> None:
-        self._abandon()
-        super().serviceStopped()
-
-    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> Deferred[Any] | None:
-        # A new request ends a keyboard-interactive exchange (RFC 4256, 3.1).
-        self._abandon()
-        return super().ssh_USERAUTH_REQUEST(packet)
-
-    def _abandon(self) -> None:
-        conversation, self._conversation = self._conversation, None
-        if conversation is not None:
-            conversation.finish(Failure(conch_error.IgnoreAuthentication()))
-
-    def auth_password(self, packet: bytes) -> Deferred[Any]:
-        password = getNS(packet[1:])[0]
-        credentials = PasswordCredentials(
-            _text(self.user or b""), _text(password), None, self.address
-        )
-        d: Deferred[Any] = self.portal.login(credentials, None, IConchUser)
-        return d.addErrback(self._after_password_delay)
-
-    def _after_password_delay(self, failure: Failure) -> Deferred[Any]:
-        """Fail after ``passwordDelay`` seconds, as Conch does, to slow guessing down."""
-        d: Deferred[Any] = Deferred()
-        self.clock.callLater(self.passwordDelay, d.callback, failure)
-        return d
-
-    def auth_keyboard_interactive(self, packet: bytes) -> Deferred[Any]:
-        conversation = self._conversation = _Conversation()
-        self._ask(b"Password: ", echo=False)
-        return conversation.done
-
-    def _ask(self, prompt: bytes, echo: bool) -> None:
-        request = NS(b"") + NS(b"") + NS(b"") + struct.pack(">L", 1)
-        request += NS(prompt) + (b"\x01" if echo else b"\x00")
-        self.transport.sendPacket(MSG_USERAUTH_INFO_REQUEST, request)  # type: ignore[union-attr]
-
-    def ssh_USERAUTH_INFO_RESPONSE(self, packet: bytes) -> None:
-        conversation, self._conversation = self._conversation, None
-        if conversation is None:
-            return
-        try:
-            (count,) = struct.unpack(">L", packet[:4])
-            answers = getNS(packet[4:], count)[:count] if count == 1 else []
-        except (struct.error, ValueError, IndexError):
-            answers = []
-        if len(answers) != 1:
-            conversation.finish(Failure(UnauthorizedLogin("expected one answer")))
-            return
-        answer = _text(answers[0])
-        code = None
-        if conversation.password is None:
-            conversation.password = answer
-        else:
-            code = answer
-        credentials = PasswordCredentials(
-            _text(self.user or b""), conversation.password, code, self.address
-        )
-
-        def failed(reason: Failure) -> None:
-            if reason.check(OTPNeeded) and code is None:
-                self._conversation = conversation
-                self._ask(b"One-time code: ", echo=True)
-                return
-            self.clock.callLater(self.passwordDelay, conversation.finish, reason)
-
-        d: Deferred[Any] = self.portal.login(credentials, None, IConchUser)
-        d.addCallbacks(conversation.finish, failed)
-
-
-def _peer_host(ssh_transport: Any) -> str | None:
-    try:
-        peer = ssh_transport.transport.getPeer()
-    except Exception:
-        return None
-    host = getattr(peer, "host", None)
-    return str(host) if host is not None else None
 
 
 class ManholeTransport(transport.SSHServerTransport):
@@ -685,6 +313,9 @@ __all__ = [
     "AdminManhole",
     "AdminPasswordChecker",
     "AdminRealm",
+    "AdminSession",
+    "AdminUserAuth",
+    "AuthorizedKeys",
     "ManholeFactory",
     "attach_manhole",
     "build_factory",
