@@ -371,7 +371,7 @@ class BufferedTests(ServerTestCase):
         from twisted.internet.abstract import FileDescriptor
         from twisted.internet.testing import StringTransport
 
-        from pingchat.admin.namespace import _buffered
+        from pingchat.admin.inspection import _buffered
 
         class Reactor:
             def addWriter(self, fd: object) -> None:  # noqa: N802
