@@ -468,12 +468,12 @@ class RestoreTests(BackupCase):
         self.assertEqual(again.moved_aside, self.tmp / "other.before-restore-20261121T224416Z-2")
 
     def test_without_an_atomic_exchange_two_renames_do(self) -> None:
-        import pingchat.backup
+        from pingchat.backup import restoring
 
         def no_libc(*args: Any, **kwargs: Any) -> Any:
             raise OSError("no renameat2 here")
 
-        self.patch(pingchat.backup.ctypes, "CDLL", no_libc)
+        self.patch(restoring.ctypes, "CDLL", no_libc)
         other = self.tmp / "other"
         make_data_dir(other, messages=1)
         done = restore(self.archive, other, force=True, now=NOW)
