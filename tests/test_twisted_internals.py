@@ -20,12 +20,9 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet import abstract, tcp
-from twisted.internet.address import IPv4Address
 from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -33,12 +30,8 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python import log as legacy_log
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
-from zope.interface import implementer
 
 from pingchat import runtime, twisted_internals
 from pingchat.runtime import ServerPort, TurnFlusher, TurnFlushServer
@@ -60,10 +53,8 @@ from pingchat.twisted_internals import (
     fence,
     openssl,
     pending_output_bytes,
-    register_websocket_producer,
     run_probe,
     versions,
-    websocket_upgrade,
 )
 
 I = twisted_internals  # noqa: E741 - short for the many assumption names
@@ -628,123 +619,3 @@ class PendingOutputTests(FenceTestCase):
             self.assertEqual(seen, [5000, 0])  # held for the turn's send, then sent
 
         return deferToThread(talk).addCallback(check)
-
-
-class TakenOver:
-    """A protocol that records what an upgraded HTTP connection gives it."""
-
-    def __init__(self) -> None:
-        self.transport: Any = None
-        self.data: list[bytes] = []
-        self.lost: list[Failure] = []
-
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
-        self.transport = transport
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        self.data.append(data)
-
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
-        self.lost.append(reason)
-
-
-@implementer(IPushProducer)
-class Producer:
-    state = "producing"
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        self.state = "paused"
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.state = "producing"
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.state = "stopped"
-
-
-class Upgrading(Resource):
-    """Hands every GET's connection over with ``websocket_upgrade``, as the web door does."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.protocol = TakenOver()
-        self.request: Request | None = None
-
-    def render_GET(self, request: Request) -> Any:  # noqa: N802
-        self.request = request
-        websocket_upgrade(request.channel, self.protocol)  # type: ignore[arg-type]
-        return NOT_DONE_YET
-
-
-class WebSocketUpgradeTests(FenceTestCase):
-    """The web door's hand-over of an HTTP connection, on Twisted's path and on the fallbacks."""
-
-    def upgraded(self) -> tuple[Upgrading, StringTransport, Clock]:
-        clock = Clock()
-        resource = Upgrading()
-        site = Site(resource, timeout=60, reactor=clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
-        channel = site.buildProtocol(transport.getPeer())
-        assert channel is not None
-        channel.makeConnection(transport)
-        channel.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.channel = channel
-        return resource, transport, clock
-
-    def check_the_connection_is_handed_over(self) -> None:
-        resource, transport, _ = self.upgraded()
-        taken = resource.protocol
-        self.assertIs(taken.transport, transport)
-        self.channel.dataReceived(b"\x81\x00frames")
-        self.assertEqual(taken.data, [b"\x81\x00frames"])
-        self.channel.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(taken.lost), 1)
-
-    def test_the_connection_is_handed_over(self) -> None:
-        self.check_the_connection_is_handed_over()
-        self.assertEqual(self.events, [])
-
-    def test_without_the_private_method_it_is_handed_over_by_hand(self) -> None:
-        self.patch(HTTPChannel, "_protocolUpgradeForWebsockets", None)
-        self.check_the_connection_is_handed_over()
-        [warning] = self.warnings(I.HTTP_UPGRADE)
-        self.assertIn("WebSocket hand-over", warning["shortcuts"])
-
-    def check_no_idle_timeout_after_the_upgrade(self) -> None:
-        _, transport, clock = self.upgraded()
-        clock.advance(3600)
-        self.assertFalse(transport.disconnecting)
-
-    def test_no_idle_timeout_after_the_upgrade(self) -> None:
-        self.check_no_idle_timeout_after_the_upgrade()
-        self.assertEqual(self.events, [])
-
-    def test_no_idle_timeout_when_a_request_no_longer_turns_it_off(self) -> None:
-        self.patch(HTTPChannel, "allContentReceived", timed_all_content_received)
-        self.check_no_idle_timeout_after_the_upgrade()
-        self.assertEqual(len(self.warnings(I.HTTP_TIMEOUT_OFF)), 1)
-
-    def check_the_producer_is_paused_and_resumed(self) -> None:
-        resource, transport, _ = self.upgraded()
-        assert resource.request is not None
-        producer = Producer()
-        consumer = register_websocket_producer(resource.request, producer, True)
-        transport.producer.pauseProducing()
-        self.assertEqual(producer.state, "paused")
-        transport.producer.resumeProducing()
-        self.assertEqual(producer.state, "producing")
-        consumer.unregisterProducer()
-        if transport.producer is not None:  # the channel, still there on Twisted's path
-            transport.producer.pauseProducing()
-        self.assertEqual(producer.state, "producing")
-
-    def test_the_channel_pauses_and_resumes_the_door_producer(self) -> None:
-        self.check_the_producer_is_paused_and_resumed()
-        self.assertEqual(self.events, [])
-
-    def test_the_transport_pauses_it_when_the_channel_no_longer_forwards(self) -> None:
-        self.patch(HTTPChannel, "pauseProducing", lambda self: None)
-        self.check_the_producer_is_paused_and_resumed()
-        self.assertEqual(len(self.warnings(I.HTTP_REQUEST_PRODUCER)), 1)

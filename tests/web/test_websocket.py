@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
-from pingchat import twisted_internals
 from pingchat.irc import wire as irc_wire
 from pingchat.native import wire as native_wire
-from pingchat.twisted_internals import SHORTCUTS, Fence, fence
 from pingchat.web.connection import (
     BINARY_FRAMES,
     PING_INTERVAL,
@@ -25,7 +21,6 @@ from pingchat.web.connection import (
     WebSocketConnection,
 )
 from tests.helpers import PASSWORD, Logged
-from tests.test_twisted_internals import timed_all_content_received
 from tests.web.helpers import NativePeer, WebTestCase, WSPeer
 
 WS_HEADERS = {
@@ -537,44 +532,3 @@ class ProducerTests(WebTestCase):
         (proto,) = self.server.native.connections
         self.assertIs(proto.transport.wire_transport, alice.transport)
         self.assertIs(proto.transport.transport, alice.transport)
-
-
-class ChangedTwistedTests(WebTestCase):
-    """On a Twisted whose HTTP internals changed (every assumption of the web door broken),
-    the door works on its fallbacks (pingchat.twisted_internals), with one warning each."""
-
-    settings = {"max_backlog": 4096}
-    endpoint_options = {"ping_interval": 86400.0}
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.patch(twisted_internals, "FENCE", Fence(SHORTCUTS))
-        self.warnings: list[dict[str, Any]] = []
-        self.patch(fence, "log", Logger(observer=self.warnings.append))
-        self.patch(HTTPChannel, "_protocolUpgradeForWebsockets", None)
-        self.patch(HTTPChannel, "allContentReceived", timed_all_content_received)
-        self.patch(HTTPChannel, "pauseProducing", lambda self: None)
-
-    def test_a_session_works_outlives_the_http_timeout_and_a_stuck_reader_is_dropped(
-        self,
-    ) -> None:
-        alice = NativePeer(self.connect())
-        self.assertTrue(alice.request("register", user="alice", password=PASSWORD)["ok"])
-        self.assertTrue(alice.request("login", user="alice", password=PASSWORD)["ok"])
-        self.assertTrue(alice.request("join", room="#busy")["ok"])
-        self.clock.advance(3600)
-        self.assertFalse(alice.transport.disconnecting)
-        bob = self.account("bob")
-        bob.request("join", room="#busy")
-        bob.request("say", room="#busy", text="hello")
-        self.assertIn("hello", json.dumps(alice.read()))
-        alice.transport.producer.pauseProducing()  # the socket's buffer is full
-        for i in range(100):
-            bob.request("say", room="#busy", text=f"message {i} " + "x" * 100)
-            if alice.transport.disconnected:
-                break
-        self.assertTrue(alice.transport.disconnected)
-        self.assertEqual(
-            sorted(w["assumption"] for w in self.warnings),
-            ["http-channel-upgrade", "http-request-producer", "http-timeout-off-during-request"],
-        )
