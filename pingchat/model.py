@@ -168,6 +168,19 @@ def check_device_id(device: object, field: str = "device", legacy: bool = False)
     raise BadRequest(f"{field} must be a device id: 8-64 letters, digits, _ or -")
 
 
+def check_public_key(key: object) -> str:
+    """A public key must be the base64 of exactly 32 bytes (X25519)."""
+    if not isinstance(key, str):
+        raise BadRequest("public_key must be a base64 string")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("public_key is not valid base64") from None
+    if len(raw) != 32:
+        raise BadRequest("public_key must be 32 bytes (an X25519 key)")
+    return base64.b64encode(raw).decode("ascii")
+
+
 def check_device_label(label: object) -> str | None:
     """A device's label: 1-64 characters of text without control characters."""
     if label is None:

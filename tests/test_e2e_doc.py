@@ -16,7 +16,6 @@ from nacl.public import Box, PrivateKey, PublicKey
 from twisted.internet.defer import succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from pingchat.chat.accounts import check_public_key
 from pingchat.client.configdir import ConfigDir
 from pingchat.client.e2e import Identity, PeerKeys
 from pingchat.client.keyring import OTHER_DEVICES, KeyRing
@@ -25,6 +24,7 @@ from pingchat.model import (
     check_device_id,
     check_device_label,
     check_envelopes,
+    check_public_key,
     key_fingerprint,
     parse_iso_ms,
 )

@@ -1,10 +1,9 @@
 """Account operations shared by every door: registration, passwords, tokens,
-recovery codes, the second factor, contacts and public keys (one per device)."""
+recovery codes, the second factor; contacts and public keys (one per device)
+are in :mod:`pingchat.chat.contacts`."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import secrets
 from typing import Any
@@ -25,6 +24,7 @@ from pingchat.auth.tokens import (
     new_token,
     token_hash,
 )
+from pingchat.chat.contacts import ContactsAndKeys
 from pingchat.chat.erasure import AccountEraser
 from pingchat.chat.service import ChatService, Session
 from pingchat.errors import (
@@ -32,22 +32,17 @@ from pingchat.errors import (
     BadRequest,
     InvalidName,
     InviteInvalid,
-    NoSuchUser,
     OTPRequired,
     RateLimited,
     RegistrationClosed,
 )
 from pingchat.interfaces import IStore
 from pingchat.model import (
-    LEGACY_DEVICE,
-    MAX_DEVICES,
     Account,
     check_account_name,
     iso_ms,
-    key_fingerprint,
 )
 from pingchat.store.invite_codes import INVALID_MESSAGE
-from pingchat.store.keys import DeviceKey, KeyChange
 
 log = Logger()
 
@@ -101,21 +96,9 @@ def invite_expiry(now: int, expires_days: float) -> int | None:
     return None if expires_days == 0 else now + int(expires_days * DAY_MS)
 
 
-def check_public_key(key: object) -> str:
-    """A public key must be the base64 of exactly 32 bytes (X25519)."""
-    if not isinstance(key, str):
-        raise BadRequest("public_key must be a base64 string")
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("public_key is not valid base64") from None
-    if len(raw) != 32:
-        raise BadRequest("public_key must be 32 bytes (an X25519 key)")
-    return base64.b64encode(raw).decode("ascii")
-
-
-class AccountManager:
-    """Registration, passwords, tokens, recovery, OTP, contacts and keys."""
+class AccountManager(ContactsAndKeys):
+    """Registration, passwords, tokens, recovery and OTP; contacts, the DM policy and
+    device keys from :class:`~pingchat.chat.contacts.ContactsAndKeys`."""
 
     def __init__(
         self,
@@ -437,143 +420,3 @@ class AccountManager:
         yield self.store.disable_otp(session.account.id)
         self.audit("otp_disabled", account=session.name, address=session.address)
         return {"enabled": False}
-
-    # -- contacts and keys ----------------------------------------------------------------
-
-    @inlineCallbacks
-    def contact_add(self, session: Session, user: object) -> Any:
-        assert session.account is not None
-        user = check_account_name(user)
-        if user.lower() == session.name.lower():
-            raise BadRequest("you cannot add yourself")
-        change = yield self.store.contact_add(session.account.id, user, self.now())
-        if change.changed:
-            if change.mutual:
-                yield self._contact_event(change.peer, change.peer_id, session.name, "accepted")
-                yield self._contact_event(session.name, session.account.id, change.peer, "accepted")
-            else:
-                yield self._contact_event(change.peer, change.peer_id, session.name, "request")
-        return {"user": change.peer, "status": "contact" if change.mutual else "requested"}
-
-    @inlineCallbacks
-    def contact_remove(self, session: Session, user: object) -> Any:
-        assert session.account is not None
-        user = check_account_name(user)
-        change = yield self.store.contact_remove(session.account.id, user)
-        if change.changed and change.mutual:
-            yield self._contact_event(change.peer, change.peer_id, session.name, "removed")
-        return {"user": change.peer, "status": "none"}
-
-    def _contact_event(self, to: str, to_id: int, user: str, status: str) -> Deferred[None]:
-        """Tell *to* about a contact change, now or at its next login."""
-        payload = {"event": "contact", "user": user, "status": status}
-        sessions = self.service.sessions_of(to) if self.service else []
-        if sessions:
-            for s in sessions:
-                s.mind.contact_event(user, status)  # type: ignore[attr-defined]
-            return succeed(None)
-        return self.store.add_pending_event(to_id, self.now(), payload)
-
-    def contacts(self, session: Session) -> Deferred[dict[str, list[str]]]:
-        assert session.account is not None
-        return self.store.contacts(session.account.id)
-
-    def account_settings(self, session: Session) -> Deferred[Account]:
-        """The session's account as stored now, with its settings (``dm_policy``)."""
-
-        def found(account: Account | None) -> Account:
-            if account is None:
-                raise NoSuchUser(f"no such user: {session.name}")
-            return account
-
-        return self.store.get_account(session.name).addCallback(found)
-
-    def set_dm_policy(self, session: Session, policy: object) -> Deferred[Account]:
-        if policy not in ("anyone", "contacts"):
-            raise BadRequest("dm_policy is 'anyone' or 'contacts'")
-        self.audit("dm_policy", account=session.name, address=session.address, policy=policy)
-        return self.store.set_dm_policy(session.name, str(policy)).addCallback(self._refreshed)
-
-    def _refreshed(self, account: Account) -> Account:
-        """Live sessions hold the account they logged in with: give them the changed one."""
-        for s in self.service.sessions_of(account.name) if self.service else ():
-            s.account = account
-        return account
-
-    def publish_key(
-        self, session: Session, key: object, device: str | None = None, label: str | None = None
-    ) -> Deferred[dict[str, Any]]:
-        """Publish this device's key (*device* and *label* already checked).
-
-        Without a device id (a client from before device keys) the key is the
-        account's legacy key, device ``default``.
-        """
-        assert session.account is not None
-        key = check_public_key(key)
-        device = device or LEGACY_DEVICE
-        fingerprint = key_fingerprint(key)
-
-        def published(change: KeyChange) -> dict[str, Any]:
-            self.audit(
-                "key_published",
-                account=session.name,
-                address=session.address,
-                device=device,
-                fingerprint=fingerprint,
-            )
-            if change.changed and self.service is not None:
-                self.service.announce_key(
-                    session, device, "published", fingerprint, change.audience
-                )
-            return {"device": device, "fingerprint": fingerprint}
-
-        d = self.store.publish_device_key(
-            session.account.id, device, key, label, self.now(), MAX_DEVICES
-        )
-        return d.addCallback(published)
-
-    def revoke_key(self, session: Session, device: str) -> Deferred[dict[str, Any]]:
-        """Remove one of the caller's device keys (*device* already checked)."""
-        assert session.account is not None
-
-        def revoked(change: KeyChange) -> dict[str, Any]:
-            fingerprint = key_fingerprint(change.public_key)
-            self.audit(
-                "key_revoked",
-                account=session.name,
-                address=session.address,
-                device=device,
-                fingerprint=fingerprint,
-            )
-            if self.service is not None:
-                self.service.announce_key(session, device, "revoked", fingerprint, change.audience)
-            return {}
-
-        return self.store.revoke_device_key(session.account.id, device).addCallback(revoked)
-
-    def get_key(self, user: object) -> Deferred[dict[str, Any]]:
-        """Every device key of *user*, oldest first, and the legacy single-key fields."""
-        user = check_account_name(user)
-
-        def shape(found: tuple[str, list[DeviceKey]]) -> dict[str, Any]:
-            name, keys = found
-            devices = [
-                {
-                    "device": k.device,
-                    "public_key": k.public_key,
-                    "fingerprint": key_fingerprint(k.public_key),
-                    "label": k.label,
-                    "published_at": iso_ms(k.published_at),
-                }
-                for k in keys
-            ]
-            latest = devices[-1] if devices else None
-            return {
-                "user": name,
-                "devices": devices,
-                # For clients from before device keys: the newest device's key.
-                "public_key": latest["public_key"] if latest else None,
-                "fingerprint": latest["fingerprint"] if latest else None,
-            }
-
-        return self.store.device_keys(user).addCallback(shape)

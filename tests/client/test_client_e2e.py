@@ -9,7 +9,6 @@ import stat
 
 from twisted.trial.unittest import TestCase
 
-from pingchat.chat.accounts import check_public_key
 from pingchat.client.configdir import ConfigDir
 from pingchat.client.e2e import (
     DecryptionFailed,
@@ -18,7 +17,7 @@ from pingchat.client.e2e import (
     PeerKeys,
     load_or_create_device_id,
 )
-from pingchat.model import check_ciphertext, check_device_id, key_fingerprint
+from pingchat.model import check_ciphertext, check_device_id, check_public_key, key_fingerprint
 from tests.helpers import temp_dir
 
 
