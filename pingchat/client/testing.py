@@ -26,10 +26,14 @@ def login_reply(user: str, rooms: list[str] | None = None) -> dict[str, Any]:
 
 
 class FakeConnector:
-    """Stands in for :class:`~pingchat.client.app.Connector`: always connected, does nothing."""
+    """Stands in for :class:`~pingchat.client.app.Connector`: always connected; counts
+    the reconnections asked of it."""
 
     state = "connected"
     hold = False
+
+    def __init__(self) -> None:
+        self.reconnects = 0
 
     def start(self) -> None:
         pass
@@ -38,7 +42,7 @@ class FakeConnector:
         pass
 
     def reconnect_now(self) -> None:
-        pass
+        self.reconnects += 1
 
 
 class FakeServer:

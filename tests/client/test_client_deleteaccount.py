@@ -3,9 +3,6 @@ the confirmations, the server's refusals, and what the client forgets."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -15,32 +12,16 @@ from pingchat.client.app import ChatClient
 from pingchat.client.commands import Command, CommandError, parse
 from pingchat.client.configdir import ConfigDir, ServerAddress, SessionStore
 from pingchat.client.session import deleted_text
-from pingchat.client.testing import FakeFrontend, FakeServer, refuse
+from pingchat.client.testing import FakeConnector, FakeFrontend, FakeServer, refuse
 from pingchat.client.trust import Insecure
+from tests.helpers import temp_dir
 
 PASSWORD = "the password"
 
 
-class _Connector:
-    state = "connected"
-
-    def __init__(self) -> None:
-        self.reconnects = 0
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        self.reconnects += 1
-
-
 class DeleteAccountTests(TestCase):
     def setUp(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pingchat-client-test-"))
-        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.dir = temp_dir(self, "pingchat-client-test-")
         self.config = ConfigDir(self.dir)
         self.server = ServerAddress("chat.example")
         self.folder = self.config.server_dir(self.server)
@@ -73,8 +54,8 @@ class DeleteAccountTests(TestCase):
         return {"user": "alice", "messages": self.messages, "removed": 2 if anonymise else 7,
                 "anonymised": 5 if anonymise else 0}
 
-    def login(self, *answers: str) -> tuple[ChatClient, FakeFrontend, _Connector]:
-        connector = _Connector()
+    def login(self, *answers: str) -> tuple[ChatClient, FakeFrontend, FakeConnector]:
+        connector = FakeConnector()
         client = ChatClient(Clock(), self.server, self.config, Insecure(), user_hint="alice",
                             connector=connector)  # type: ignore[arg-type]
         frontend = FakeFrontend("pw", *answers)
