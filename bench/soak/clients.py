@@ -345,8 +345,11 @@ async def join(client: SoakClient, room: str, timeout: float = 60.0) -> None:
     if client.kind == "native":
         await client.request("join", timeout, room=room)
         return
+    # An account is joined to its rooms when it connects (membership belongs
+    # to the account), and a JOIN of a room one is in gets no answer: ask for
+    # the NAMES too, whose end (366) comes either way.
     done = client.wait_line(lambda line: b" 366 " in line and room.encode() in line)
-    client.write(f"JOIN {room}\r\n".encode())
+    client.write(f"JOIN {room}\r\nNAMES {room}\r\n".encode())
     await asyncio.wait_for(done, timeout)
 
 

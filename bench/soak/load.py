@@ -339,6 +339,8 @@ class Load:
         except Exception as e:  # noqa: BLE001 - counted and shown
             self.slow_errors.fail(f"{door_name} {account}: {type(e).__name__}: {e}"[:300])
             return
+        # Closed by close_all even when the run ends while it logs in or joins.
+        self.others.append(client)
         try:
             await login(client, account, PASSWORD)
             await join(client, s.busy_room)
