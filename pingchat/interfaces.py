@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from pingchat.model import Account, Message, RoomInfo
+from pingchat.model import Account, Message, RoomInfo, RoomSnapshot
 
 
 class IChatMind(Interface):
@@ -322,6 +322,23 @@ class IStore(Interface):
     def backfill_wal() -> Deferred[None]:
         """Between batches of a long deletion: the WAL copied into the database
         from the reader, so that the writer's COMMITs do not do it."""
+
+    def conversation_after(
+        conversation: str, after: int, limit: int
+    ) -> Deferred[list[Message]]:
+        """The messages of a conversation (``r:<room id>`` or ``d:<low>:<high>``)
+        with ids above *after*, oldest first, at most *limit*: what a node of a
+        cluster missed (pingchat.cluster)."""
+
+    def conversation_heads() -> Deferred[list[tuple[str, int, int]]]:
+        """``(conversation, last seq, last id)`` of every room: where each room's
+        numbering stands (0, 0 for a room without numbered messages)."""
+
+    def dm_threads_since(account_id: int, since_ts: int) -> Deferred[list[str]]:
+        """The DM conversations of an account with a message at or after *since_ts*."""
+
+    def load_rooms() -> Deferred[list[RoomSnapshot]]:
+        """Every room with its members, bans and invites, as at start-up."""
 
     # -- audit ---------------------------------------------------------------------
 

@@ -344,6 +344,13 @@ class Message:
     # when and by whom it was deleted; its body and envelopes are gone.
     deleted_at: int | None = None
     deleted_by: str | None = None
+    # Where it belongs ('r:<room id>' or 'd:<low account id>:<high account id>')
+    # and its number there (1, 2, 3...: no gaps, in commit order), as the
+    # store gave them: the order in which every node of a cluster delivers a
+    # conversation (docs/architecture.md). None for messages stored before
+    # numbering began, and for live ones (TAGMSG).
+    conversation: str | None = None
+    seq: int | None = None
     # IRCv3 client-only tags (``+typing``, ``+draft/reply``...) the sender
     # attached: relayed live to clients that show them, never stored.
     client_tags: dict[str, str] | None = None

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _SELECT = (
     "SELECT m.id, m.ts, m.sender, m.body, r.name AS room, a.name AS recipient,"
     " m.ciphertext, m.nonce, m.kind, s.name AS sender_account, m.sender_device, m.envelopes,"
-    " m.deleted_at, m.deleted_by"
+    " m.deleted_at, m.deleted_by, m.conversation, m.seq"
     " FROM messages m"
     " LEFT JOIN rooms r ON r.id = m.room_id"
     " LEFT JOIN accounts a ON a.id = m.recipient_id"
@@ -53,11 +53,18 @@ def _add_room_message(
     kind: str,
     now: int,
 ) -> Message:
+    # The room's next number first: the row stays locked until the commit,
+    # so another writer's message to this room (another node's, on
+    # PostgreSQL) takes both its number and its id after this one's.
+    seq = conn.execute(
+        "UPDATE rooms SET seq = seq + 1 WHERE id = ? RETURNING seq", (room_id,)
+    ).fetchone()[0]
+    conversation = f"r:{room_id}"
     message_id = insert(
         conn,
-        "INSERT INTO messages (ts, conversation, sender, sender_id, room_id, kind, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (now, f"r:{room_id}", sender, sender_id, room_id, kind, text),
+        "INSERT INTO messages (ts, conversation, sender, sender_id, room_id, kind, body, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (now, conversation, sender, sender_id, room_id, kind, text, seq),
     )
     return Message(
         id=message_id,
@@ -67,6 +74,8 @@ def _add_room_message(
         room=room,
         kind=kind,
         sender_account=sender if sender_id is not None else None,
+        conversation=conversation,
+        seq=seq,
     )
 
 
@@ -98,14 +107,24 @@ def _add_dm(
         and not is_contact(conn, sender_id, target_id)
     ):
         raise Forbidden(f"{target_name} accepts direct messages only from contacts")
+    # The thread's next number, its row locked before the message's id is
+    # taken (as for a room message, _add_room_message).
+    low, high = min(sender_id, target_id), max(sender_id, target_id)
+    seq = conn.execute(
+        "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts, seq) VALUES (?, ?, 0, ?, 1)"
+        " ON CONFLICT (low_id, high_id) DO UPDATE SET seq = dm_threads.seq + 1,"
+        " last_ts = excluded.last_ts RETURNING seq",
+        (low, high, now),
+    ).fetchone()[0]
+    conversation = dm_conversation(sender_id, target_id)
     message_id = insert(
         conn,
         "INSERT INTO messages (ts, conversation, sender, sender_id, recipient_id, kind,"
-        " body, ciphertext, nonce, sender_device, envelopes)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " body, ciphertext, nonce, sender_device, envelopes, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             now,
-            dm_conversation(sender_id, target_id),
+            conversation,
             sender,
             sender_id,
             target_id,
@@ -115,13 +134,12 @@ def _add_dm(
             nonce,
             sender_device,
             None if envelopes is None else json.dumps(envelopes, separators=(",", ":")),
+            seq,
         ),
     )
     conn.execute(
-        "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (low_id, high_id) DO UPDATE SET last_id = excluded.last_id,"
-        " last_ts = excluded.last_ts",
-        (min(sender_id, target_id), max(sender_id, target_id), message_id, now),
+        "UPDATE dm_threads SET last_id = ? WHERE low_id = ? AND high_id = ?",
+        (message_id, low, high),
     )
     if queue:
         conn.execute(
@@ -140,6 +158,8 @@ def _add_dm(
         sender_account=sender,
         sender_device=sender_device,
         envelopes=envelopes,
+        conversation=conversation,
+        seq=seq,
     )
 
 
@@ -300,6 +320,23 @@ def _conversation_targets(
     return found[:limit]
 
 
+def _conversation_heads(conn: Connection) -> list[tuple[str, int, int]]:
+    rows = conn.execute(
+        "SELECT r.id, r.seq, (SELECT m.id FROM messages m WHERE m.conversation = 'r:' || r.id"
+        " ORDER BY m.id DESC LIMIT 1) FROM rooms r"
+    ).fetchall()
+    return [(f"r:{row[0]}", int(row[1]), int(row[2] or 0)) for row in rows]
+
+
+def _dm_threads_since(conn: Connection, account_id: int, since_ts: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT low_id, high_id FROM dm_threads WHERE low_id = ? AND last_ts >= ?"
+        " UNION SELECT low_id, high_id FROM dm_threads WHERE high_id = ? AND last_ts >= ?",
+        (account_id, since_ts, account_id, since_ts),
+    ).fetchall()
+    return [f"d:{row[0]}:{row[1]}" for row in rows]
+
+
 class MessageStore:
     """Message transactions."""
 
@@ -422,3 +459,19 @@ class MessageStore:
             before_ts,
             limit,
         )
+
+    def conversation_after(
+        self, conversation: str, after: int, limit: int
+    ) -> Deferred[list[Message]]:
+        """Messages of a conversation with ids above *after*, oldest first (catch-up)."""
+        return self.db.read(
+            "conversation_after", _history, conversation, None, after, limit, False
+        )
+
+    def conversation_heads(self) -> Deferred[list[tuple[str, int, int]]]:
+        """Each room's last sequence number and message id."""
+        return self.db.read("conversation_heads", _conversation_heads)
+
+    def dm_threads_since(self, account_id: int, since_ts: int) -> Deferred[list[str]]:
+        """DM conversations of an account with messages at or after *since_ts*."""
+        return self.db.read("dm_threads_since", _dm_threads_since, account_id, since_ts)

@@ -45,8 +45,11 @@ from zope.interface import implementer
 
 from pingchat.errors import StoreUnavailable
 from pingchat.interfaces import IStore
+from pingchat.model import fold
 from pingchat.store import migrations
 from pingchat.store.database import Database
+from pingchat.store.messages import _add_dm, _add_room_message
+from pingchat.store.rooms import _save_room_modes, _set_topic
 from pingchat.store.store import Store
 
 log = Logger()
@@ -248,6 +251,43 @@ class PostgreSQLDatabase(Database):
         self._probe = None
         return super().stop()
 
+    # -- the writer: row locks in one order ----------------------------------------
+
+    def _lock_rows(self, conn: Any, jobs: list[Any]) -> None:
+        """Lock, before any job runs, the rooms and DM threads the batch numbers.
+
+        A message takes its conversation's next number under that row's lock
+        (pingchat.store.messages), held until the batch commits. Two nodes
+        whose batches took two rooms' locks in opposite orders would wait
+        for each other until PostgreSQL's deadlock detector (a second) failed
+        one of them; taken here in the order of their keys, every writer
+        waits at most for the other's commit. Only rows that exist are
+        locked: a new DM thread is inserted by its first message.
+        """
+        rooms = {args[0] for _name, fn, args, _d in jobs if fn in _ROOM_LOCKING}
+        if rooms:
+            conn.execute(
+                "SELECT id FROM rooms WHERE id = ANY(?) ORDER BY id FOR UPDATE", (sorted(rooms),)
+            )
+        dms = [(args[0], fold(args[2])) for _name, fn, args, _d in jobs if fn is _add_dm]
+        if not dms:
+            return
+        ids = dict(
+            conn.execute(
+                "SELECT name_folded, id FROM accounts WHERE name_folded = ANY(?)",
+                (sorted({name for _, name in dms}),),
+            ).fetchall()
+        )
+        pairs = sorted(
+            {(min(a, ids[name]), max(a, ids[name])) for a, name in dms if name in ids}
+        )
+        conn.execute(
+            "SELECT 1 FROM dm_threads WHERE (low_id, high_id) IN"
+            " (SELECT * FROM unnest(?::bigint[], ?::bigint[]))"
+            " ORDER BY low_id, high_id FOR UPDATE",
+            ([low for low, _ in pairs], [high for _, high in pairs]),
+        )
+
     # -- the writer: a lost connection ------------------------------------------
 
     def _run_batch(self, conn: Any, jobs: list[Any]) -> list[tuple[Deferred[Any], bool, Any]]:
@@ -362,6 +402,10 @@ class PostgreSQLDatabase(Database):
                 if attempt == 2:
                     raise StoreUnavailable(NOT_READ) from e
         raise AssertionError("unreachable")
+
+
+# Transactions that lock a room's row (the room's sequence, topic or modes).
+_ROOM_LOCKING = frozenset({_add_room_message, _set_topic, _save_room_modes})
 
 
 def _reason(error: BaseException) -> str:

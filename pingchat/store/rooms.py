@@ -192,3 +192,7 @@ class RoomStore:
 
     def add_invite(self, room_id: int, account: str) -> Deferred[None]:
         return self.db.run("add_invite", _add_invite, room_id, account)
+
+    def load_rooms(self) -> Deferred[list[RoomSnapshot]]:
+        """Every room with its members, bans and invites (a node catching up)."""
+        return self.db.read("load_rooms", _load_rooms)
