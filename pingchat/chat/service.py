@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat.chat.moderation import Moderation
+from pingchat.chat.fanout import LocalFanOut, RemoteUser
 from pingchat.errors import (
     BadRequest,
     Forbidden,
@@ -151,19 +152,34 @@ class ChatService(Service):
         self._offline_lines = TurnLines(
             log, clock, "{user} is offline", "{count} are offline: {entries}", "{user}"
         )
+        # Where stored messages and changes go: delivered here (the default),
+        # or also published to the other nodes of a cluster (pingchat.cluster).
+        self.fanout: LocalFanOut = LocalFanOut(self)
         self.load(rooms)
         # Server operators, KILL, WALLOPS and message deletion.
         self.moderation = Moderation(self, store)
 
     def load(self, snapshots: Iterable[RoomSnapshot]) -> None:
-        """Take the rooms loaded from the store at start-up."""
+        """Take the rooms loaded from the store (at start-up, or a node catching up).
+
+        A room already here keeps its live object (doors hold it) and its
+        guests, who are members only in memory; its stored fields, members,
+        bans and invites become the store's.
+        """
         for snap in snapshots:
-            room = Room.from_info(snap.info)
+            fresh = Room.from_info(snap.info)
             for m in snap.members:
-                room.members[fold(m.account)] = Member(m.account, m.op, m.voice)
-            room.bans = list(snap.bans)
-            room.invites = {fold(n) for n in snap.invites}
-            self._rooms[fold(room.name)] = room
+                fresh.members[fold(m.account)] = Member(m.account, m.op, m.voice)
+            fresh.bans = list(snap.bans)
+            fresh.invites = {fold(n) for n in snap.invites}
+            room = self._rooms.get(fold(fresh.name))
+            if room is None:
+                self._rooms[fold(fresh.name)] = fresh
+                continue
+            guests = {f: m for f, m in room.members.items() if m.guest}
+            for field in attrs.fields(Room):
+                setattr(room, field.name, getattr(fresh, field.name))
+            room.members.update(guests)
         self._changed()
 
     def now(self) -> int:
@@ -197,9 +213,10 @@ class ChatService(Service):
         self._changed()
         self.moderation.session_started(session)
         state = self._presence.setdefault(session.folded, PresenceState())
-        if len(sessions) == 1:
+        if len(sessions) == 1 and not self.fanout.remote(session.folded):
             state.presence = Presence.AWAY if state.away else Presence.ONLINE
             self._announce_presence(session.name, state)
+        self.fanout.sessions_changed(session)
         self._started_lines(user=session.name, door=getattr(mind, "door", "?"), address=address)
         return session
 
@@ -213,23 +230,34 @@ class ChatService(Service):
             sessions.remove(session)
         self._changed()
         self.moderation.session_ended(session)
+        self.fanout.sessions_changed(session)
         if sessions:
             return
         self._sessions.pop(session.folded, None)
-        state = self._presence.setdefault(session.folded, PresenceState())
+        if self.fanout.remote(session.folded):
+            return  # still online on another node of the cluster
+        self.went_offline(session.name, session.account, session.guest)
+        self._offline_lines(user=session.name)
+
+    def went_offline(self, name: str, account: Account | None, guest: bool) -> None:
+        """*name* has no session left anywhere: offline, seen now, and (a
+        guest) out of its rooms. The cluster calls this when another node's
+        last session of an account ends or that node dies."""
+        folded = fold(name)
+        state = self._presence.setdefault(folded, PresenceState())
         state.presence = Presence.OFFLINE
         state.away = None
         state.last_seen = self.now()
-        if session.account is not None:
-            self._store.touch_last_seen(session.account.id, state.last_seen).addErrback(
+        if account is not None:
+            self._store.touch_last_seen(account.id, state.last_seen).addErrback(
                 lambda f: log.failure("could not record last seen", f)
             )
-        else:
+        elif guest:
             for room in list(self._rooms.values()):
-                if session.folded in room.members:
-                    self._remove_member(room, session.name, None, "quit")
-        self._announce_presence(session.name, state)
-        self._offline_lines(user=session.name)
+                member = room.members.get(folded)
+                if member is not None and member.guest:
+                    self._remove_member(room, name, None, "quit")
+        self._announce_presence(name, state)
 
     def rename(self, session: Session, name: str) -> None:
         """Give a guest a new name (IRC ``NICK``); an account's name never changes.
@@ -288,16 +316,24 @@ class ChatService(Service):
         return self._store.take_queued(session.account.id).addCallback(deliver)
 
     def sessions_of(self, name: str) -> list[Session]:
-        """The live sessions of *name* (an account or a guest), oldest first."""
+        """The live sessions of *name* (an account or a guest) here, oldest first."""
         return list(self._sessions.get(fold(name), ()))
 
+    def remote_sessions_of(self, name: str) -> list[RemoteUser]:
+        """*name*'s sessions on the other nodes of a cluster, one entry per node."""
+        return self.fanout.remote(fold(name))
+
     def is_online(self, name: str) -> bool:
-        """Whether *name* has at least one live session."""
-        return fold(name) in self._sessions
+        """Whether *name* has at least one live session (on any node)."""
+        folded = fold(name)
+        return folded in self._sessions or bool(self.fanout.remote(folded))
 
     def online_count(self) -> int:
-        """How many accounts and guests have at least one live session."""
-        return len(self._sessions)
+        """How many accounts and guests have at least one live session (any node)."""
+        remote = self.fanout.remote_users()
+        if not remote:
+            return len(self._sessions)
+        return len(self._sessions.keys() | remote.keys())
 
     def all_sessions(self) -> Iterator[Session]:
         """Every live session, through every door. It walks the live sessions:
@@ -340,9 +376,11 @@ class ChatService(Service):
         """Tell the account's other sessions, and the online sessions of
         *audience* (its contacts and DM partners), that a device key was
         ``published`` or ``revoked``, so that their clients refetch the keys."""
+        audience = list(audience)
         names = {origin.folded, *(fold(n) for n in audience)}
         for mind in self._minds(names, exclude=origin):
             mind.key_changed(origin.name, device, action, fingerprint)
+        self.fanout.key_changed(origin.name, device, action, fingerprint, audience)
 
     def _announce_presence(self, name: str, state: PresenceState) -> None:
         for mind in self._minds(self._audience(name)):
@@ -350,25 +388,32 @@ class ChatService(Service):
 
     def set_away(self, session: Session, text: str | None) -> None:
         """Mark the account away (with a message) or back (``None``)."""
-        state = self._presence.setdefault(session.folded, PresenceState())
         if text is not None:
             text = clean_text(text)[:300] or None
+        self.away_changed(session.name, text)
+        self.fanout.away_changed(session.name, text)
+
+    def away_changed(self, name: str, text: str | None) -> None:
+        """*name* (online) is away with *text*, or back (None): here or on another node."""
+        state = self._presence.setdefault(fold(name), PresenceState())
         state.away = text
         state.presence = Presence.AWAY if text else Presence.ONLINE
-        self._announce_presence(session.name, state)
+        self._announce_presence(name, state)
 
     def who(self) -> list[dict[str, Any]]:
-        """Everyone online, with presence."""
+        """Everyone online (on any node), with presence."""
+        online = {folded: (s[0].name, s[0].guest) for folded, s in self._sessions.items()}
+        for folded, entries in self.fanout.remote_users().items():
+            online.setdefault(folded, (entries[0].name, entries[0].guest))
         out = []
-        for sessions in self._sessions.values():
-            name = sessions[0].name
-            state = self._presence.get(fold(name), PresenceState())
+        for folded, (name, guest) in online.items():
+            state = self._presence.get(folded, PresenceState())
             out.append(
                 {
                     "user": name,
                     "presence": state.presence.value,
                     "away": state.away,
-                    "guest": sessions[0].guest,
+                    "guest": guest,
                 }
             )
         return sorted(out, key=lambda u: fold(u["user"]))
@@ -377,22 +422,28 @@ class ChatService(Service):
         check_account_name(name)
 
         def found(account: Account | None) -> dict[str, Any]:
-            online = self._sessions.get(fold(name))
+            local = self._sessions.get(fold(name), [])
+            remote = self.fanout.remote(fold(name))
+            online = bool(local or remote)
             if account is None and not online:
                 raise NoSuchUser(f"no such user: {name}")
             state = self._presence.get(fold(name), PresenceState())
             last_seen = state.last_seen or (account.last_seen if account else None)
             rooms = sorted(r.name for r in self._rooms.values() if fold(name) in r.members)
+            doors = {getattr(s.mind, "door", "?") for s in local}
+            for entry in remote:
+                doors.update(entry.doors)
+            shown = account.name if account else local[0].name if local else remote[0].name
             return {
-                "user": account.name if account else online[0].name,  # type: ignore[index]
+                "user": shown,
                 "presence": state.presence.value if online else Presence.OFFLINE.value,
                 "away": state.away if online else None,
                 "last_seen": last_seen,
                 "rooms": rooms,
-                "sessions": len(online or ()),
+                "sessions": len(local) + sum(e.sessions for e in remote),
                 "guest": account is None,
                 "role": account.role if account else None,
-                "doors": sorted({getattr(s.mind, "door", "?") for s in online or ()}),
+                "doors": sorted(doors),
             }
 
         return self._store.get_account(name).addCallback(found)
@@ -452,12 +503,13 @@ class ChatService(Service):
         out = []
         for folded, m in room.members.items():
             state = self._presence.get(folded, PresenceState())
+            online = folded in self._sessions or self.fanout.remote(folded)
             out.append(
                 {
                     "user": m.name,
                     "op": m.op,
                     "voice": m.voice,
-                    "presence": state.presence.value if folded in self._sessions else "offline",
+                    "presence": state.presence.value if online else "offline",
                 }
             )
         return out
@@ -475,8 +527,10 @@ class ChatService(Service):
             return waiter
 
         def created(info: RoomInfo) -> Room:
-            room = Room.from_info(info)
-            self._rooms[folded] = room
+            room = self._rooms.get(folded)  # made meanwhile by another node's news?
+            if room is None:
+                room = self._rooms[folded] = Room.from_info(info)
+            self.fanout.room_created(info)
             log.info("room {room} created", room=room.name)
             return room
 
@@ -521,6 +575,7 @@ class ChatService(Service):
         def stored(_: None) -> Room:
             for mind in self._minds(room.members):
                 mind.joined(room.name, session.name)
+            self.fanout.room_event(room, "join", user=session.name, op=op, guest=session.guest)
             return room
 
         def failed(f: Any) -> Any:
@@ -554,6 +609,9 @@ class ChatService(Service):
                 mind.kicked(room.name, member.name, by or self.server_name, reason)
             elif how == "part" or folded not in self._sessions:
                 mind.parted(room.name, member.name, reason)
+        self.fanout.room_event(
+            room, "leave", user=member.name, how=how, by=by or self.server_name, reason=reason
+        )
         if member.guest:
             return succeed(None)
         return self._store.remove_member(room.id, member.name)
@@ -602,6 +660,7 @@ class ChatService(Service):
             room.topic, room.topic_by, room.topic_at = topic, by, now
             for mind in self._minds(room.members):
                 mind.topic_changed(room.name, topic, by)
+            self.fanout.room_event(room, "topic", topic=topic, by=by, at=now)
             return room
 
         return self._store.set_topic(room.id, topic, by, now).addCallback(stored)
@@ -636,6 +695,7 @@ class ChatService(Service):
             room.invites.add(fold(user))
             for mind in self._minds([fold(user)]):
                 mind.invited(room.name, session.name)
+            self.fanout.room_event(room, "invite", user=user, by=session.name)
 
         d = self._store.get_account(user).addCallback(found)
         return d.addCallback(lambda _: self._store.add_invite(room.id, user))
@@ -733,6 +793,17 @@ class ChatService(Service):
                 member.op, member.voice = op, voice
             for mind in self._minds(room.members):
                 mind.modes_changed(room.name, by, applied)
+            self.fanout.room_event(
+                room,
+                "modes",
+                by=by,
+                applied=applied,
+                flags="".join(sorted(flags)),
+                key=key,
+                limit=limit,
+                bans=bans,
+                privileges=[(m.name, op, voice) for m, op, voice in privileges.values()],
+            )
             return applied
 
         return self._store.save_room_modes(
@@ -779,7 +850,7 @@ class ChatService(Service):
         can show it (see ``IChatMind.message``).
         """
         room = self._room_to_speak_in(session, name)
-        self._fan_out(message, room, session)
+        self.fanout.live_room_message(message, room, session)
 
     def _room_to_speak_in(self, session: Session, name: str) -> Room:
         room = self.get_room(name)
@@ -794,9 +865,15 @@ class ChatService(Service):
 
     def _deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
         self.room_messages_stored += 1
-        return self._fan_out(message, room, origin)
+        self.fanout.room_message(message, room, origin)
+        return message
 
-    def _fan_out(self, message: Message, room: Room, origin: Session | None) -> Message:
+    def deliver_room(self, message: Message, room: Room, origin: Session | None) -> Message:
+        """Deliver a room message to the room's sessions here, but *origin*.
+
+        The fan-out calls this: at once on one server, in the room's order
+        on a node of a cluster.
+        """
         receivers = self._receivers.get(room)
         if receivers is None:
             sessions = self._sessions
@@ -813,6 +890,22 @@ class ChatService(Service):
         """A room's members or an account's sessions changed: forget who receives what."""
         if self._receivers:
             self._receivers.clear()
+
+    def deliver_dm(self, message: Message, origin: Session | None) -> None:
+        """Deliver a DM to the recipient's sessions here and the sender's, but *origin*.
+
+        The fan-out calls this: at once on one server, in the conversation's
+        order on a node of a cluster.
+        """
+        recipients = self._sessions.get(fold(message.to or ""), [])
+        for s in recipients:
+            s.mind.message(message)
+        sender = fold(message.sender)
+        if fold(message.to or "") != sender:
+            for s in self._sessions.get(sender, ()):
+                if s is not origin:
+                    s.mind.message(message)
+        self.messages_delivered += len(recipients)
 
     def dm(
         self,
@@ -841,7 +934,7 @@ class ChatService(Service):
             raise Forbidden("guests cannot send direct messages to accounts; log in first")
         if text is not None:
             text = check_text(text)
-        online = fold(to) in self._sessions
+        online = self.is_online(to)
         d = self._store.add_dm(
             session.account.id,
             session.name,
@@ -863,15 +956,8 @@ class ChatService(Service):
         self, message: Message, origin: Session, online: bool
     ) -> Deferred[tuple[Message, bool]] | tuple[Message, bool]:
         self.dm_messages_stored += 1
-        recipients = self._sessions.get(fold(message.to or ""), [])
-        for s in recipients:
-            s.mind.message(message)
-        if fold(message.to or "") != origin.folded:
-            for s in self._sessions.get(origin.folded, ()):
-                if s is not origin:
-                    s.mind.message(message)
-        self.messages_delivered += len(recipients)
-        if online and not recipients:
+        self.fanout.dm(message, origin)
+        if online and not self.is_online(message.to or ""):
             # The recipient left while the message was being stored: queue it
             # now so it still arrives at the next login.
             return self._store.queue_offline(message.id).addCallback(lambda _: (message, False))
@@ -943,15 +1029,27 @@ class ChatService(Service):
     def broadcast(self, text: str, sender: str | None = None) -> int:
         """Send a server notice to every session; returns how many received it."""
         text = check_text(text)
+        self.fanout.broadcast(text, sender or self.server_name)
+        return self.notice_all(text, sender or self.server_name)
+
+    def notice_all(self, text: str, sender: str) -> int:
+        """A server notice to every session here; how many received it."""
         n = 0
         for sessions in list(self._sessions.values()):
             for s in sessions:
-                s.mind.notice(text, sender or self.server_name)
+                s.mind.notice(text, sender)
                 n += 1
         return n
 
     def disconnect_user(self, name: str, reason: str) -> int:
-        """Close every session of an account, through every door."""
+        """Close every session of an account, through every door, on every node.
+
+        Returns how many were closed here."""
+        self.fanout.disconnect_user(name, reason)
+        return self.disconnect_here(name, reason)
+
+    def disconnect_here(self, name: str, reason: str) -> int:
+        """Close every session of an account on this node."""
         sessions = self.sessions_of(name)
         for s in sessions:
             s.mind.disconnect(reason)
