@@ -79,6 +79,10 @@ class Settings:
     offline_days: float = 30.0
     # What deleting an account does to its room messages: remove or anonymise.
     deleted_messages: str = "remove"
+    # The bus between the nodes of a cluster: None (one server), or a
+    # redis:// (rediss://, unix://) URL; and this node's name on it.
+    bus: str | None = None
+    node_name: str | None = None
 
     @property
     def database_path(self) -> Path:
@@ -109,6 +113,16 @@ def store_url(value: Any) -> str | None:
     if text.startswith(("postgresql://", "postgres://")):
         return text
     raise ValueError("must be sqlite or a postgresql:// URL")
+
+
+def bus_url(value: Any) -> str | None:
+    """A ``--bus`` value: ``none`` (one server, the default) or a Redis URL."""
+    text = str(value).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be none or a redis://, rediss:// or unix:// URL")
+    return text
 
 
 def read_toml(path: Path) -> dict[str, Any]:

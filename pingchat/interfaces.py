@@ -330,6 +330,11 @@ class IStore(Interface):
         with ids above *after*, oldest first, at most *limit*: what a node of a
         cluster missed (pingchat.cluster)."""
 
+    def conversation_since(
+        conversation: str, since_ts: int, limit: int
+    ) -> Deferred[list[Message]]:
+        """The messages of a conversation stamped at or after *since_ts*, oldest first."""
+
     def conversation_heads() -> Deferred[list[tuple[str, int, int]]]:
         """``(conversation, last seq, last id)`` of every room: where each room's
         numbering stands (0, 0 for a room without numbered messages)."""

@@ -166,6 +166,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "history_days": _positive(float),
     "offline_days": _positive(float),
     "deleted_messages": _deleted_messages,
+    "bus": config.bus_url,
+    "node_name": _name,
 }
 
 
@@ -236,6 +238,20 @@ class Options(usage.Options):
             None,
             None,
             "A deleted account's room messages: remove or anonymise. [default: remove]",
+        ],
+        [
+            "bus",
+            None,
+            None,
+            "The bus between the nodes of a cluster: none, or redis://HOST[:PORT][/DB]"
+            " (rediss:// for TLS, unix:///PATH/redis.sock); needs a postgresql:// --store."
+            " [default: none]",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name in the cluster. [default: host name and a random suffix]",
         ],
     ]
 
@@ -324,6 +340,24 @@ class Options(usage.Options):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         if values.get("min_password_length", 8) < 1:
             raise usage.UsageError("--min-password-length must be at least 1")
+        if values.get("bus") is not None:
+            import importlib.util
+
+            from pingchat.cluster.bus import parse_url
+
+            if importlib.util.find_spec("txredisapi") is None:
+                raise usage.UsageError(
+                    "--bus needs the Redis client: pip install 'pingchat[cluster]'"
+                )
+            try:
+                parse_url(values["bus"])
+            except ValueError as e:
+                raise usage.UsageError(f"--bus: {e}") from e
+            if values.get("store") is None:
+                raise usage.UsageError(
+                    "--bus needs --store postgresql://…: the nodes of a cluster share one"
+                    " database (an SQLite file belongs to one server)"
+                )
         self.settings = attrs.evolve(config.Settings(), **values)
 
 
@@ -388,6 +422,7 @@ def build(
     *,
     inline: bool = False,
     lock: DataDirLock | None = None,
+    bus: Any = None,
 ) -> Server:
     """Create every component; listeners are attached but not yet started.
 
@@ -395,6 +430,7 @@ def build(
     thread: unit tests use this with a ``task.Clock`` or ``MemoryReactor`` and
     get synchronous Deferreds. The server itself never runs inline. *lock*
     (the data dir's, already held) is released when the database closes.
+    *bus* replaces the Redis bus of ``--bus`` (tests: pingchat.cluster.testing).
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -427,7 +463,15 @@ def build(
 
     hasher = PasswordHasher(_run_inline if inline else run_hash)
     sealer = Sealer.from_data_dir(data_dir)
-    throttle = LoginThrottle(
+    clustered = settings.bus is not None or bus is not None
+    if clustered:
+        from pingchat.cluster.throttle import SharedAddressLimiter, SharedLoginThrottle
+
+        throttle_class: type[LoginThrottle] = SharedLoginThrottle
+        limiter_class: type[AddressLimiter] = SharedAddressLimiter
+    else:
+        throttle_class, limiter_class = LoginThrottle, AddressLimiter
+    throttle = throttle_class(
         reactor.seconds,
         free=settings.login_free_attempts,
         cap=settings.login_backoff_max,
@@ -454,7 +498,7 @@ def build(
         login_throttle=throttle,
         sealer=sealer,
         registration=settings.registration,
-        register_limiter=AddressLimiter(
+        register_limiter=limiter_class(
             reactor.seconds,
             settings.registrations_per_hour / 3600.0,
             max(1.0, settings.registrations_per_hour),
@@ -474,6 +518,12 @@ def build(
     database.setServiceParent(top)
     ThreadPoolService(pool).setServiceParent(top)
     chat.setServiceParent(top)
+    cluster = None
+    if clustered:
+        cluster = _join_cluster(
+            settings, reactor, store, chat, bus, [throttle, accounts.register_limiter]
+        )
+        cluster.setServiceParent(top)
     internet.TimerService(3600, lambda: store.purge_expired_tokens(chat.now())).setServiceParent(
         top
     )
@@ -488,6 +538,8 @@ def build(
         settings, db, store, chat, portal, accounts, audit, hasher, native, top, listeners
     )
     server.extras["bcrypt_pool"] = pool
+    if cluster is not None:
+        server.extras["cluster"] = cluster
     certificate = None
     try:
         if settings.tls_cert and settings.tls_key:
@@ -538,6 +590,42 @@ def build(
     # Last: it opens the listeners, and says "ready" once all the rest has started.
     listeners.setServiceParent(top)
     return server
+
+
+def _join_cluster(
+    settings: config.Settings,
+    reactor: Any,
+    store: Any,
+    chat: ChatService,
+    bus: Any,
+    throttles: list[Any],
+) -> service.Service:
+    """Make this server a node of a cluster (``--bus``): the chat service's
+    fan-out goes over the bus, and the throttles count every node's failures."""
+    from pingchat.cluster.bus import RedisBus, parse_url
+    from pingchat.cluster.fanout import ClusterFanOut, default_node_name
+    from pingchat.store.messages import _conversation_heads
+
+    db_number = 0
+    if bus is None:
+        address = parse_url(settings.bus or "")
+        bus, db_number = RedisBus(address, reactor), address.db
+    node = settings.node_name or default_node_name()
+    fanout = ClusterFanOut(chat, store, bus, reactor, node, db_number)
+    # Where each room's numbering stands, before any session can be here.
+    for conversation, seq, last_id in store.db.run_sync(_conversation_heads):
+        fanout.sequencer.baseline(conversation, seq, last_id)
+    chat.fanout = fanout
+    for throttle in throttles:
+        throttle.share = fanout.throttle_event
+        fanout.throttles.append(throttle)
+    log.info("cluster: this node is {node}, on the bus {where}", node=node, where=_where(bus))
+    return fanout
+
+
+def _where(bus: Any) -> str:
+    address = getattr(bus, "address", None)
+    return address.where if address is not None else type(bus).__name__
 
 
 def _ready(server: Server, opened: list[Opened]) -> None:

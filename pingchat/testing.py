@@ -42,7 +42,9 @@ def strict_json(line: bytes | str) -> Any:
     return json.loads(line, parse_constant=_not_json)
 
 
-def make_server(data_dir: Path | None = None, clock: Clock | None = None, **settings: Any) -> Any:
+def make_server(
+    data_dir: Path | None = None, clock: Clock | None = None, bus: Any = None, **settings: Any
+) -> Any:
     """An inline :class:`pingchat.server.Server` with no listeners, on a Clock."""
     from pingchat.tap import build
 
@@ -63,7 +65,7 @@ def make_server(data_dir: Path | None = None, clock: Clock | None = None, **sett
         "sqlite_synchronous": "NORMAL",
     }
     defaults.update(settings)
-    server = build(Settings(**defaults), clock, inline=True)
+    server = build(Settings(**defaults), clock, inline=True, bus=bus)
     server.extras["clock"] = clock
     return server
 

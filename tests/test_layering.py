@@ -93,6 +93,13 @@ class LayeringTests(SynchronousTestCase):
             if under(name, "pingchat.store"):
                 self.assertEqual([i for i in imported if under(i, *above)], [], name)
 
+    def test_only_the_wiring_imports_the_cluster(self) -> None:
+        """The bus is a fan-out handed to the chat service by tap.py; nothing
+        below the wiring knows there is one (docs/architecture.md)."""
+        for name, imported in self.graph.items():
+            if not under(name, "pingchat.cluster", "pingchat.tap"):
+                self.assertEqual([i for i in imported if under(i, "pingchat.cluster")], [], name)
+
     def test_doors_never_import_the_store(self) -> None:
         for name, imported in self.graph.items():
             if under(name, *DOORS):

@@ -68,9 +68,11 @@ class ContactsAndKeys:
         """Tell *to* about a contact change, now or at its next login."""
         payload = {"event": "contact", "user": user, "status": status}
         sessions = self.service.sessions_of(to) if self.service else []
-        if sessions:
+        if self.service is not None and self.service.is_online(to):
             for s in sessions:
                 s.mind.contact_event(user, status)  # type: ignore[attr-defined]
+            # and to its sessions on the other nodes of a cluster
+            self.service.fanout.contact_event(to, user, status)
             return succeed(None)
         return self.store.add_pending_event(to_id, self.now(), payload)
 

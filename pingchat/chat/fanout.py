@@ -13,12 +13,21 @@ beyond one method call per message.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pingchat.model import Message, Room, RoomInfo
 
-if TYPE_CHECKING:
-    from pingchat.chat.service import ChatService, Session
+# A session (pingchat.chat.service.Session): this module sits below the
+# service, which imports it.
+Session = Any
+
+
+class Delivers(Protocol):
+    """What the fan-out asks of the chat service."""
+
+    def deliver_room(self, message: Message, room: Room, origin: Session | None) -> Any: ...
+
+    def deliver_dm(self, message: Message, origin: Session | None) -> None: ...
 
 
 class RemoteUser:
@@ -51,7 +60,7 @@ class LocalFanOut:
 
     node: str | None = None
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: Delivers) -> None:
         self.service = service
 
     # -- stored messages: deliver them -----------------------------------------

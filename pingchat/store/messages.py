@@ -328,6 +328,15 @@ def _conversation_heads(conn: Connection) -> list[tuple[str, int, int]]:
     return [(f"r:{row[0]}", int(row[1]), int(row[2] or 0)) for row in rows]
 
 
+def _conversation_since(
+    conn: Connection, conversation: str, since_ts: int, limit: int
+) -> list[Message]:
+    first = _id_at_or_after(conn, conversation, since_ts)
+    if first is None:
+        return []
+    return _history(conn, conversation, None, first - 1, limit, False)
+
+
 def _dm_threads_since(conn: Connection, account_id: int, since_ts: int) -> list[str]:
     rows = conn.execute(
         "SELECT low_id, high_id FROM dm_threads WHERE low_id = ? AND last_ts >= ?"
@@ -471,6 +480,14 @@ class MessageStore:
     def conversation_heads(self) -> Deferred[list[tuple[str, int, int]]]:
         """Each room's last sequence number and message id."""
         return self.db.read("conversation_heads", _conversation_heads)
+
+    def conversation_since(
+        self, conversation: str, since_ts: int, limit: int
+    ) -> Deferred[list[Message]]:
+        """Messages of a conversation stamped at or after *since_ts*, oldest first."""
+        return self.db.read(
+            "conversation_since", _conversation_since, conversation, since_ts, limit
+        )
 
     def dm_threads_since(self, account_id: int, since_ts: int) -> Deferred[list[str]]:
         """DM conversations of an account with messages at or after *since_ts*."""
