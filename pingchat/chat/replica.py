@@ -70,9 +70,7 @@ class Replica:
         for mind in s._minds(room.members):
             mind.joined(room.name, user)
 
-    def left(
-        self, room: Room, user: str, how: str, by: str | None, reason: str | None
-    ) -> None:
+    def left(self, room: Room, user: str, how: str, by: str | None, reason: str | None) -> None:
         s = self.service
         folded = fold(user)
         audience = list(room.members)

@@ -392,9 +392,7 @@ class ClusterFanOut(LocalFanOut, Service):
             for room in self.service.all_rooms():
                 if here & room.members.keys():
                     self.sequencer.catch_up(f"r:{room.id}")
-            accounts = {
-                s.account.id for s in self.service.all_sessions() if s.account is not None
-            }
+            accounts = {s.account.id for s in self.service.all_sessions() if s.account is not None}
             reads = [
                 self.store.dm_threads_since(account, since).addCallback(self._dm_threads, since)
                 for account in sorted(accounts)

@@ -48,9 +48,11 @@ class FakeRedis:
         if name == "DEL":
             n = 0
             for key in args:
-                n += (self.strings.pop(key, None) is not None) + (
-                    self.hashes.pop(key, None) is not None
-                ) + (self.sets.pop(key, None) is not None)
+                n += (
+                    (self.strings.pop(key, None) is not None)
+                    + (self.hashes.pop(key, None) is not None)
+                    + (self.sets.pop(key, None) is not None)
+                )
             return n
         if name == "HSET":
             table = self.hashes.setdefault(args[0], {})
