@@ -328,6 +328,17 @@ class ChatService(Service):
         folded = fold(name)
         return folded in self._sessions or bool(self.fanout.remote(folded))
 
+    def online_as(self, name: str) -> tuple[str, bool] | None:
+        """How *name* is shown while online (any node), and whether it is a
+        guest; None when offline."""
+        sessions = self._sessions.get(fold(name))
+        if sessions:
+            return sessions[0].name, sessions[0].guest
+        remote = self.fanout.remote(fold(name))
+        if remote:
+            return remote[0].name, remote[0].guest
+        return None
+
     def online_count(self) -> int:
         """How many accounts and guests have at least one live session (any node)."""
         remote = self.fanout.remote_users()

@@ -17,7 +17,7 @@ from pingchat.irc import wire
 from pingchat.irc.base import IRCBase
 from pingchat.irc.nickserv import NICKSERV
 from pingchat.irc.reply import Reply
-from pingchat.model import Room, clean_text, fold, iso_ms
+from pingchat.model import Room, clean_text, fold, hostmask, iso_ms
 
 HELP_TOPICS = {
     "": [
@@ -81,14 +81,16 @@ class QueriesMixin(IRCBase):
         self.need(msg, 1)
         replies = []
         for nick in msg.params[:5]:
-            sessions = self.service.sessions_of(nick)
-            if not sessions:
+            online = self.service.online_as(nick)  # on any node of a cluster
+            if online is None:
                 continue
-            s = sessions[0]
-            away = self.service.presence_of(s.name)
+            name, guest = online
+            away = self.service.presence_of(name)
             flag = "-" if away is not None and away.away else "+"
-            user_host = s.hostmask.split("!", 1)[1]
-            replies.append(f"{s.name}={flag}{user_host}")
+            sessions = self.service.sessions_of(nick)
+            mask = sessions[0].hostmask if sessions else hostmask(name, guest)
+            user_host = mask.split("!", 1)[1]
+            replies.append(f"{name}={flag}{user_host}")
         r.num(n.RPL_USERHOST, " ".join(replies))
 
     def irc_ISON(self, msg: wire.Message, r: Reply) -> None:
@@ -99,9 +101,9 @@ class QueriesMixin(IRCBase):
             if fold(nick) == fold(NICKSERV):
                 online.append(NICKSERV)
                 continue
-            sessions = self.service.sessions_of(nick)
-            if sessions:
-                online.append(sessions[0].name)
+            found = self.service.online_as(nick)  # on any node of a cluster
+            if found is not None:
+                online.append(found[0])
         r.num(n.RPL_ISON, " ".join(online))
 
     def irc_AWAY(self, msg: wire.Message, r: Reply) -> None:
