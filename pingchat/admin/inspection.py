@@ -21,20 +21,33 @@ class Inspection(Toolbox):
     helpers = ("who", "rooms", "sessions", "accounts", "audit", "stats")
 
     def who(self) -> Table:
-        """Everyone connected: presence, doors, number of sessions, addresses."""
+        """Everyone connected: presence, doors, number of sessions, addresses
+        (on a cluster: every node's users, and the nodes they are on)."""
         rows = []
+        here = self.chat.cluster_status().get("node")
         for user in self.chat.who():
             sessions = self.chat.sessions_of(user["user"])
-            rows.append({
+            remote = self.chat.remote_sessions_of(user["user"])
+            doors = {_door(s) for s in sessions}
+            for entry in remote:
+                doors.update(entry.doors)
+            row = {
                 "user": user["user"],
                 "presence": user["presence"],
-                "doors": sorted({_door(s) for s in sessions}),
-                "sessions": len(sessions),
+                "doors": sorted(doors),
+                "sessions": len(sessions) + sum(e.sessions for e in remote),
                 "addresses": sorted({s.address or "?" for s in sessions}),
                 "guest": user["guest"],
                 "away": user["away"],
-            })
-        return Table(("user", "presence", "doors", "sessions", "addresses", "guest", "away"), rows)
+            }
+            if here is not None:
+                nodes = {e.node for e in remote}
+                if sessions:
+                    nodes.add(here)
+                row["nodes"] = sorted(nodes)
+            rows.append(row)
+        columns = ("user", "presence", "doors", "sessions", "addresses", "guest", "away")
+        return Table((*columns, "nodes") if here is not None else columns, rows)
 
     def rooms(self) -> Table:
         """Every room (secret ones too): members online/total, modes, topic."""
@@ -135,6 +148,12 @@ class Inspection(Toolbox):
         report["output_paused"] = paused
         report["output_pending"] = _megabytes(pending)
         report["memory_rss"] = _megabytes(memory_rss())
+        nodes = chat.cluster_nodes()
+        if nodes:
+            report["cluster"] = {
+                **chat.cluster_status(),
+                "sessions_per_node": dict(sorted(nodes.items())),
+            }
         return report
 
     def _door_connections(self) -> dict[str, Any]:

@@ -246,6 +246,7 @@ class ServerCollector(Collector):
             value=chat.online_count(),
         )
         yield GaugeMetricFamily("pingchat_rooms", "Rooms.", value=chat.room_count())
+        yield from _cluster_metrics(chat)
 
         logins: Counter[str] = Counter()
         failures: Counter[tuple[str, str]] = Counter()
@@ -395,3 +396,46 @@ def attach_metrics(server: Server, reactor: Any) -> Metrics | None:
             "metrics", description, partial(server_endpoint, reactor, description, server.tls), site
         )
     return metrics
+
+
+def _cluster_metrics(chat: Any) -> Iterator[Any]:
+    """A node of a cluster (--bus): the nodes it sees and the bus's counts."""
+    nodes = chat.cluster_nodes()
+    if not nodes:
+        return
+    status = chat.cluster_status()
+    yield GaugeMetricFamily(
+        "pingchat_cluster_nodes",
+        "Nodes of the cluster this node sees (itself too).",
+        value=len(nodes),
+    )
+    gauge = GaugeMetricFamily(
+        "pingchat_cluster_sessions",
+        "Logged-in sessions on each node of the cluster (local: this node).",
+        labels=["node", "local"],
+    )
+    for node, n in sorted(nodes.items()):
+        gauge.add_metric([node, "yes" if node == status.get("node") else "no"], n)
+    yield gauge
+    yield GaugeMetricFamily(
+        "pingchat_bus_up",
+        "Whether this node has the bus (Redis): 1 or 0.",
+        value=1 if status.get("bus_up") else 0,
+    )
+    counter = CounterMetricFamily(
+        "pingchat_bus_events",
+        "Events this node published, received and applied.",
+        labels=["what"],
+    )
+    for what in ("published", "received", "not_published", "events_applied"):
+        counter.add_metric([what], status.get(what, 0))
+    yield counter
+    counter = CounterMetricFamily(
+        "pingchat_bus_messages",
+        "Stored messages that came out of order (held back), twice (dropped), or"
+        " only from the store (a gap the bus left).",
+        labels=["what"],
+    )
+    for what in ("reordered", "duplicates", "read_from_store"):
+        counter.add_metric([what], status.get(what, 0))
+    yield counter

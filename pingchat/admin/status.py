@@ -324,6 +324,26 @@ def render(s: Scrape, url: str, now: float | None = None) -> str:
             f" {_count(s.value('pingchat_bcrypt_busy_threads'))} hashing",
         )
     )
+    nodes = s.by("pingchat_cluster_sessions", "node")
+    if nodes:
+        here = {
+            x.labels.get("node")
+            for x in s.samples.get("pingchat_cluster_sessions", ())
+            if x.labels.get("local") == "yes"
+        }
+        bus = "bus up" if s.value("pingchat_bus_up") else "BUS DOWN (serving this node's sessions)"
+        gaps = s.by("pingchat_bus_messages", "what")
+        each = ", ".join(
+            f"{n}{' (this one)' if n in here else ''} {_count(c)}" for n, c in sorted(nodes.items())
+        )
+        facts.append(
+            (
+                "cluster",
+                f"{len(nodes)} nodes, {_count(sum(nodes.values()))} sessions: {each}; {bus};"
+                f" {_count(gaps.get('reordered'))} messages held back for order,"
+                f" {_count(gaps.get('read_from_store'))} read from the store",
+            )
+        )
     cpu = s.value("process_cpu_seconds_total")
     facts.append(
         (

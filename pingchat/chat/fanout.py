@@ -114,3 +114,11 @@ class LocalFanOut:
     def remote_users(self) -> dict[str, list[RemoteUser]]:
         """Every account with sessions on another node, by folded name."""
         return {}
+
+    def nodes(self) -> dict[str, int]:
+        """The nodes of the cluster (this one too) and their sessions: none here."""
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        """The bus's state and counts (metrics, the manhole): none here."""
+        return {}

@@ -328,6 +328,15 @@ class ChatService(Service):
         folded = fold(name)
         return folded in self._sessions or bool(self.fanout.remote(folded))
 
+    def cluster_nodes(self) -> dict[str, int]:
+        """Every node of the cluster (this one too) with its sessions; {} when
+        this server is not a node of one."""
+        return self.fanout.nodes()
+
+    def cluster_status(self) -> dict[str, Any]:
+        """This node's bus: its name, whether Redis is there, event counts; {} alone."""
+        return self.fanout.status()
+
     def online_as(self, name: str) -> tuple[str, bool] | None:
         """How *name* is shown while online (any node), and whether it is a
         guest; None when offline."""

@@ -209,6 +209,22 @@ class ClusterFanOut(LocalFanOut, Service):
         here = sum(1 for _ in self.service.all_sessions())
         return {self.name_here: here, **dict(self.roster.nodes)}
 
+    def status(self) -> dict[str, Any]:
+        bus = self.bus
+        return {
+            "node": self.name_here,
+            "bus_up": bool(bus.up),
+            "published": getattr(bus, "published", 0),
+            "received": getattr(bus, "received", 0),
+            "not_published": getattr(bus, "dropped", 0),
+            "events_applied": self.events_applied,
+            "reordered": self.sequencer.reordered,
+            "duplicates": self.sequencer.duplicates,
+            "read_from_store": self.sequencer.fetched,
+            "waiting": self.sequencer.waiting(),
+            "caught_up": self.caught_up,
+        }
+
     def _entry(self, folded: str) -> RemoteUser | None:
         sessions = self.service.sessions_of(folded)
         if not sessions:

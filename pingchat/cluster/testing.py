@@ -94,7 +94,8 @@ class FakeBus:
         self.hold = False  # keep what arrives in .held instead of handing it over
         self.held: list[str] = []
         self.drop = False  # lose what arrives
-        self.published: list[str] = []
+        self.sent: list[str] = []  # every event this node published
+        self.published = self.received = self.dropped = 0
 
     def start(self, listener: Listener) -> None:
         self.listener = listener
@@ -123,8 +124,10 @@ class FakeBus:
 
     def publish(self, data: str) -> bool:
         if not self.up:
+            self.dropped += 1
             return False
-        self.published.append(data)
+        self.published += 1
+        self.sent.append(data)
         self.redis.execute("PUBLISH", self.channel, data)
         return True
 
@@ -134,6 +137,7 @@ class FakeBus:
         return succeed(self.redis.execute(*args))
 
     def hear(self, data: str) -> None:
+        self.received += 1
         if self.drop:
             return
         if self.hold:

@@ -348,3 +348,46 @@ class OtherEventTests(ClusterTestCase):
         self.assertEqual([e["text"] for e in bob.take_events("notice")], ["maintenance"])
         self.a.server.chat.disconnect_user("bob", "bye")
         self.assertTrue(bob.transport.disconnecting)
+
+
+class ObservingTests(ClusterTestCase):
+    """The manhole's who() and stats(), /metrics and pingchat status show the cluster."""
+
+    def test_the_manhole_shows_every_nodes_users_and_the_nodes(self) -> None:
+        from pingchat.admin.namespace import AdminTools
+
+        self.a.login("alice")
+        self.b.login("bob")
+        self.c.login("bob")
+        tools = AdminTools(self.a.server, "root", self.clock, None, "192.0.2.7")
+        rows = {r["user"]: r for r in tools.who()}
+        self.assertEqual(sorted(rows), ["alice", "bob"])
+        self.assertEqual((rows["bob"]["sessions"], rows["bob"]["nodes"]), (2, ["node-b", "node-c"]))
+        self.assertEqual(rows["alice"]["nodes"], ["node-a"])
+        cluster = tools.stats()["cluster"]
+        self.assertEqual(cluster["sessions_per_node"], {"node-a": 1, "node-b": 1, "node-c": 1})
+        self.assertTrue(cluster["bus_up"])
+
+    def test_metrics_and_pingchat_status_show_nodes_and_sessions_per_node(self) -> None:
+        from pingchat.admin.metrics import Metrics, MetricsSite
+        from pingchat.admin.status import Scrape, render
+        from tests.admin.test_metrics import scrape
+
+        self.a.login("alice")
+        self.b.login("bob")
+        self.c.login("carol")
+        self.c.login("carol")
+        metrics = Metrics(self.a.server)
+        _, _, body = scrape(MetricsSite(metrics.registry))
+        text = body.decode()
+        self.assertIn("pingchat_cluster_nodes 3.0", text)
+        self.assertIn('pingchat_cluster_sessions{local="no",node="node-c"} 2.0', text)
+        self.assertIn("pingchat_bus_up 1.0", text)
+        shown = render(Scrape.parse(text), "http://x/metrics", now=0.0)
+        line = next(x for x in shown.splitlines() if x.startswith("cluster"))
+        self.assertIn("3 nodes, 4 sessions: node-a (this one) 1, node-b 1, node-c 2; bus up", line)
+        self.b.bus.down()
+        _, _, body = scrape(MetricsSite(Metrics(self.b.server).registry))
+        self.assertIn("pingchat_bus_up 0.0", body.decode())
+        shown = render(Scrape.parse(body.decode()), "http://x/metrics", now=0.0)
+        self.assertIn("BUS DOWN", shown)
