@@ -610,6 +610,7 @@ def _join_cluster(
     if bus is None:
         address = parse_url(settings.bus or "")
         bus, db_number = RedisBus(address, reactor), address.db
+    store.db.numbered = True  # deliveries are ordered by each conversation's numbers
     node = settings.node_name or default_node_name()
     fanout = ClusterFanOut(chat, store, bus, reactor, node, db_number)
     # Where each room's numbering stands, before any session can be here.

@@ -52,13 +52,16 @@ def _add_room_message(
     text: str,
     kind: str,
     now: int,
+    numbered: bool = False,
 ) -> Message:
-    # The room's next number first: the row stays locked until the commit,
-    # so another writer's message to this room (another node's, on
-    # PostgreSQL) takes both its number and its id after this one's.
-    seq = conn.execute(
-        "UPDATE rooms SET seq = seq + 1 WHERE id = ? RETURNING seq", (room_id,)
-    ).fetchone()[0]
+    seq = None
+    if numbered:
+        # The room's next number first: the row stays locked until the
+        # commit, so another writer's message to this room (another node's,
+        # on PostgreSQL) takes both its number and its id after this one's.
+        seq = conn.execute(
+            "UPDATE rooms SET seq = seq + 1 WHERE id = ? RETURNING seq", (room_id,)
+        ).fetchone()[0]
     conversation = f"r:{room_id}"
     message_id = insert(
         conn,
@@ -92,6 +95,7 @@ def _add_dm(
     kind: str,
     now: int,
     queue: bool,
+    numbered: bool = False,
 ) -> Message:
     # Only the three columns a DM needs: building the whole Account took
     # two thirds of the lookup (15 us of the writer's ~30 per DM).
@@ -107,15 +111,17 @@ def _add_dm(
         and not is_contact(conn, sender_id, target_id)
     ):
         raise Forbidden(f"{target_name} accepts direct messages only from contacts")
-    # The thread's next number, its row locked before the message's id is
-    # taken (as for a room message, _add_room_message).
     low, high = min(sender_id, target_id), max(sender_id, target_id)
-    seq = conn.execute(
-        "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts, seq) VALUES (?, ?, 0, ?, 1)"
-        " ON CONFLICT (low_id, high_id) DO UPDATE SET seq = dm_threads.seq + 1,"
-        " last_ts = excluded.last_ts RETURNING seq",
-        (low, high, now),
-    ).fetchone()[0]
+    seq = None
+    if numbered:
+        # The thread's next number, its row locked before the message's id
+        # is taken (as for a room message, _add_room_message).
+        seq = conn.execute(
+            "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts, seq)"
+            " VALUES (?, ?, 0, ?, 1) ON CONFLICT (low_id, high_id) DO UPDATE"
+            " SET seq = dm_threads.seq + 1, last_ts = excluded.last_ts RETURNING seq",
+            (low, high, now),
+        ).fetchone()[0]
     conversation = dm_conversation(sender_id, target_id)
     message_id = insert(
         conn,
@@ -137,10 +143,18 @@ def _add_dm(
             seq,
         ),
     )
-    conn.execute(
-        "UPDATE dm_threads SET last_id = ? WHERE low_id = ? AND high_id = ?",
-        (message_id, low, high),
-    )
+    if numbered:
+        conn.execute(
+            "UPDATE dm_threads SET last_id = ? WHERE low_id = ? AND high_id = ?",
+            (message_id, low, high),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO dm_threads (low_id, high_id, last_id, last_ts) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (low_id, high_id) DO UPDATE SET last_id = excluded.last_id,"
+            " last_ts = excluded.last_ts",
+            (low, high, message_id, now),
+        )
     if queue:
         conn.execute(
             "INSERT INTO offline_queue (account_id, message_id) VALUES (?, ?)",
@@ -371,6 +385,7 @@ class MessageStore:
             text,
             kind,
             now,
+            self.db.numbered,
         )
 
     def add_dm(
@@ -407,6 +422,7 @@ class MessageStore:
             kind,
             now,
             queue,
+            self.db.numbered,
         )
 
     def queue_offline(self, message_id: int) -> Deferred[None]:

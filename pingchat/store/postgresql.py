@@ -264,6 +264,8 @@ class PostgreSQLDatabase(Database):
         waits at most for the other's commit. Only rows that exist are
         locked: a new DM thread is inserted by its first message.
         """
+        if not self.numbered:
+            return
         rooms = {args[0] for _name, fn, args, _d in jobs if fn in _ROOM_LOCKING}
         if rooms:
             conn.execute(

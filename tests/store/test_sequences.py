@@ -17,6 +17,7 @@ from tests.backends import POSTGRESQL, StoreBackend, on_postgresql
 class SequenceTests(StoreBackend, SynchronousTestCase):
     def setUp(self) -> None:
         self.store = Store(self.open_database())
+        self.store.db.numbered = True  # as on a node of a cluster
         ok = self.successResultOf
         self.alice = ok(self.store.create_account("alice", b"h", 0))
         self.bob = ok(self.store.create_account("bob", b"h", 0))
@@ -98,6 +99,30 @@ class SequenceTests(StoreBackend, SynchronousTestCase):
 SequenceTestsOnPostgreSQL = on_postgresql(SequenceTests)
 
 
+class UnnumberedTests(StoreBackend, SynchronousTestCase):
+    """One server does not number its messages (it has nobody to order them for)."""
+
+    def test_one_server_stores_messages_without_numbers(self) -> None:
+        store = Store(self.open_database())
+        alice = self.successResultOf(store.create_account("alice", b"h", 0))
+        self.successResultOf(store.create_account("bob", b"h", 0))
+        room = self.successResultOf(store.create_room("#r", 0))
+        said = self.successResultOf(
+            store.add_room_message(room.id, "#r", "alice", alice.id, "hi", 1)
+        )
+        dm = self.successResultOf(store.add_dm(alice.id, "alice", "bob", 2, text="yo"))
+        self.assertEqual((said.seq, dm.seq), (None, None))
+        self.assertEqual(said.conversation, f"r:{room.id}")
+        self.assertEqual(self.successResultOf(store.room_history(room.id)), [said])
+        threads = store.db.run_sync(
+            lambda conn: conn.execute("SELECT last_id, last_ts, seq FROM dm_threads").fetchall()
+        )
+        self.assertEqual([tuple(r) for r in threads], [(dm.id, 2, 0)])
+
+
+UnnumberedTestsOnPostgreSQL = on_postgresql(UnnumberedTests)
+
+
 class TwoWritersTests(StoreBackend, TestCase):
     """Two writers on one database, as two nodes of a cluster are: each room's
     numbers follow the commits, ids grow with them, and batches that touch
@@ -111,6 +136,7 @@ class TwoWritersTests(StoreBackend, TestCase):
         first = self.open_database(reactor, threaded=True)
         second = type(first)(first.url, reactor, threaded=True)  # type: ignore[call-arg]
         self.addCleanup(second.stop)
+        first.numbered = second.numbered = True
         one, two = Store(first), Store(second)
         alice = yield one.create_account("alice", b"h", 0)
         bob = yield one.create_account("bob", b"h", 0)
