@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pingchat.chat.moderation import Moderation
 from pingchat.chat.fanout import LocalFanOut, RemoteUser
+from pingchat.chat.moderation import Moderation
 from pingchat.errors import (
     BadRequest,
     Forbidden,

@@ -95,9 +95,15 @@ class Sequencer:
             self.conversations[key] = Conversation(seq, message.id)
             self.deliver(message, origin)
             return
-        if seq <= c.seq or seq in c.waiting:
+        if message.id <= c.last_id or seq in c.waiting:
+            # Ids grow with the numbers within a conversation: a message at
+            # or below the last delivered id is a copy of one already here.
             self.duplicates += 1
             return
+        if seq <= c.seq:
+            # A newer id numbered from 1 again: the conversation's row went
+            # and came back (retention removed a DM thread's last message).
+            c.seq, c.waiting = seq - 1, {}
         if seq == c.seq + 1:
             self._deliver(c, message, origin)
             if c.waiting:

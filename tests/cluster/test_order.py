@@ -153,3 +153,14 @@ class SequencerTests(SynchronousTestCase):
         live = Message(id=0, ts=0, sender="a", text=None, room="#r", kind="tagmsg")
         self.seq.offer(live)
         self.assertEqual(self.seqs(), [None])
+
+    def test_a_conversation_numbered_from_one_again_is_followed_again(self) -> None:
+        """Retention removes a DM thread with its last message; the next DM
+        makes it again, numbered from 1, with a newer id."""
+        self.seq.offer(msg(5, "d:1:2"))
+        again = Message(id=900, ts=9, sender="a", text="x", conversation="d:1:2", seq=1)
+        self.seq.offer(again)
+        self.seq.offer(msg(5, "d:1:2"))  # an old copy: still a duplicate
+        self.seq.offer(Message(id=901, ts=9, sender="a", text="y", conversation="d:1:2", seq=2))
+        self.assertEqual(self.seqs(), [5, 1, 2])
+        self.assertEqual(self.seq.waiting(), 0)

@@ -58,7 +58,7 @@ class Fixture(StoreBackend, SynchronousTestCase):
                 return total
 
     def threads(self) -> list[tuple[Any, ...]]:
-        return self.rows("SELECT * FROM dm_threads ORDER BY 1, 2")
+        return self.rows("SELECT low_id, high_id, last_id, last_ts FROM dm_threads ORDER BY 1, 2")
 
 class ExpiryTests(Fixture):
     """Expiry's transactions, on either backend."""
