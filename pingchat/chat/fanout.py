@@ -99,6 +99,12 @@ class LocalFanOut:
     def contact_event(self, to: str, user: str, status: str) -> None:
         """A contact event for *to*, delivered here already if it has sessions here."""
 
+    def wallops(self, text: str, sender: str) -> None:
+        """An operator's WALLOPS, told to every session here already."""
+
+    def message_deleted(self, tombstone: Message, by: str, reason: str | None) -> None:
+        """A message was deleted; those who could see it here were told."""
+
     def broadcast(self, text: str, sender: str) -> None:
         """A server notice to every session (the manhole's ``broadcast``)."""
 

@@ -21,7 +21,7 @@ tombstone in its place (IRC's CHATHISTORY leaves it out).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -54,8 +54,13 @@ class World(Protocol):
     """What moderation asks of the chat service (:class:`pingchat.chat.service.ChatService`)."""
 
     audit: Callable[..., object]
+    # Where what moderation did is told to the other nodes of a cluster
+    # (pingchat.chat.fanout; nothing happens there on one server).
+    fanout: Any
 
     def now(self) -> int: ...
+    def online_as(self, name: str) -> tuple[str, bool] | None: ...
+    def remote_sessions_of(self, name: str) -> Sequence[Any]: ...
     def sessions_of(self, name: str) -> Sequence[Session]: ...
     def all_sessions(self) -> Iterator[Session]: ...
     def room_named(self, name: str) -> Room | None: ...
@@ -159,9 +164,11 @@ class Moderation:
         self._require_operator(session, "kill")
         reason = _reason(reason)
         sessions = self.service.sessions_of(user)
-        if not sessions:
+        online = self.service.online_as(user)  # on any node of a cluster
+        if online is None:
             raise NoSuchUser(f"{user} is not connected")
-        name = sessions[0].name
+        name = online[0]
+        elsewhere = sum(e.sessions for e in self.service.remote_sessions_of(user))
         self.service.audit(
             "kill",
             account=name,
@@ -169,12 +176,13 @@ class Moderation:
             address=session.address,
             operator=session.operator,
             reason=reason,
-            sessions=len(sessions),
+            sessions=len(sessions) + elsewhere,
         )
         text = f"Killed by {session.name}: {reason}" if reason else f"Killed by {session.name}"
         for s in sessions:
             s.mind.disconnect(text)
-        return len(sessions)
+        self.service.fanout.disconnect_user(name, text)
+        return len(sessions) + elsewhere
 
     def wallops(self, session: Session, text: str) -> None:
         """Send *text* to every session; each door shows it to operators (and, on
@@ -184,6 +192,7 @@ class Moderation:
         self.service.audit("wallops", actor=session.name, address=session.address, text=text)
         for s in list(self.service.all_sessions()):
             s.mind.wallops(text, session.name)
+        self.service.fanout.wallops(text, session.name)
 
     # -- deleting messages --------------------------------------------------------------
 
@@ -311,3 +320,4 @@ class Moderation:
             told.append(origin)
         for s in told:
             s.mind.message_deleted(tombstone, origin.name, reason)
+        self.service.fanout.message_deleted(tombstone, origin.name, reason)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from pingchat.model import Member, Presence, PresenceState, Room, RoomInfo, fold
+from pingchat.chat.moderation import Moderation
+from pingchat.model import Member, Message, Presence, PresenceState, Room, RoomInfo, fold
 
 if TYPE_CHECKING:
     from pingchat.chat.service import ChatService
@@ -121,6 +122,22 @@ class Replica:
         names = {fold(user), *(fold(n) for n in audience)}
         for mind in self.service._minds(names):
             mind.key_changed(user, device, action, fingerprint)
+
+    def message_deleted(self, tombstone: Message, by: str, reason: str | None) -> None:
+        """Tell the sessions here that could see the message (its room's
+        members, or the DM's two accounts)."""
+        s = self.service
+        if tombstone.room is not None:
+            room = s.room_named(tombstone.room)
+            names: Iterable[str] = room.members if room is not None else ()
+        else:
+            names = Moderation._parties(tombstone)
+        for mind in s._minds(list(names)):
+            mind.message_deleted(tombstone, by, reason)
+
+    def wallops(self, text: str, sender: str) -> None:
+        for session in list(self.service.all_sessions()):
+            session.mind.wallops(text, sender)
 
     def contact_event(self, to: str, user: str, status: str) -> None:
         for session in self.service.sessions_of(to):

@@ -184,6 +184,14 @@ class ClusterFanOut(LocalFanOut, Service):
     def broadcast(self, text: str, sender: str) -> None:
         self._publish({"t": "b", "text": text, "sender": sender})
 
+    def wallops(self, text: str, sender: str) -> None:
+        self._publish({"t": "w", "text": text, "sender": sender})
+
+    def message_deleted(self, tombstone: Message, by: str, reason: str | None) -> None:
+        self._publish(
+            {"t": "d", "m": wire.message_to_wire(tombstone), "by": by, "reason": reason}
+        )
+
     def disconnect_user(self, name: str, reason: str) -> None:
         self._publish({"t": "x", "user": name, "reason": reason})
 
@@ -540,6 +548,13 @@ class ClusterFanOut(LocalFanOut, Service):
     def _on_broadcast(self, node: str, event: dict[str, Any]) -> None:
         self.service.notice_all(event["text"], event["sender"])
 
+    def _on_wallops(self, node: str, event: dict[str, Any]) -> None:
+        self.replica.wallops(event["text"], event["sender"])
+
+    def _on_deleted(self, node: str, event: dict[str, Any]) -> None:
+        tombstone = wire.message_from_wire(event["m"])
+        self.replica.message_deleted(tombstone, event["by"], event["reason"])
+
     def _on_disconnect(self, node: str, event: dict[str, Any]) -> None:
         self.service.disconnect_here(event["user"], event["reason"])
 
@@ -560,6 +575,8 @@ class ClusterFanOut(LocalFanOut, Service):
         "o": _on_contact,
         "b": _on_broadcast,
         "x": _on_disconnect,
+        "w": _on_wallops,
+        "d": _on_deleted,
         "f": _on_throttle,
     }
 

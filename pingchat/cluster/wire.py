@@ -12,6 +12,8 @@ Every event has ``t`` (its type) and ``n`` (the publishing node)::
     o  a contact event         {"to", "user", "status"}
     b  a server notice to all  {"text", "sender"}
     x  an account disconnected {"user", "reason"}
+    w  an operator's WALLOPS   {"text", "sender"}
+    d  a message deleted       {"m": its tombstone, "by", "reason"}
     f  a failed login (etc.)   {"k": login|token|register, "account", "address"}
     h  a node (re)started      {"i": its start time}
     q  a node stops            {}
@@ -63,6 +65,8 @@ _FIELDS = (
     "sender_account",
     "sender_device",
     "envelopes",
+    "deleted_at",
+    "deleted_by",
     "conversation",
     "seq",
     "client_tags",

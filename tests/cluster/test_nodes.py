@@ -391,3 +391,37 @@ class ObservingTests(ClusterTestCase):
         self.assertIn("pingchat_bus_up 0.0", body.decode())
         shown = render(Scrape.parse(body.decode()), "http://x/metrics", now=0.0)
         self.assertIn("BUS DOWN", shown)
+
+
+class ModerationTests(ClusterTestCase):
+    """Deleting a message, KILL and WALLOPS (pingchat.chat.moderation) on every node."""
+
+    def test_a_deleted_message_goes_on_every_node(self) -> None:
+        alice, bob, carol = self.room_of_three()
+        said = alice.request("say", room="#r", text="oops")
+        bob.take_events()
+        self.assertTrue(alice.request("message.delete", msg_id=said["msg_id"])["ok"])
+        for c in (bob, carol):
+            deleted = c.take_events("deleted")
+            self.assertEqual([(e["msg_id"], e["by"]) for e in deleted], [(said["msg_id"], "alice")])
+
+    def test_an_operator_kills_and_wallops_a_user_of_another_node(self) -> None:
+        self.a.server.store.db.run_sync(
+            lambda conn: conn.execute("UPDATE accounts SET role = 'admin' WHERE name = 'alice'")
+        )
+        alice = self.a.login("alice")
+        carol = self.c.login("carol")
+        bob = self.b.login("bob")
+        op = self.a.server.chat.sessions_of("alice")[0]
+        self.assertEqual(self.a.server.chat.moderation.kill(op, "bob", "spam"), 1)
+        self.assertTrue(bob.transport.disconnecting)
+        self.c.server.store.db.run_sync(
+            lambda conn: conn.execute("UPDATE accounts SET role = 'admin' WHERE name = 'carol'")
+        )
+        self.c.server.chat.sessions_of("carol")[0].operator = "carol"
+        self.a.server.chat.moderation.wallops(op, "maintenance at noon")
+        self.assertEqual(
+            [e["text"] for e in carol.take_events("notice") if e.get("wallops")],
+            ["maintenance at noon"],
+        )
+        del alice

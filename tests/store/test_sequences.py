@@ -1,4 +1,4 @@
-"""Each conversation's sequence numbers (migration 007): the order in which
+"""Each conversation's sequence numbers (migration 009): the order in which
 every node of a cluster delivers it, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
