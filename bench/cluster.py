@@ -61,6 +61,7 @@ class Services:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pingchat-bench-cluster-"))
+        self.dir.chmod(0o755)  # PostgreSQL runs as its own user under it when we are root
         self.pg_url = self._script("postgresql", "start", self.dir / "pg")
         self.redis_url = self._script("redis", "start", self.dir / "redis")
         self.schemas = 0
@@ -367,7 +368,7 @@ async def dms(nodes: list[Node], services: Services, clients: int, each: int) ->
 def run(quick: bool) -> dict[str, Any]:
     services = Services()
     results: dict[str, Any] = {}
-    messages = 50 if quick else 200
+    messages = 50 if quick else 1000
     try:
         for config in ("sqlite-1", "pg-1", "bus-1", "bus-2"):
             nodes = start_nodes(services, config)
@@ -391,6 +392,17 @@ def run(quick: bool) -> dict[str, Any]:
                 for n in nodes:
                     n.stop()
         results["bus-cost"] = cost
+        local: dict[str, Any] = {}
+        for receivers in (10, 100):
+            nodes = start_nodes(services, "bus-1")
+            try:
+                local[str(receivers)] = asyncio.run(
+                    fanout(nodes, services, receivers, messages, [0], [0])
+                )
+            finally:
+                for n in nodes:
+                    n.stop()
+        results["local-cost"] = local
     finally:
         services.stop()
     return results
@@ -403,14 +415,21 @@ def model(results: dict[str, Any]) -> dict[str, float]:
     b_many = many["node_us_per_message"][1]
     per_delivery = (b_many - b_few) / 90
     per_bus_message = b_few - 10 * per_delivery
-    local = results["pg-1"]["fanout"]
+    lfew, lmany = results["local-cost"]["10"], results["local-cost"]["100"]
+    l_few, l_many = lfew["node_us_per_message"][0], lmany["node_us_per_message"][0]
+    local_delivery = (l_many - l_few) / 90
     return {
-        "receiving_node_us_per_bus_message": round(per_bus_message, 1),
-        "us_per_delivery_to_a_session": round(per_delivery, 2),
-        "storing_node_us_per_message_publish_included": round(
+        "remote_node_us_per_bus_message": round(per_bus_message, 1),
+        "remote_node_us_per_delivery": round(per_delivery, 2),
+        "storing_node_us_per_message_nobody_to_deliver": round(
             (few["node_us_per_message"][0] + many["node_us_per_message"][0]) / 2, 1
         ),
-        "one_node_us_per_delivery_pg": local["node_us_per_delivery"],
+        "local_node_us_per_message_store_and_publish": round(l_few - 10 * local_delivery, 1),
+        "local_node_us_per_delivery": round(local_delivery, 2),
+        "messages_per_s_remote_runs": round(
+            (few["messages_per_s"] + many["messages_per_s"]) / 2
+        ),
+        "messages_per_s_local_runs": round((lfew["messages_per_s"] + lmany["messages_per_s"]) / 2),
     }
 
 

@@ -83,6 +83,9 @@ class ClusterFanOut(LocalFanOut, Service):
         self._flush_call: IDelayedCall | None = None
         self._heartbeat: LoopingCall | None = None
         self._incarnations: dict[str, int] = {}
+        # Every event ends with its node's name (_publish sets it last): this
+        # node's own come back from Redis and are dropped before any parsing.
+        self._own = wire.encode({"n": node})[1:]
         self.lost_at: int | None = None  # when the bus was lost (ms), while it is
         self.caught_up = 0  # times this node caught up after the bus came back
         self.throttles: list[Any] = []  # told of other nodes' failed logins
@@ -200,7 +203,8 @@ class ClusterFanOut(LocalFanOut, Service):
         self._publish({"t": "f", "k": kind, "account": account, "address": address})
 
     def _publish(self, event: dict[str, Any]) -> None:
-        event["n"] = self.node
+        event.pop("n", None)
+        event["n"] = self.node  # last: see _own
         self.bus.publish(wire.encode(event))
 
     # -- the sessions elsewhere ------------------------------------------------------
@@ -445,6 +449,8 @@ class ClusterFanOut(LocalFanOut, Service):
     # -- what other nodes say -----------------------------------------------------------
 
     def bus_message(self, data: str) -> None:
+        if data.endswith(self._own):
+            return
         try:
             event = wire.decode(data)
         except ValueError:
