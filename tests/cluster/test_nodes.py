@@ -354,12 +354,12 @@ class ObservingTests(ClusterTestCase):
     """The manhole's who() and stats(), /metrics and pingchat status show the cluster."""
 
     def test_the_manhole_shows_every_nodes_users_and_the_nodes(self) -> None:
-        from pingchat.admin.namespace import AdminTools
+        from pingchat.admin.inspection import Inspection
 
         self.a.login("alice")
         self.b.login("bob")
         self.c.login("bob")
-        tools = AdminTools(self.a.server, "root", self.clock, None, "192.0.2.7")
+        tools = Inspection(self.a.server, "root", self.clock, None, "192.0.2.7")
         rows = {r["user"]: r for r in tools.who()}
         self.assertEqual(sorted(rows), ["alice", "bob"])
         self.assertEqual((rows["bob"]["sessions"], rows["bob"]["nodes"]), (2, ["node-b", "node-c"]))
