@@ -66,14 +66,12 @@ class Session:
 
     def __init__(
         self,
-        service: ChatService,
         account: Account | None,
         name: str,
         mind: IChatMind,
         address: str | None,
         now: int,
     ) -> None:
-        self.service = service
         self.account = account
         self.name = name
         self.folded = fold(name)
@@ -205,9 +203,7 @@ class ChatService(Service):
         self, account: Account | None, mind: IChatMind, address: str | None, name: str = ""
     ) -> Session:
         """Register a new session (the realm calls this at login)."""
-        session = Session(
-            self, account, account.name if account else name, mind, address, self.now()
-        )
+        session = Session(account, account.name if account else name, mind, address, self.now())
         sessions = self._sessions.setdefault(session.folded, [])
         sessions.append(session)
         self._changed()
