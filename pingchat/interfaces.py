@@ -1,7 +1,7 @@
 """The seams of pingchat, as zope Interfaces.
 
 Data flows from a door (a protocol, which is the *mind*) through the portal to
-an *avatar* (a :class:`~pingchat.chat.service.Session`), into the chat service
+an *avatar* (a :class:`~pingchat.chat.session.Session`), into the chat service
 and the store, and back out to the minds of the recipients.
 """
 

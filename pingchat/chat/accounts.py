@@ -26,7 +26,8 @@ from pingchat.auth.tokens import (
 )
 from pingchat.chat.contacts import ContactsAndKeys
 from pingchat.chat.erasure import AccountEraser
-from pingchat.chat.service import ChatService, Session
+from pingchat.chat.service import ChatService
+from pingchat.chat.session import Session
 from pingchat.errors import (
     AuthFailed,
     BadRequest,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import BadRequest, NoSuchUser
 from pingchat.model import (
     LEGACY_DEVICE,

@@ -25,7 +25,8 @@ from twisted.python.failure import Failure
 
 from pingchat.auth.audit import Auditor
 from pingchat.auth.sealing import Sealer
-from pingchat.chat.service import ChatService, Session
+from pingchat.chat.service import ChatService
+from pingchat.chat.session import Session
 from pingchat.interfaces import IStore
 from pingchat.model import fold
 from pingchat.store.erasure import MODES, Erased, placeholder

@@ -17,10 +17,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from pingchat.chat.fanout import LocalFanOut, RemoteUser
 from pingchat.chat.moderation import Moderation
+from pingchat.chat.session import Session
 from pingchat.errors import (
     BadRequest,
     Forbidden,
@@ -28,7 +28,7 @@ from pingchat.errors import (
     NoSuchUser,
     NotInRoom,
 )
-from pingchat.interfaces import IChatAvatar, IChatMind, IStore
+from pingchat.interfaces import IChatMind, IStore
 from pingchat.loglines import TurnLines
 from pingchat.model import (
     HISTORY_MAX,
@@ -50,55 +50,9 @@ from pingchat.model import (
     check_text,
     clean_text,
     fold,
-    hostmask,
 )
 
 log = Logger()
-
-
-@implementer(IChatAvatar)
-class Session:
-    """One authenticated connection: the avatar a door acts through.
-
-    An account may have many sessions at once (phone, laptop, IRC); each
-    receives all of the account's traffic.
-    """
-
-    def __init__(
-        self,
-        account: Account | None,
-        name: str,
-        mind: IChatMind,
-        address: str | None,
-        now: int,
-    ) -> None:
-        self.account = account
-        self.name = name
-        self.folded = fold(name)
-        self.mind = mind
-        self.address = address
-        self.connected_at = now
-        self.token_hash: bytes | None = None
-        self.attached = True
-        # A guest's user name as its door knows it (IRC ``USER``), for its mask.
-        self.user: str | None = None
-        # The administrator account that makes this session a server operator
-        # (docs/irc.md, "Operators"): an admin's own sessions from the start,
-        # or one that IRC OPER vouched for. See pingchat.chat.moderation.
-        self.operator: str | None = (
-            account.name if account is not None and account.is_admin else None
-        )
-
-    @property
-    def guest(self) -> bool:
-        return self.account is None
-
-    @property
-    def hostmask(self) -> str:
-        return hostmask(self.name, self.guest, self.user if self.guest else None)
-
-    def __repr__(self) -> str:
-        return f"<Session {self.name} via {getattr(self.mind, 'door', '?')}>"
 
 
 class ChatService(Service):

@@ -37,7 +37,8 @@ from pingchat.interfaces import IStore
 from pingchat.model import Message, Room, RoomInfo, fold
 
 if TYPE_CHECKING:
-    from pingchat.chat.service import ChatService, Session
+    from pingchat.chat.service import ChatService
+    from pingchat.chat.session import Session
 
 log = Logger()
 

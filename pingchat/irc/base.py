@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
-    from pingchat.chat.service import ChatService, Session
+    from pingchat.chat.service import ChatService
+    from pingchat.chat.session import Session
     from pingchat.irc import wire
     from pingchat.model import Message, Room
 

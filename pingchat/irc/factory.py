@@ -14,7 +14,8 @@ from twisted.internet.protocol import Factory
 from pingchat import __version__
 from pingchat.auth.throttle import TokenBucket
 from pingchat.chat.accounts import AccountManager
-from pingchat.chat.service import ChatService, Session
+from pingchat.chat.service import ChatService
+from pingchat.chat.session import Session
 from pingchat.irc import isupport, wire
 from pingchat.irc.protocol import IRCProtocol
 from pingchat.model import Message, iso_ms

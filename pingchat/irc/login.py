@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface
 
 from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import ChatError
 from pingchat.interfaces import IChatAvatar
 from pingchat.irc import numerics as n

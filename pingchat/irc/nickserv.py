@@ -14,7 +14,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import ChatError, InvalidName, NoSuchUser
 from pingchat.irc import wire
 from pingchat.irc.base import IRCBase

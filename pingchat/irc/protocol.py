@@ -35,7 +35,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pingchat.chat.service import ChatService, Session
+from pingchat.chat.service import ChatService
+from pingchat.chat.session import Session
 from pingchat.errors import ChatError
 from pingchat.interfaces import IChatMind
 from pingchat.irc import caps as capabilities

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import ChatError, Forbidden, NoSuchUser
 from pingchat.interfaces import IChatMind
 from pingchat.irc import caps as capabilities

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import BadRequest, ChatError, Forbidden, InvalidName, NoSuchUser
 from pingchat.irc import numerics as n
 from pingchat.irc import wire

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pingchat.errors import BadRequest
 
 if TYPE_CHECKING:
-    from pingchat.chat.service import Session
+    from pingchat.chat.session import Session
 
 
 def field(req: dict[str, Any], name: str, kind: type = str, required: bool = True) -> Any:

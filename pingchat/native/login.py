@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from pingchat.auth.checkers import PasswordCredentials, TokenCredentials
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import BadRequest, NotAuthenticated
 from pingchat.interfaces import IChatAvatar
 from pingchat.model import iso_ms

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat import PROTOCOL_VERSION, __version__
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import ChatError, NotAuthenticated, RateLimited
 from pingchat.interfaces import IChatMind
 from pingchat.model import Message

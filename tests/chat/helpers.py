@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.testing import RecordingMind
 from tests.helpers import ServerTestCase
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pingchat.chat.erasure import DAY_MS, RESERVE_DAYS, name_digest
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import InvalidName, NoSuchUser
 from pingchat.store import open_store
 from pingchat.testing import RecordingMind

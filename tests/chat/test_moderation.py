@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pingchat.chat.service import Session
+from pingchat.chat.session import Session
 from pingchat.errors import Forbidden, NoSuchMessage, NoSuchUser, NotInRoom
 from pingchat.model import Message
 from tests.backends import on_postgresql
