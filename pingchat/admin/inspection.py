@@ -140,10 +140,9 @@ class Inspection(Toolbox):
             report["messages_per_s"] = {"stored": stored, "delivered": delivered}
             report["uptime_s"] = int(self.clock.seconds() - self.meter.started)
         db = self.server.db
-        queue = getattr(db, "_queue", None)
-        report["db_queue"] = queue.qsize() if queue is not None else 0
-        report["db_transactions"] = getattr(db, "transactions", 0)
-        report["db_commits"] = getattr(db, "commits", 0)
+        report["db_queue"] = db.queue_depth
+        report["db_transactions"] = db.transactions
+        report["db_commits"] = db.commits
         report["output_buffered"] = _megabytes(buffered)
         report["output_paused"] = paused
         report["output_pending"] = _megabytes(pending)

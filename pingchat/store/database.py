@@ -240,6 +240,13 @@ class Database:
             self._queue.put(self._pending)
             self._pending = []
 
+    @property
+    def queue_depth(self) -> int:
+        """How many hand-overs wait for the writer: each a turn's jobs (or a
+        checkpoint) given to it and not yet taken (the manhole's ``stats()``).
+        A writer that falls behind shows here first."""
+        return self._queue.qsize()
+
     def checkpoint(self) -> Deferred[None]:
         """Copy the WAL into the database file and truncate the WAL to nothing.
 

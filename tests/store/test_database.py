@@ -530,6 +530,43 @@ class TurnHandOverTests(StoreBackend, SynchronousTestCase):
         writer.join(10)
         self.assertFalse(writer.is_alive())
 
+    def test_the_queue_depth_counts_the_turns_waiting_for_a_busy_writer(self) -> None:
+        later: list[Any] = []
+        delivered = threading.Semaphore(0)
+
+        class Reactor:
+            def callLater(self, delay: float, f: Any, *args: Any) -> None:  # noqa: N802
+                later.append(f)
+
+            def callFromThread(self, f: Any, *args: Any) -> None:  # noqa: N802
+                delivered.release()
+
+        db = self.open_database(Reactor(), threaded=True)
+        busy, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        def block(conn: Any) -> None:
+            busy.set()
+            release.wait(10)
+
+        db.run("block", block)
+        later.pop()()  # the end of a turn: the writer takes it and blocks
+        self.assertTrue(busy.wait(10))
+        self.assertEqual(db.queue_depth, 0)
+        for _ in range(2):  # two more turns, each with a job
+            db.run("select", lambda conn: conn.execute("SELECT 1").fetchone())
+            later.pop()()
+        self.assertEqual(db.queue_depth, 2)
+        release.set()
+        for _ in range(2):  # the blocked batch, then the two turns in one
+            self.assertTrue(delivered.acquire(timeout=10))
+        self.assertEqual(db.queue_depth, 0)
+        writer = db._thread
+        assert writer is not None
+        db.stop()
+        writer.join(10)
+        self.assertFalse(writer.is_alive())
+
     def test_the_turns_io_time_comes_out_of_the_budget(self) -> None:
         # pingchat.runtime leaves how long a turn's I/O took on the reactor;
         # the callbacks after it get what is left of TURN_TOTAL, and never
