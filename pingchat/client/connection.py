@@ -224,7 +224,6 @@ class Connector:
         self.proto: ClientProtocol | None = None
         self.state = "offline"
         self.ever_connected = False
-        self.hold = False  # set when the server said goodbye: do not reconnect by itself
         self._stopping = False
         self._retry: IDelayedCall | None = None
         self._trusted_once = False
@@ -246,7 +245,6 @@ class Connector:
 
     def start(self) -> None:
         self._stopping = False
-        self.hold = False
         self._connect()
 
     def _connect(self) -> None:
@@ -346,16 +344,12 @@ class Connector:
             self._now = False
             self._connect()
             return
-        if self.hold:
-            self._set("offline", why + "; /reconnect to connect again")
-            return
         delay = self.backoff.next()
         self._set("waiting", f"{why}; reconnecting in {delay:g}s")
         self._retry = self.reactor.callLater(delay, self._connect)
 
     def reconnect_now(self) -> None:
         """Connect again at once (after a server goodbye, or to skip the wait)."""
-        self.hold = False
         self._stopping = False
         self.backoff.reset()
         if self._retry is not None and self._retry.active():
