@@ -52,8 +52,8 @@ from pingchat.startup import (
     exposure_line,
 )
 from pingchat.store import Database, open_store
-from pingchat.store.erasure import _last_deletion
-from pingchat.store.rooms import _load_rooms
+from pingchat.store.erasure import last_deletion
+from pingchat.store.rooms import load_rooms
 from pingchat.tls import (
     CertificateRefused,
     Certificates,
@@ -451,9 +451,9 @@ def build(
     db = store.db
     audit = Auditor(store, reactor)
     # Deletions the rooms already reflect: read before them (DeletionWatcher).
-    last_deletion = db.run_sync(_last_deletion)
+    last_deleted = db.run_sync(last_deletion)
     chat = ChatService(
-        store, reactor, settings.server_name, db.run_sync(_load_rooms), audit=audit
+        store, reactor, settings.server_name, db.run_sync(load_rooms), audit=audit
     )
     pool = ThreadPool(minthreads=1, maxthreads=2, name="pingchat-bcrypt")
 
@@ -529,7 +529,7 @@ def build(
     )
     eraser = AccountEraser(store, chat, reactor, audit, sealer, settings.deleted_messages)
     accounts.eraser = eraser
-    DeletionWatcher(eraser, reactor, last_deletion).setServiceParent(top)
+    DeletionWatcher(eraser, reactor, last_deleted).setServiceParent(top)
     Retention(
         store, chat, reactor, settings.history_days, settings.offline_days
     ).setServiceParent(top)
@@ -604,7 +604,7 @@ def _join_cluster(
     fan-out goes over the bus, and the throttles count every node's failures."""
     from pingchat.cluster.bus import RedisBus, parse_url
     from pingchat.cluster.fanout import ClusterFanOut, default_node_name
-    from pingchat.store.messages import _conversation_heads
+    from pingchat.store.messages import conversation_heads
 
     db_number = 0
     if bus is None:
@@ -614,7 +614,7 @@ def _join_cluster(
     node = settings.node_name or default_node_name()
     fanout = ClusterFanOut(chat, store, bus, reactor, node, db_number)
     # Where each room's numbering stands, before any session can be here.
-    for conversation, seq, last_id in store.db.run_sync(_conversation_heads):
+    for conversation, seq, last_id in store.db.run_sync(conversation_heads):
         fanout.sequencer.baseline(conversation, seq, last_id)
     chat.fanout = fanout
     for throttle in throttles:

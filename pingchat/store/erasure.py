@@ -189,8 +189,11 @@ def _deletions_since(conn: Connection, after: int) -> list[tuple[int, bytes]]:
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
-def _last_deletion(conn: Connection) -> int:
-    """The newest deletion's number (rows are never deleted: ids are never reused)."""
+def last_deletion(conn: Connection) -> int:
+    """The newest deletion's number (rows are never deleted: ids are never reused).
+
+    Read at start-up (``tap.build``, with ``db.run_sync``): the rooms loaded
+    then already reflect every deletion up to it (``DeletionWatcher``)."""
     row = conn.execute("SELECT max(id) FROM deleted_accounts").fetchone()
     return int(row[0] or 0)
 

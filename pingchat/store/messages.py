@@ -334,7 +334,10 @@ def _conversation_targets(
     return found[:limit]
 
 
-def _conversation_heads(conn: Connection) -> list[tuple[str, int, int]]:
+def conversation_heads(conn: Connection) -> list[tuple[str, int, int]]:
+    """Each room's conversation, last sequence number and last message id: where
+    a node starts numbering at start-up (``pingchat.cluster.node``, with
+    ``db.run_sync``), and :meth:`MessageStore.conversation_heads`."""
     rows = conn.execute(
         "SELECT r.id, r.seq, (SELECT m.id FROM messages m WHERE m.conversation = 'r:' || r.id"
         " ORDER BY m.id DESC LIMIT 1) FROM rooms r"
@@ -495,7 +498,7 @@ class MessageStore:
 
     def conversation_heads(self) -> Deferred[list[tuple[str, int, int]]]:
         """Each room's last sequence number and message id."""
-        return self.db.read("conversation_heads", _conversation_heads)
+        return self.db.read("conversation_heads", conversation_heads)
 
     def conversation_since(
         self, conversation: str, since_ts: int, limit: int

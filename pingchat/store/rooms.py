@@ -28,7 +28,10 @@ def _row_to_room(row: Any) -> RoomInfo:
     )
 
 
-def _load_rooms(conn: Connection) -> list[RoomSnapshot]:
+def load_rooms(conn: Connection) -> list[RoomSnapshot]:
+    """Every room with its members, bans and invites: the server's rooms at
+    start-up (``tap.build`` runs it with ``db.run_sync``, before the writer
+    thread), and a node's again after a gap (:meth:`RoomStore.load_rooms`)."""
     rooms: dict[int, RoomSnapshot] = {}
     for row in conn.execute("SELECT * FROM rooms"):
         rooms[row["id"]] = RoomSnapshot(_row_to_room(row), [], [], [])
@@ -195,4 +198,4 @@ class RoomStore:
 
     def load_rooms(self) -> Deferred[list[RoomSnapshot]]:
         """Every room with its members, bans and invites (a node catching up)."""
-        return self.db.read("load_rooms", _load_rooms)
+        return self.db.read("load_rooms", load_rooms)

@@ -343,7 +343,7 @@ class DeletionTests(World):
                          [(first.id, b"")])
         second, _ = self.delete("bob", "remove")
         self.assertGreater(second.id, first.id)
-        self.assertEqual(self.db.run_sync(txns._last_deletion), second.id)
+        self.assertEqual(self.db.run_sync(txns.last_deletion), second.id)
         self.assertEqual(
             self.successResultOf(self.store.deletions_since(first.id)), [(second.id, b"digest")]
         )
