@@ -520,7 +520,9 @@ def build(
     chat.setServiceParent(top)
     cluster = None
     if clustered:
-        cluster = _join_cluster(
+        from pingchat.cluster.node import join_cluster
+
+        cluster = join_cluster(
             settings, reactor, store, chat, bus, [throttle, accounts.register_limiter]
         )
         cluster.setServiceParent(top)
@@ -590,43 +592,6 @@ def build(
     # Last: it opens the listeners, and says "ready" once all the rest has started.
     listeners.setServiceParent(top)
     return server
-
-
-def _join_cluster(
-    settings: config.Settings,
-    reactor: Any,
-    store: Any,
-    chat: ChatService,
-    bus: Any,
-    throttles: list[Any],
-) -> service.Service:
-    """Make this server a node of a cluster (``--bus``): the chat service's
-    fan-out goes over the bus, and the throttles count every node's failures."""
-    from pingchat.cluster.bus import RedisBus, parse_url
-    from pingchat.cluster.fanout import ClusterFanOut, default_node_name
-    from pingchat.store.messages import conversation_heads
-
-    db_number = 0
-    if bus is None:
-        address = parse_url(settings.bus or "")
-        bus, db_number = RedisBus(address, reactor), address.db
-    store.db.numbered = True  # deliveries are ordered by each conversation's numbers
-    node = settings.node_name or default_node_name()
-    fanout = ClusterFanOut(chat, store, bus, reactor, node, db_number)
-    # Where each room's numbering stands, before any session can be here.
-    for conversation, seq, last_id in store.db.run_sync(conversation_heads):
-        fanout.sequencer.baseline(conversation, seq, last_id)
-    chat.fanout = fanout
-    for throttle in throttles:
-        throttle.share = fanout.throttle_event
-        fanout.throttles.append(throttle)
-    log.info("cluster: this node is {node}, on the bus {where}", node=node, where=_where(bus))
-    return fanout
-
-
-def _where(bus: Any) -> str:
-    address = getattr(bus, "address", None)
-    return address.where if address is not None else type(bus).__name__
 
 
 def _ready(server: Server, opened: list[Opened]) -> None:
