@@ -47,6 +47,26 @@ MAX_ENTRIES = 100_000
 failed are forgotten first."""
 
 
+def canonical_address(host: str | None) -> str | None:
+    """An IP address in the form the server records it: IPv6 compressed
+    (``2001:db8::7``), an IPv4-mapped one as IPv4 (as the web door does);
+    anything else as it is.
+
+    A PROXY protocol version 2 header comes out of Twisted's parser in full
+    (``2001:db8:0:0:0:0:0:7``): without this the audit log would name one
+    client two ways.
+    """
+    if not host:
+        return host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 def network_of(address: str | None) -> str:
     """The unit an address is throttled by: an IPv4 address, or an IPv6 /64.
 

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pingchat.auth.throttle import canonical_address
 from pingchat.chat.service import ChatService
 from pingchat.chat.session import Session
 from pingchat.errors import ChatError
@@ -156,7 +157,7 @@ class IRCProtocol(
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.address = getattr(peer, "host", None)
+        self.address = canonical_address(getattr(peer, "host", None))
         self.bucket = self.factory.new_bucket()
         self.factory.connections.add(self)
         self.start_bounded_output()

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat import PROTOCOL_VERSION, __version__
+from pingchat.auth.throttle import canonical_address
 from pingchat.chat.session import Session
 from pingchat.errors import ChatError, NotAuthenticated, RateLimited
 from pingchat.interfaces import IChatMind
@@ -63,7 +64,7 @@ class NativeProtocol(
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.address = getattr(peer, "host", None)
+        self.address = canonical_address(getattr(peer, "host", None))
         self.bucket = self.factory.new_bucket()
         self.factory.connections.add(self)
         self.start_bounded_output()
