@@ -40,4 +40,6 @@ class Server:
     top: service.MultiService
     listeners: ListenerService
     tls: Any = None
+    # --trusted-proxy (web.policy.TrustedProxies): who may connect to a haproxy: listener.
+    proxies: Any = None
     extras: dict[str, Any] = attrs.Factory(dict)

@@ -25,6 +25,8 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pingchat.proxy import behind_proxy
+
 LOCK_FILE = "server.lock"
 
 log = Logger()
@@ -160,7 +162,8 @@ def cannot_listen_line(listener: Listener, reason: Failure) -> str:
     """The one line that says which listener could not open, why, and what to do."""
     option = f"--{listener.option}"
     error = reason.value
-    scheme = listener.description.split(":", 1)[0]
+    proxied, under = behind_proxy(listener.description)
+    scheme = under.split(":", 1)[0]
     if isinstance(error, CannotListenError):
         cause = error.socketError
         why = getattr(cause, "strerror", None) or str(cause)
@@ -169,7 +172,8 @@ def cannot_listen_line(listener: Listener, reason: Failure) -> str:
     else:
         what = f"cannot listen: {error}"
     if scheme in ("tcp", "tcp6", "ssl"):
-        another = f"choose another port ({option} {scheme}:PORT)"
+        prefix = "haproxy:" if proxied else ""
+        another = f"choose another port ({option} {prefix}{scheme}:PORT)"
     else:
         another = f"choose another endpoint for {option}"
     return (

@@ -41,6 +41,7 @@ from pingchat.chat.service import ChatService
 from pingchat.errors import StoreUnavailable
 from pingchat.irc.factory import attach_irc
 from pingchat.native.factory import NativeFactory
+from pingchat.proxy import behind_proxy
 from pingchat.reload import Reloader, ReloadOnSignal
 from pingchat.server import Server
 from pingchat.startup import (
@@ -59,10 +60,11 @@ from pingchat.tls import (
     Certificates,
     ServerCertificate,
     ensure_certificate,
+    is_tls,
     server_endpoint,
 )
 from pingchat.web.door import attach_web, client_urls
-from pingchat.web.policy import OriginPolicy, parse_network
+from pingchat.web.policy import OriginPolicy, TrustedProxies, parse_network
 
 log = Logger()
 
@@ -334,8 +336,9 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{key.replace('_', '-')}: {value!r}: {e}") from e
         for key, what in (("chat", "the native protocol is TLS only"), ("ircs", "IRC over TLS")):
             for description in values.get(key, ()):
-                if not description.startswith("ssl:"):
+                if not is_tls(description):
                     raise usage.UsageError(f"--{key} {description}: {what}: use ssl:PORT")
+        _check_proxy_listeners(values)
         if ("tls_cert" in values) != ("tls_key" in values):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         if values.get("min_password_length", 8) < 1:
@@ -359,6 +362,28 @@ class Options(usage.Options):
                     " database (an SQLite file belongs to one server)"
                 )
         self.settings = attrs.evolve(config.Settings(), **values)
+
+
+def _check_proxy_listeners(values: dict[str, Any]) -> None:
+    """``haproxy:`` listeners: on the doors clients reach, and believed only from
+    ``--trusted-proxy`` (pingchat.proxy)."""
+    proxied = [
+        (key, d)
+        for key in config.LISTENERS
+        for d in values.get(key, ())
+        if behind_proxy(d)[0]
+    ]
+    for key, description in proxied:
+        if key in ("manhole", "metrics"):
+            raise usage.UsageError(
+                f"--{key} {description}: the PROXY protocol is for the doors clients reach"
+                " through a balancer (--chat, --irc, --ircs, --web)"
+            )
+        if not values.get("trusted_proxy"):
+            raise usage.UsageError(
+                f"--{key} {description}: a PROXY listener believes the address its peer"
+                " claims: name the balancer with --trusted-proxy"
+            )
 
 
 class DatabaseService(service.Service):
@@ -547,7 +572,7 @@ def build(
         if settings.tls_cert and settings.tls_key:
             certificate = ServerCertificate(settings.tls_key, settings.tls_cert)
         elif any(
-            d.startswith("ssl:")
+            is_tls(d)
             for d in settings.chat + settings.ircs + settings.web + settings.metrics
         ):
             certificate = ServerCertificate(*ensure_certificate(data_dir, settings.server_name))
@@ -568,12 +593,13 @@ def build(
                 problem=problem,
             )
     server.tls = Certificates(certificate)
+    server.proxies = TrustedProxies.parse(settings.trusted_proxy)
     server.extras["reloader"] = Reloader(server, server.tls)
     for description in settings.chat:
         listeners.add(
             "chat",
             description,
-            partial(server_endpoint, reactor, description, server.tls),
+            partial(server_endpoint, reactor, description, server.tls, server.proxies),
             native,
             registers=True,
         )

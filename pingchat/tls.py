@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pingchat import twisted_internals
+from pingchat.proxy import UNDER_PROXY, PeerCheck, ProxyListenerEndpoint, behind_proxy
 from pingchat.runtime import ServerReactor, TurnFlusher, server_reactor, turn_flusher
 
 KEY_FILE = "tls-key.pem"
@@ -435,10 +436,16 @@ def _unescape(value: str) -> str:
     return out
 
 
+def is_tls(description: str) -> bool:
+    """Whether a listener's endpoint string serves TLS (``ssl:``, ``haproxy:ssl:``)."""
+    return behind_proxy(description)[1].startswith("ssl:")
+
+
 def server_endpoint(
     reactor: Any,
     description: str,
     default_tls: Certificates | ServerCertificate | CertificateOptions | None,
+    proxies: PeerCheck | None = None,
 ) -> IStreamServerEndpoint:
     """An endpoint for *description*; ``ssl:`` strings get pingchat's TLS context.
 
@@ -448,11 +455,35 @@ def server_endpoint(
     TCP listeners are pingchat.runtime.ServerPort: bounded accepts per turn,
     one send() per connection per turn
     (:func:`pingchat.runtime.server_reactor`).
+
+    ``haproxy:`` before ``tcp:``, ``tcp6:`` or ``ssl:`` makes a PROXY
+    listener for the peers in *proxies* (:mod:`pingchat.proxy`): the header
+    is read on the TCP connection, before TLS. The prefix is never given to
+    Twisted, whose own ``haproxy:ssl:`` would read it inside TLS and from
+    anyone.
     """
     reactor = server_reactor(reactor)
-    parts = _split(description)
+    proxied, inner = behind_proxy(description)
+    parts = _split(inner)
+    if proxied:
+        if parts[0] not in UNDER_PROXY:
+            raise ValueError(
+                f"{description}: haproxy: goes before tcp:, tcp6: or ssl: (the balancer"
+                " connects over TCP)"
+            )
+        if proxies is None or not proxies.networks:
+            raise ValueError(
+                f"{description}: a PROXY listener needs --trusted-proxy (the balancer's address)"
+            )
+
+    def under_tls(endpoint: IStreamServerEndpoint) -> IStreamServerEndpoint:
+        if not proxied:
+            return endpoint
+        assert proxies is not None
+        return ProxyListenerEndpoint(endpoint, proxies, reactor, description)
+
     if parts[0] != "ssl":
-        return endpoints.serverFromString(reactor, description)
+        return under_tls(endpoints.serverFromString(reactor, inner))
     kept, tls = ["tcp"], {}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
@@ -475,7 +506,7 @@ def server_endpoint(
     if options is None:
         raise ValueError(f"{description}: no TLS certificate available")
     return TLSServerEndpoint(
-        endpoints.serverFromString(reactor, ":".join(kept)),
+        under_tls(endpoints.serverFromString(reactor, ":".join(kept))),
         options,
         reactor.reactor if isinstance(reactor, ServerReactor) else None,
     )

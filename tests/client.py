@@ -10,7 +10,36 @@ import contextlib
 import json
 import socket
 import ssl
+import struct
 from typing import Any
+
+
+def proxy_v1(source: str, source_port: int, dest: str, dest_port: int) -> bytes:
+    """A PROXY protocol version 1 header, as HAProxy's ``send-proxy`` writes it."""
+    family = "TCP6" if ":" in source else "TCP4"
+    return f"PROXY {family} {source} {dest} {source_port} {dest_port}\r\n".encode()
+
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(source: str, source_port: int, dest: str, dest_port: int) -> bytes:
+    """A PROXY protocol version 2 header (``send-proxy-v2``): PROXY command, TCP."""
+    if ":" in source:
+        family, af = 0x21, socket.AF_INET6
+    else:
+        family, af = 0x11, socket.AF_INET
+    body = (
+        socket.inet_pton(af, source)
+        + socket.inet_pton(af, dest)
+        + struct.pack("!HH", source_port, dest_port)
+    )
+    return V2_SIGNATURE + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
+
+
+def proxy_v2_local() -> bytes:
+    """A version 2 LOCAL header (a balancer's own health check): no address."""
+    return V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
 
 
 class NativeRequests:
@@ -59,7 +88,12 @@ class LineClient(NativeRequests):
     """The native protocol over TLS, one JSON object per line."""
 
     def __init__(
-        self, host: str, port: int, timeout: float = 10.0, source: str | None = None
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        source: str | None = None,
+        preamble: bytes = b"",
     ) -> None:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -67,6 +101,8 @@ class LineClient(NativeRequests):
         raw = socket.create_connection(
             (host, port), timeout=timeout, source_address=(source, 0) if source else None
         )
+        if preamble:  # a PROXY header, in clear before TLS, as a balancer sends it
+            raw.sendall(preamble)
         self.sock = ctx.wrap_socket(raw, server_hostname=host)
         self.buffer = b""
         self.events: list[dict[str, Any]] = []

@@ -14,13 +14,15 @@ from twisted.internet import reactor, task
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from pingchat.config import Settings
 from pingchat.tap import build
 from pingchat.tls import ensure_certificate, server_endpoint, server_options
-from tests.client import LineClient
+from pingchat.web.policy import TrustedProxies
+from tests.client import LineClient, proxy_v1
 
 PASSWORD = "pass word 1"
 
@@ -29,14 +31,16 @@ def held_by(transport: Any) -> int:
     """Bytes a server connection's transports hold unsent, read here independently.
 
     Down through the layers: pingchat's TLS turn buffer and TLS's own
-    buffer, then the TCP transport's write buffers and its end-of-turn
-    buffer. (A TLS wrapper forwards unknown attributes to the transport
-    below it: each layer is recognised by its class.)
+    buffer, a PROXY listener's wrapper (which holds nothing), then the TCP
+    transport's write buffers and its end-of-turn buffer. (A wrapper
+    forwards unknown attributes to the transport below it: each layer is
+    recognised by its class.)
     """
     total = 0
-    while isinstance(transport, TLSMemoryBIOProtocol):
-        total += sum(len(b) for b in getattr(transport._aggregator, "_buffer", None) or ())
-        total += sum(len(b) for b in transport._appSendBuffer)
+    while isinstance(transport, ProtocolWrapper):
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            total += sum(len(b) for b in getattr(transport._aggregator, "_buffer", None) or ())
+            total += sum(len(b) for b in transport._appSendBuffer)
         transport = transport.transport
     assert isinstance(transport, FileDescriptor), transport
     total += len(transport.dataBuffer) - transport.offset + transport._tempDataLen
@@ -60,9 +64,17 @@ def watch_output(proto: Any) -> list[int]:
 
 
 class LiveServer(TestCase):
-    """A real server (threads and all) listening with TLS on 127.0.0.1:0."""
+    """A real server (threads and all) listening with TLS on 127.0.0.1:0.
+
+    With :attr:`proxied`, its listener is a PROXY listener
+    (``haproxy:ssl:``) for 127.0.0.1, and its clients send a header that
+    names :attr:`claimed` before TLS, as a balancer would.
+    """
 
     max_backlog = 1024 * 1024  # the default bound
+    proxied = False
+    claimed = "203.0.113.7"
+    proxies = TrustedProxies.parse(["127.0.0.1"])
     metrics: tuple[str, ...] = ()  # no metrics listener, unless a test asks
 
     @inlineCallbacks
@@ -86,7 +98,10 @@ class LiveServer(TestCase):
         self.server.top.startService()
         self.addCleanup(self.server.top.stopService)
         key, cert = ensure_certificate(self.dir, "localhost")
-        endpoint = server_endpoint(reactor, "ssl:0:interface=127.0.0.1", server_options(key, cert))
+        endpoint = server_endpoint(
+            reactor, self.listener("ssl:0:interface=127.0.0.1"), server_options(key, cert),
+            self.proxies,
+        )  # fmt: skip
         self.port = yield endpoint.listen(self.server.native)
         self.addCleanup(self._drain)
         self.addCleanup(self.port.stopListening)
@@ -105,9 +120,24 @@ class LiveServer(TestCase):
 
         return check(tries)  # type: ignore[no-any-return]
 
+    def listener(self, description: str) -> str:
+        """*description*, as a PROXY listener if the test is :attr:`proxied`."""
+        return f"haproxy:{description}" if self.proxied else description
+
+    @property
+    def client_address(self) -> str:
+        """The address the server should see for this test's clients."""
+        return self.claimed if self.proxied else "127.0.0.1"
+
+    def preamble(self, port: int = 7464) -> bytes:
+        """What a client sends first: a PROXY header if the test is :attr:`proxied`."""
+        return proxy_v1(self.claimed, 40000, "127.0.0.1", port) if self.proxied else b""
+
     def connect(self, source: str | None = None) -> LineClient:
         """A client of the server, from *source* (another 127.x address) if given."""
-        return LineClient("127.0.0.1", self.port.getHost().port, source=source)
+        return LineClient(
+            "127.0.0.1", self.port.getHost().port, source=source, preamble=self.preamble()
+        )
 
     def account(self, client: LineClient, name: str, room: str | None = None) -> LineClient:
         assert client.request("register", user=name, password=PASSWORD)["ok"]

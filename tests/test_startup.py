@@ -172,6 +172,12 @@ class ListenerServiceTests(SynchronousTestCase):
             self.assertIn(f"(--{option} tcp:PORT)", caught.exception.message)
             self.assertIn(f"(--{option} none)", caught.exception.message)
 
+    def test_a_proxy_listener_keeps_its_prefix_in_what_to_do(self) -> None:
+        self.add("chat", FakeEndpoint(error=in_use(7464)), "haproxy:ssl:7464")
+        with self.assertRaises(StartupFailed) as caught:
+            self.service.privilegedStartService()
+        self.assertIn("(--chat haproxy:ssl:PORT)", caught.exception.message)
+
     def test_an_endpoint_string_that_does_not_parse_ends_the_start_the_same_way(self) -> None:
         def bad() -> Any:
             raise ValueError("invalid literal for int() with base 10: 'x'")

@@ -82,6 +82,31 @@ class OptionsTests(SynchronousTestCase):
             with self.assertRaises(usage.UsageError, msg=str(argv)):
                 self.parse(*argv)
 
+    def test_proxy_listeners_on_the_doors_with_a_trusted_proxy(self) -> None:
+        s = self.parse(
+            "--chat", "haproxy:ssl:7464", "--ircs", "HAProxy:ssl:6697",
+            "--irc", "haproxy:tcp:6667:interface=10.0.0.11", "--web", "haproxy:tcp:8080",
+            "--trusted-proxy", "10.0.0.10",
+        ).settings  # fmt: skip
+        self.assertEqual(s.chat, ("haproxy:ssl:7464",))
+        self.assertEqual(s.ircs, ("HAProxy:ssl:6697",))
+        self.assertEqual(s.irc, ("haproxy:tcp:6667:interface=10.0.0.11",))
+        self.assertEqual(s.web, ("haproxy:tcp:8080",))
+        path = self.config('chat = "haproxy:ssl:7464"\ntrusted-proxy = ["10.0.0.10"]\n')
+        self.assertEqual(self.parse("--config", path).settings.chat, ("haproxy:ssl:7464",))
+        trusted = ("--trusted-proxy", "10.0.0.10")
+        for argv, why in (
+            (("--chat", "haproxy:tcp:7464", *trusted), "TLS only"),
+            (("--ircs", "haproxy:tcp:6697", *trusted), "IRC over TLS"),
+            (("--irc", "haproxy:tcp:6667"), "--trusted-proxy"),
+            (("--chat", "haproxy:ssl:7464"), "--trusted-proxy"),
+            (("--manhole", "haproxy:tcp:2222", *trusted), "doors clients reach"),
+            (("--metrics", "HAPROXY:tcp:9464", *trusted), "doors clients reach"),
+        ):
+            with self.assertRaises(usage.UsageError, msg=str(argv)) as e:
+                self.parse(*argv)
+            self.assertIn(why, str(e.exception))
+
     def test_toml_file_and_command_line_wins(self) -> None:
         path = self.config(
             'data-dir = "/tmp/x"\nmin_password_length = 12\nchat = ["ssl:9000"]\n'

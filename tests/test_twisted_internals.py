@@ -543,6 +543,16 @@ class PendingOutputTests(FenceTestCase):
 
         self.assertEqual(pending_output_bytes(WebSocket()), 10)
 
+        # The web door's deepest: a WebSocket, over TLS, over a PROXY listener's
+        # wrapper (TLS stands here as one more wrapper), over TCP.
+        tls = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+        tls.makeConnection(wrapper)
+
+        class Deepest:
+            wire_transport = tls
+
+        self.assertEqual(pending_output_bytes(Deepest()), 10)
+
     def test_transports_of_other_kinds_are_unknown(self) -> None:
         self.assertIsNone(pending_output_bytes(StringTransport()))
         self.assertIsNone(pending_output_bytes(None))

@@ -191,7 +191,7 @@ def attach_irc(server: Any, reactor: Any) -> None:
             server.listeners.add(
                 option,
                 description,
-                partial(server_endpoint, reactor, description, server.tls),
+                partial(server_endpoint, reactor, description, server.tls, server.proxies),
                 factory,
                 registers=True,
             )

@@ -322,8 +322,9 @@ def pending_output_bytes(transport: object) -> int | None:
 
     Through a TLS layer (``TLSMemoryBIOProtocol``: its small-write batch,
     and what it holds back until the handshake is done), other protocol
-    wrappers, and a WebSocket connection that names the transport it frames
-    onto (``wire_transport``, the web door's), down to the TCP connection
+    wrappers (a PROXY listener's, :mod:`pingchat.proxy`), and a WebSocket
+    connection that names the transport it frames onto (``wire_transport``,
+    the web door's), down to the TCP connection
     (Twisted's buffer, and a turn's writes that pingchat holds, see
     :class:`HeldBytes`). Plain text above TLS and records below it are
     added up as they are: a record is the text and ~22 bytes. None for
@@ -332,7 +333,7 @@ def pending_output_bytes(transport: object) -> int | None:
     backlog with it.
     """
     total = 0
-    for _ in range(4):  # TLS over TCP, or TLS over TLS over ...
+    for _ in range(6):  # a WebSocket's wire, TLS, a PROXY listener's wrapper, TCP
         if isinstance(transport, TLSMemoryBIOProtocol):
             if not FENCE.enabled(TLS_PENDING):
                 return None

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pingchat.proxy import behind_proxy
 from pingchat.web.policy import OriginPolicy, TrustedProxies
 from pingchat.web.site import StaticFiles, TextGzip, WebRoot, WebSite
 from pingchat.web.upgrade import IRCEndpoint, NativeEndpoint
@@ -19,11 +20,12 @@ def client_urls(opened: list[Any], server_name: str) -> list[str]:
 
     A listener on loopback is named ``localhost`` (a secure context for
     browsers even over plain HTTP); one on every interface by the server's
-    name; any other by its address.
+    name; any other by its address. A PROXY listener (``haproxy:``) has none:
+    browsers reach it through the balancer.
     """
     urls = []
     for o in opened:
-        if o.listener.option != "web":
+        if o.listener.option != "web" or behind_proxy(o.listener.description)[0]:
             continue
         address = o.port.getHost()
         host = str(getattr(address, "host", ""))
@@ -82,7 +84,7 @@ def attach_web(server: Any, reactor: Any) -> None:
         server.listeners.add(
             "web",
             description,
-            partial(server_endpoint, reactor, description, server.tls),
+            partial(server_endpoint, reactor, description, server.tls, server.proxies),
             site,
             registers=True,
         )

@@ -28,11 +28,14 @@ TEXT = "x" * 4000  # split into 8 IRC lines: ~4.3 KB per message for Carol
 class NonReadingIRCClient:
     """An IRC client with a tiny receive buffer that stops reading after it joins."""
 
-    def __init__(self, port: int, tls: bool, name: str, room: str) -> None:
+    def __init__(
+        self, port: int, tls: bool, name: str, room: str, preamble: bytes = b""
+    ) -> None:
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.settimeout(10)
         raw.connect(("127.0.0.1", port))
+        raw.sendall(preamble)
         if tls:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -63,9 +66,10 @@ class IRCBacklogTests(LiveServer):
     def test_irc_client_that_never_reads_is_dropped_with_output_bounded(self) -> Any:
         key, cert = ensure_certificate(self.dir, "localhost")
         description = "ssl:0:interface=127.0.0.1" if self.tls else "tcp:0:interface=127.0.0.1"
-        d = server_endpoint(reactor, description, server_options(key, cert)).listen(
-            self.server.extras["irc"]
+        endpoint = server_endpoint(
+            reactor, self.listener(description), server_options(key, cert), self.proxies
         )
+        d = endpoint.listen(self.server.extras["irc"])
         return d.addCallback(self._scenario)
 
     def _scenario(self, irc_port: Any) -> Any:
@@ -89,7 +93,8 @@ class IRCBacklogTests(LiveServer):
             alice = self.account(self.connect(), "alice", "#flood")
             bob = self.account(self.connect(), "bob", "#flood")
             self.account(self.connect(), "carol").close()
-            carol = NonReadingIRCClient(irc_port.getHost().port, self.tls, "carol", "#flood")
+            port = irc_port.getHost().port
+            carol = NonReadingIRCClient(port, self.tls, "carol", "#flood", self.preamble(port))
             carol_proto = self.on_reactor(watch_carol)
             assert carol_proto is not None
             sent = 0
@@ -113,12 +118,15 @@ class IRCBacklogTests(LiveServer):
             self.assertLess(result["sent"], 2000)
             self.assertEqual(result["last"]["from"], "alice")
             self.assertTrue(result["carol"].closed)
+            # Measured through every layer (pending_output_bytes), not counted.
+            self.assertFalse(result["carol"]._counted)
             # What the server held for her stayed within the bound plus one
             # message (4.3 KB of IRC lines, a little more with TLS records).
             self.assertGreater(peak[0][0], self.max_backlog)
             self.assertLessEqual(peak[0][0], self.max_backlog + 4400 + 512)
             self.assertEqual(len(warnings), 1)
             self.assertEqual(warnings[0]["user"], "carol")
+            self.assertEqual(warnings[0]["address"], self.client_address)
             self.assertEqual(warnings[0]["bound"], self.max_backlog)
             # Counted for the metrics, against her door.
             self.assertEqual(dict(self.server.extras["irc"].backlog_drops), {"irc": 1})
@@ -142,3 +150,16 @@ class IRCSmallBacklogTests(IRCBacklogTests):
     """A smaller ``--max-backlog`` holds too (above the transport's own 64 KiB)."""
 
     max_backlog = 128 * 1024
+
+
+class IRCProxiedBacklogTests(IRCBacklogTests):
+    """Behind a PROXY listener (``haproxy:tcp:``)."""
+
+    proxied = True
+
+
+class IRCTLSProxiedBacklogTests(IRCBacklogTests):
+    """Behind a PROXY listener with TLS (``haproxy:ssl:``)."""
+
+    tls = True
+    proxied = True

@@ -23,7 +23,7 @@ TEXT = "x" * 4000  # near the 4 KiB limit, so the backlog fills in a few hundred
 class NonReadingClient(LineClient):
     """A client whose receive buffer is tiny, so the server's output piles up fast."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, preamble: bytes = b"") -> None:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -31,6 +31,7 @@ class NonReadingClient(LineClient):
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.settimeout(10)
         raw.connect((host, port))
+        raw.sendall(preamble)
         self.sock = ctx.wrap_socket(raw, server_hostname=host)
         self.buffer = b""
         self.events: list[dict[str, Any]] = []
@@ -60,7 +61,9 @@ class BacklogTests(LiveServer):
             alice = self.account(self.connect(), "alice", "#flood")
             bob = self.account(self.connect(), "bob", "#flood")
             carol = self.account(
-                NonReadingClient("127.0.0.1", self.port.getHost().port), "carol", "#flood"
+                NonReadingClient("127.0.0.1", self.port.getHost().port, self.preamble()),
+                "carol",
+                "#flood",
             )
             carol_proto = self.on_reactor(watch_carol)
             assert carol_proto is not None
@@ -88,6 +91,8 @@ class BacklogTests(LiveServer):
             self.assertEqual(result["last"]["from"], "alice")
             proto = result["carol"]
             self.assertTrue(proto.closed)
+            # Measured through every layer (pending_output_bytes), not counted.
+            self.assertFalse(proto._counted)
             # What the server held for her stayed within the bound plus one
             # line (measured after every write, a little more with TLS records).
             self.assertGreater(peak[0][0], self.max_backlog)
@@ -96,6 +101,7 @@ class BacklogTests(LiveServer):
             self.assertGreater(proto.backlog, self.max_backlog)
             self.assertEqual(len(warnings), 1)
             self.assertEqual(warnings[0]["user"], "carol")
+            self.assertEqual(warnings[0]["address"], self.client_address)
             self.assertEqual(warnings[0]["bound"], self.max_backlog)
             presence = {m["user"]: m["presence"] for m in result["members"]}
             self.assertEqual(presence["carol"], "offline")
@@ -108,3 +114,10 @@ class SmallBacklogTests(BacklogTests):
     """The bound is configurable (``--max-backlog``)."""
 
     max_backlog = 64 * 1024
+
+
+class ProxiedBacklogTests(BacklogTests):
+    """The same behind a PROXY listener (``haproxy:ssl:``): one more layer
+    between TLS and the socket, and the output is still measured."""
+
+    proxied = True

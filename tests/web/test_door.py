@@ -92,6 +92,13 @@ class ClientURLTests(SynchronousTestCase):
             ],
         )
 
+    def test_a_proxy_listener_has_no_url_browsers_reach_it_through_the_balancer(self) -> None:
+        opened = [
+            self.opened("web", "haproxy:tcp:8080", "0.0.0.0", 8080),  # noqa: S104 - a name
+            self.opened("web", "ssl:8443", "0.0.0.0", 8443),  # noqa: S104 - a name
+        ]
+        self.assertEqual(client_urls(opened, "chat.example"), ["https://chat.example:8443/"])
+
     def test_no_web_listener_no_url(self) -> None:
         opened = [self.opened("irc", "tcp:6667", "127.0.0.1", 6667)]
         self.assertEqual(client_urls(opened, "chat.example"), [])
