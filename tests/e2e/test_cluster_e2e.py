@@ -62,8 +62,9 @@ class Sender:
     """Says numbered messages as fast as acknowledgements come, counting them;
     when its node goes away, it logs in to the next node and goes on."""
 
-    def __init__(self, name: str, ports: list[int], first: int) -> None:
+    def __init__(self, name: str, ports: list[int], first: int, pause: float = 0.002) -> None:
         self.name = name
+        self.pause = pause  # between an acknowledgement and the next message
         self.ports = ports
         self.node = first
         self.acked: list[str] = []
@@ -109,7 +110,7 @@ class Sender:
             else:
                 self.failed.append(reply)
             client.events.clear()
-            time.sleep(0.002)
+            time.sleep(self.pause)
         client.close()
 
     def stop(self) -> None:
