@@ -48,11 +48,15 @@ class HAProxy:
     """``haproxy -db -f DIR/haproxy.cfg``: one frontend per door, each with a
     backend listing the door's port on every node."""
 
-    def __init__(self, backends: dict[str, dict[str, int]]) -> None:
-        """*backends*: door -> {node name: port on 127.0.0.1}."""
+    def __init__(self, backends: dict[str, dict[str, int]], https: str | None = None) -> None:
+        """*backends*: door -> {node name: port on 127.0.0.1}. The door named
+        *https* is the web door as docs/deployment.md has it: HAProxy ends TLS
+        (the certificate and key in ``DIR/https.pem``), HTTP mode, forwarding
+        headers, an HTTP check."""
         self.binary = require("haproxy")
         self.dir = Path(tempfile.mkdtemp(prefix="pingchat-haproxy-"))
         self.backends = backends
+        self.https = https
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []
@@ -61,10 +65,21 @@ class HAProxy:
     def config(self) -> str:
         text = DEFAULTS.format(dir=self.dir)
         for door, nodes in self.backends.items():
-            text += (
-                f"\nfrontend {door}\n    bind 127.0.0.1:{self.ports[door]}\n"
-                f"    default_backend {door}\nbackend {door}\n    balance leastconn\n"
-            )
+            if door == self.https:
+                text += (
+                    f"\nfrontend {door}\n    mode http\n"
+                    f"    bind 127.0.0.1:{self.ports[door]} ssl crt {self.dir}/https.pem\n"
+                    "    option forwardfor\n"
+                    "    http-request set-header X-Forwarded-Proto https\n"
+                    f"    timeout client 1h\n    default_backend {door}\n"
+                    f"backend {door}\n    mode http\n    balance leastconn\n"
+                    "    option httpchk GET /\n    timeout server 1h\n    timeout tunnel 1h\n"
+                )
+            else:
+                text += (
+                    f"\nfrontend {door}\n    bind 127.0.0.1:{self.ports[door]}\n"
+                    f"    default_backend {door}\nbackend {door}\n    balance leastconn\n"
+                )
             text += "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p in nodes.items())
         return text
 

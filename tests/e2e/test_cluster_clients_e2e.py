@@ -1,7 +1,8 @@
 """The independent clients on a cluster, as an administrator runs it
 (docs/deployment.md): three ``twistd pingchat`` nodes on one PostgreSQL and
 one Redis, sharing one TLS certificate and one ``secret.key``, behind HAProxy
-in TCP mode. The bundled terminal client (in tmux) and the web client (in
+in TCP mode (and, for the web door, also in HTTP mode ending TLS, as the
+doc has it). The bundled terminal client (in tmux) and the web client (in
 headless Chromium) connect through the balancer; when their node is killed
 (SIGKILL) they reconnect by themselves, through the balancer, to a node still
 up, and chat on. irssi on one node and a native client on another share a
@@ -74,12 +75,20 @@ class ClusterBehindHAProxy(BrowserTestCase):
             0.1,
             "the nodes to join the bus",
         )
+        web = {name: n.port("WebSite") for name, n in self.nodes.items()}
         self.balancer = HAProxy(
             {
                 "native": {name: n.port("NativeFactory-tls") for name, n in self.nodes.items()},
-                "web": {name: n.port("WebSite") for name, n in self.nodes.items()},
-            }
-        ).start()
+                "web": web,  # TCP mode
+                "https": web,  # docs/deployment.md's: HAProxy ends TLS, HTTP mode
+            },
+            https="https",
+        )
+        # The same certificate for HAProxy's TLS, key and certificate in one file.
+        (self.balancer.dir / "https.pem").write_bytes(
+            (tls / "fullchain.pem").read_bytes() + (tls / "privkey.pem").read_bytes()
+        )
+        self.balancer.start()
         self.addCleanup(self.balancer.stop)
         wait_until(
             lambda: set(self.balancer.status("native").values()) == {"UP"},
@@ -97,6 +106,7 @@ class ClusterBehindHAProxy(BrowserTestCase):
         node = ServerProcess(
             "--store", store, "--bus", bus, "--node-name", name,
             "--tls-cert", str(tls / "fullchain.pem"), "--tls-key", str(tls / "privkey.pem"),
+            "--trusted-proxy", "127.0.0.1",  # the balancer, for the web door's HTTP mode
             ircs="ssl:0:interface=127.0.0.1",
             web="tcp:0:interface=127.0.0.1",
             metrics="tcp:0:interface=127.0.0.1",
@@ -236,7 +246,16 @@ class WebClientTests(ClusterBehindHAProxy):
     def test_the_web_client_goes_to_another_node_by_itself_when_its_node_is_killed(
         self,
     ) -> None:
-        page = self.open_page(f"http://localhost:{self.balancer.ports['web']}/")
+        """Through the balancer in TCP mode, to the nodes' plain HTTP."""
+        self.chat_across_a_kill(f"http://localhost:{self.balancer.ports['web']}/")
+
+    def test_the_same_through_https_ended_by_the_balancer(self) -> None:
+        """Through the web frontend of docs/deployment.md: HAProxy ends TLS
+        and says so in X-Forwarded-Proto, which the nodes believe of it."""
+        self.chat_across_a_kill(f"https://localhost:{self.balancer.ports['https']}/")
+
+    def chat_across_a_kill(self, url: str) -> None:
+        page = self.open_page(url, ignore_https_errors=True)
         log_in(page, "alice", PASSWORD)
         join(page, ROOM)
         doomed = self.node_of_the_new("web", dict.fromkeys(self.nodes, 0))
