@@ -48,15 +48,23 @@ class HAProxy:
     """``haproxy -db -f DIR/haproxy.cfg``: one frontend per door, each with a
     backend listing the door's port on every node."""
 
-    def __init__(self, backends: dict[str, dict[str, int]], https: str | None = None) -> None:
+    def __init__(
+        self,
+        backends: dict[str, dict[str, int]],
+        https: str | None = None,
+        proxy: tuple[str, ...] = (),
+    ) -> None:
         """*backends*: door -> {node name: port on 127.0.0.1}. The door named
         *https* is the web door as docs/deployment.md has it: HAProxy ends TLS
         (the certificate and key in ``DIR/https.pem``), HTTP mode, forwarding
-        headers, an HTTP check."""
+        headers, an HTTP check. The doors in *proxy* tell the nodes each
+        client's address with the PROXY protocol (``send-proxy-v2``), to the
+        nodes' ``haproxy:`` listeners."""
         self.binary = require("haproxy")
         self.dir = Path(tempfile.mkdtemp(prefix="pingchat-haproxy-"))
         self.backends = backends
         self.https = https
+        self.proxy = proxy
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []
@@ -80,7 +88,8 @@ class HAProxy:
                     f"\nfrontend {door}\n    bind 127.0.0.1:{self.ports[door]}\n"
                     f"    default_backend {door}\nbackend {door}\n    balance leastconn\n"
                 )
-            text += "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p in nodes.items())
+            send = " send-proxy-v2" if door in self.proxy else ""
+            text += "".join(f"    server {n} 127.0.0.1:{p}{send}\n" for n, p in nodes.items())
         return text
 
     def start(self) -> HAProxy:

@@ -21,7 +21,7 @@ from typing import Any
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 PINGCHAT = str(Path(sys.executable).with_name("pingchat"))
-_STARTING = re.compile(r"\] (\w+)( \(TLS\))? starting on (\d+)")
+_STARTING = re.compile(r"\] (\w+)( \(TLS\))?( \(PROXY\))? starting on (\d+)")
 
 
 def wait_until(
@@ -130,7 +130,8 @@ class ServerProcess:
             match = _STARTING.search(line)
             if match:
                 key = match.group(1) + ("-tls" if match.group(2) else "")
-                self.ports.setdefault(key, []).append(int(match.group(3)))
+                key += "-proxy" if match.group(3) else ""  # a haproxy: listener
+                self.ports.setdefault(key, []).append(int(match.group(4)))
             self.log.append(line)
 
     def port(self, factory: str = "NativeFactory-tls") -> int:

@@ -1,8 +1,8 @@
 """The independent clients on a cluster, as an administrator runs it
 (docs/deployment.md): three ``twistd pingchat`` nodes on one PostgreSQL and
 one Redis, sharing one TLS certificate and one ``secret.key``, behind HAProxy
-in TCP mode (and, for the web door, also in HTTP mode ending TLS, as the
-doc has it). The bundled terminal client (in tmux) and the web client (in
+in TCP mode, with the PROXY protocol to the native door (and, for the web
+door, also in HTTP mode ending TLS, as the doc has it). The bundled terminal client (in tmux) and the web client (in
 headless Chromium) connect through the balancer; when their node is killed
 (SIGKILL) they reconnect by themselves, through the balancer, to a node still
 up, and chat on. irssi on one node and a native client on another share a
@@ -54,6 +54,7 @@ class ClusterBehindHAProxy(BrowserTestCase):
 
     def setUp(self) -> None:
         store, bus = fresh_postgresql(self), fresh_redis(self)
+        self.store = store
         tls = Path(tempfile.mkdtemp(prefix="pingchat-e2e-tls-"))
         self.addCleanup(shutil.rmtree, tls, True)
         write_certificate(tls / "privkey.pem", tls / "fullchain.pem")
@@ -78,11 +79,13 @@ class ClusterBehindHAProxy(BrowserTestCase):
         web = {name: n.port("WebSite") for name, n in self.nodes.items()}
         self.balancer = HAProxy(
             {
-                "native": {name: n.port("NativeFactory-tls") for name, n in self.nodes.items()},
+                # the nodes' haproxy: listeners (docs/deployment.md)
+                "native": {n: x.port("NativeFactory-tls-proxy") for n, x in self.nodes.items()},
                 "web": web,  # TCP mode
                 "https": web,  # docs/deployment.md's: HAProxy ends TLS, HTTP mode
             },
             https="https",
+            proxy=("native",),
         )
         # The same certificate for HAProxy's TLS, key and certificate in one file.
         (self.balancer.dir / "https.pem").write_bytes(
@@ -106,7 +109,13 @@ class ClusterBehindHAProxy(BrowserTestCase):
         node = ServerProcess(
             "--store", store, "--bus", bus, "--node-name", name,
             "--tls-cert", str(tls / "fullchain.pem"), "--tls-key", str(tls / "privkey.pem"),
-            "--trusted-proxy", "127.0.0.1",  # the balancer, for the web door's HTTP mode
+            # The balancer: its PROXY headers and its X-Forwarded-For are believed.
+            "--trusted-proxy", "127.0.0.1",
+            # The native door twice: for the balancer, and for the test's own
+            # clients, which go to a node directly (docs/deployment.md).
+            "--chat", "haproxy:ssl:0:interface=127.0.0.1",
+            "--chat", "ssl:0:interface=127.0.0.1",
+            chat=None,
             ircs="ssl:0:interface=127.0.0.1",
             web="tcp:0:interface=127.0.0.1",
             metrics="tcp:0:interface=127.0.0.1",
@@ -238,6 +247,34 @@ class TerminalClientTests(ClusterBehindHAProxy):
             ["hello from the terminal", "hello terminal", "said while you were away",
              "back on another node", "welcome back"],
         )  # fmt: skip
+
+
+class ClientAddressTests(ClusterBehindHAProxy):
+    def test_the_nodes_see_each_clients_own_address_through_the_balancer(self) -> None:
+        """HAProxy's PROXY header (send-proxy-v2) names the client: a login
+        through the balancer from 127.0.0.2 is audited as from 127.0.0.2,
+        not from the balancer's 127.0.0.1, on whichever node took it."""
+        import psycopg
+
+        client = LineClient("127.0.0.1", self.balancer.ports["native"], timeout=30,
+                            source="127.0.0.2")  # fmt: skip
+        self.clients.append(client)
+        self.assertTrue(client.request("login", user="alice", password=PASSWORD)["ok"])
+        wrong = LineClient("127.0.0.1", self.balancer.ports["native"], timeout=30,
+                           source="127.0.0.3")  # fmt: skip
+        self.clients.append(wrong)
+        self.assertFalse(wrong.request("login", user="bob", password="wrong")["ok"])
+
+        def audited() -> list[tuple[str, str]]:
+            with psycopg.connect(self.store) as db:
+                rows = db.execute(
+                    "SELECT event, address FROM audit_log"
+                    " WHERE event IN ('login', 'login_failed') ORDER BY id"
+                ).fetchall()
+            return [(str(e), str(a)) for e, a in rows] if len(rows) >= 2 else []
+
+        rows = wait_until(audited, 20, 0.2, "the logins in the audit log")
+        self.assertEqual(rows, [("login", "127.0.0.2"), ("login_failed", "127.0.0.3")])
 
 
 class WebClientTests(ClusterBehindHAProxy):
