@@ -2,11 +2,11 @@
 (docs/deployment.md): three ``twistd pingchat`` nodes on one PostgreSQL and
 one Redis, sharing one TLS certificate and one ``secret.key``, behind HAProxy
 in TCP mode, with the PROXY protocol to the native door (and, for the web
-door, also in HTTP mode ending TLS, as the doc has it). The bundled terminal client (in tmux) and the web client (in
-headless Chromium) connect through the balancer; when their node is killed
-(SIGKILL) they reconnect by themselves, through the balancer, to a node still
-up, and chat on. irssi on one node and a native client on another share a
-room and DMs."""
+door, also in HTTP mode ending TLS, as the doc has it). The bundled terminal
+client (in tmux) and the web client (in headless Chromium) connect through
+the balancer; when their node is killed (SIGKILL) they reconnect by
+themselves, through the balancer, to a node still up, and chat on. irssi on
+one node and a native client on another share a room and DMs."""
 
 from __future__ import annotations
 
