@@ -15,11 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from pingchat.chat.session import Session
 from pingchat.model import Message, Room, RoomInfo
-
-# A session (pingchat.chat.service.Session): this module sits below the
-# service, which imports it.
-Session = Any
 
 
 class Delivers(Protocol):

@@ -27,27 +27,12 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from pingchat.chat.session import Session
 from pingchat.errors import BadRequest, Forbidden, NoSuchMessage, NoSuchUser
-from pingchat.interfaces import IChatMind, IStore
+from pingchat.interfaces import IStore
 from pingchat.model import Account, Message, Room, check_int64, check_text, clean_text, fold
 
 log = Logger()
-
-
-class Session(Protocol):
-    """What moderation reads and sets of a session (:class:`pingchat.chat.service.Session`,
-    which sits above this module)."""
-
-    name: str
-    folded: str
-    account: Account | None
-    address: str | None
-    operator: str | None
-    connected_at: int
-    mind: IChatMind
-
-    @property
-    def guest(self) -> bool: ...
 
 
 class World(Protocol):
