@@ -22,6 +22,7 @@ from pingchat.interfaces import IStore
 from pingchat.native.factory import NativeFactory
 from pingchat.startup import ListenerService
 from pingchat.store import Database
+from pingchat.web.policy import TrustedProxies
 
 
 @attrs.define
@@ -40,6 +41,7 @@ class Server:
     top: service.MultiService
     listeners: ListenerService
     tls: Any = None
-    # --trusted-proxy (web.policy.TrustedProxies): who may connect to a haproxy: listener.
-    proxies: Any = None
+    # --trusted-proxy: who may connect to a haproxy: listener, and whose
+    # X-Forwarded-For and Forwarded headers the web door believes.
+    proxies: TrustedProxies = attrs.Factory(TrustedProxies)
     extras: dict[str, Any] = attrs.Factory(dict)

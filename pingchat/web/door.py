@@ -77,7 +77,7 @@ def attach_web(server: Any, reactor: Any) -> None:
         server.extras["irc"],
         reactor,
         origins=OriginPolicy.parse(settings.web_origin),
-        proxies=TrustedProxies.parse(settings.trusted_proxy),
+        proxies=server.proxies,
     )
     server.extras["web"] = site
     for description in settings.web:

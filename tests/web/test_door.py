@@ -41,6 +41,8 @@ class WiringTests(SynchronousTestCase):
         self.assertIs(endpoints[b"irc"].factory, server.extras["irc"])
         self.assertIn("https://gamja.example", endpoints[b"ws"].origins.extra)
         self.assertTrue(site.proxies.trusts("127.0.0.1"))
+        # One --trusted-proxy set for the forwarding headers and the PROXY listeners.
+        self.assertIs(site.proxies, server.proxies)
         # An ssl: web listener alone is reason enough to make the certificate.
         self.assertTrue((self.dir / "tls-cert.pem").exists())
 
