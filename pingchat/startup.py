@@ -315,7 +315,9 @@ def exposure_line(opened: list[Opened], registration: str) -> str | None:
 
     Said at every start where a door that takes registrations listens on
     all interfaces while registration is open: that is the default, and a
-    fine one for a public server, but nobody should run it by surprise.
+    fine one for a public server, but nobody should run it by surprise. A
+    PROXY listener (``haproxy:``) does not count: only the ``--trusted-proxy``
+    balancer can use it, and what the balancer exposes is its own setting.
     """
     if registration != "open":
         return None
@@ -323,7 +325,9 @@ def exposure_line(opened: list[Opened], registration: str) -> str | None:
         {
             str(getattr(o.port.getHost(), "port", "?"))
             for o in opened
-            if o.listener.registers and on_all_interfaces(o.port)
+            if o.listener.registers
+            and not behind_proxy(o.listener.description)[0]
+            and on_all_interfaces(o.port)
         }
     )
     if not ports:

@@ -208,9 +208,9 @@ class ExposureTests(SynchronousTestCase):
     """Addresses as a listening port reports them; nothing is bound here."""
 
     everywhere = "0.0.0.0"  # noqa: S104
-    def opened(self, host: Any, registers: bool = True) -> Opened:
+    def opened(self, host: Any, registers: bool = True, description: str = "ssl:7464") -> Opened:
         service = ListenerService(MemoryReactor(), lambda: None, lambda _: None)
-        service.add("chat", "ssl:7464", FakeEndpoint, Factory(), registers=registers)
+        service.add("chat", description, FakeEndpoint, Factory(), registers=registers)
         return Opened(service.listeners[0], FakePort(host))
 
     def test_open_registration_on_all_interfaces_is_said_in_one_line(self) -> None:
@@ -223,6 +223,20 @@ class ExposureTests(SynchronousTestCase):
         self.assertEqual(
             exposure_line(opened, "open"),
             "listening on all interfaces; anyone who can reach port 6697 or 7464 can register:"
+            " --registration closed (or invite) to stop that",
+        )
+
+    def test_a_proxy_listener_on_all_interfaces_is_not_exposed(self) -> None:
+        """Only a --trusted-proxy balancer can use a haproxy: listener."""
+        behind = [
+            self.opened(IPv4Address("TCP", self.everywhere, 7464), description="haproxy:ssl:7464"),
+            self.opened(IPv6Address("TCP", "::", 6667), description="HAProxy:tcp:6667"),
+        ]
+        self.assertIsNone(exposure_line(behind, "open"))
+        direct = self.opened(IPv4Address("TCP", self.everywhere, 6697), description="ssl:6697")
+        self.assertEqual(
+            exposure_line([*behind, direct], "open"),
+            "listening on all interfaces; anyone who can reach port 6697 can register:"
             " --registration closed (or invite) to stop that",
         )
 
