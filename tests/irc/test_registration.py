@@ -150,6 +150,18 @@ class SASLTests(IRCTestCase):
         c.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + "A" * 401)
         self.assertEqual(c.read()[-1].command, "905")
 
+    def test_an_exchange_longer_than_the_server_keeps_fails_with_904(self) -> None:
+        # Each line is within 400 bytes (905 is for a line over it), but
+        # together they pass what the server keeps: the exchange fails, as
+        # other servers answer it, and nothing more is buffered.
+        c = self.irc()
+        c.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        c.read()
+        c.send(*["AUTHENTICATE " + "A" * 400] * 11)
+        replies = [m.command for m in c.read()]
+        self.assertEqual(replies[0], "904")
+        self.assertNotIn("905", replies)
+
     def test_payload_in_400_byte_chunks(self) -> None:
         password = "p" * 500
         self.make_account("alice", password)
