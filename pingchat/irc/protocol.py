@@ -68,6 +68,12 @@ UNAUTHENTICATED = PRE_REGISTRATION | {
 # While more than this waits for the rate limit, the connection stops reading
 # from its socket until everything waiting has been handled. (The bound that
 # disconnects is the factory's max_queue and max_queue_bytes.)
+UTF8_REFUSED = (
+    "Message rejected: this server takes UTF-8 only; set your client's encoding to UTF-8"
+)
+# NUL is not IRC text (RFC 1459 2.3.1) and no store backend holds it alike
+# (PostgreSQL's text cannot): the line is refused, not stripped (docs/irc.md).
+NUL_REFUSED = "Message rejected: it holds NUL (U+0000), which IRC text cannot contain"
 PAUSE_LINES = 100
 PAUSE_BYTES = 32 * 1024
 
@@ -404,6 +410,9 @@ class IRCProtocol(
         except UnicodeDecodeError:
             self._refuse_invalid_utf8(item)
             return None
+        if b"\0" in body:
+            self._refuse_line(item, "INVALID_MESSAGE", NUL_REFUSED)
+            return None
         if not text.strip():
             return None
         try:
@@ -415,8 +424,14 @@ class IRCProtocol(
     def _refuse_invalid_utf8(self, item: bytes) -> None:
         """``FAIL <command> INVALID_UTF8`` for a line that is not UTF-8; nothing of it is used.
 
-        As the IRCv3 UTF8ONLY specification's examples and Ergo do; the
-        command is named when it is a plain word (``*`` otherwise), and a
+        As the IRCv3 UTF8ONLY specification's examples and Ergo do.
+        """
+        self._refuse_line(item, "INVALID_UTF8", UTF8_REFUSED)
+
+    def _refuse_line(self, item: bytes, code: str, why: str) -> None:
+        """``FAIL <command> <code> :<why>`` for a line refused whole (nothing of it is used).
+
+        The command is named when it is a plain word (``*`` otherwise), and a
         label is honoured like any command's.
         """
         try:
@@ -426,12 +441,7 @@ class IRCProtocol(
         command = msg.command if msg.command.isascii() and msg.command.isalnum() else "*"
         label = msg.tags.get("label") if "labeled-response" in self.caps else None
         r = Reply(self, label or None)
-        r.send(wire.format_line(
-            "FAIL",
-            [command, "INVALID_UTF8",
-             "Message rejected: this server takes UTF-8 only; set your client's encoding to UTF-8"],
-            self.server,
-        ))
+        r.send(wire.format_line("FAIL", [command, code, why], self.server))
         r.finish()
 
     def handle(self, msg: wire.Message) -> Deferred[Any] | None:

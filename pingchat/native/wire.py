@@ -123,13 +123,21 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _holds_lone_surrogate(value: Any) -> bool:
-    """True if any string, key or value of the JSON tree *value* cannot be UTF-8."""
+# NUL (U+0000) is not text the server takes (docs/protocol.md): PostgreSQL's
+# text cannot hold it. A decoded line holds one only from a \u0000 escape
+# (JSON refuses a raw control character), so again the escape comes first.
+_NUL_ESCAPE = "\\u0000"
+_NUL = re.compile("\x00")
+
+
+def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
+    """True if any string, key or value of the JSON tree *value* matches *pattern*
+    (``_SURROGATE``: one that cannot be UTF-8)."""
     stack = [value]  # not recursive: json parses nesting deeper than a recursive walk
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
+            if pattern.search(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item)
@@ -153,7 +161,7 @@ def _readable_id(text: str) -> Any:
     except (ValueError, RecursionError):
         return None
     request_id = obj.get("id") if isinstance(obj, dict) else None
-    if not _is_scalar(request_id) or _holds_lone_surrogate(request_id):
+    if not _is_scalar(request_id) or _holds(request_id, _SURROGATE):
         return None
     return request_id
 
@@ -162,8 +170,9 @@ def parse_request(line: bytes) -> dict[str, Any]:
     """Decode one request line; raise :class:`RefusedLine` (``BadJSON`` or ``BadLine``).
 
     What comes out is JSON an op can trust: strings that are Unicode (no lone
-    surrogate, in keys or values, at any depth) and finite numbers, so anything
-    echoed from it encodes again.
+    surrogate, in keys or values, at any depth) without NUL, which no store
+    backend holds alike, and finite numbers, so anything echoed from it
+    encodes again.
     """
     try:
         text = line.decode("utf-8")
@@ -179,8 +188,8 @@ def parse_request(line: bytes) -> dict[str, Any]:
         raise BadLine("a request must be a JSON object")
     request_id = obj.get("id")
     valid_id = _is_scalar(request_id)
-    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(obj):
-        if _holds_lone_surrogate(request_id):
+    if _SURROGATE_ESCAPE.search(text) and _holds(obj, _SURROGATE):
+        if _holds(request_id, _SURROGATE):
             valid_id = False
         raise BadLine(
             "the request holds a lone surrogate (an unpaired \\ud800-\\udfff escape):"
@@ -189,6 +198,12 @@ def parse_request(line: bytes) -> dict[str, Any]:
         )
     if not valid_id:
         raise BadLine("id must be a scalar (string, number or boolean)")
+    if _NUL_ESCAPE in text and _holds(obj, _NUL):
+        raise BadLine(
+            "the request holds NUL (U+0000, a \\u0000 escape), which is not allowed in"
+            " any string: nothing of it was used",
+            request_id,
+        )
     if not isinstance(obj.get("op"), str):
         raise BadLine("every request needs an op (a string)", request_id)
     return obj

@@ -100,10 +100,10 @@ class BadInputTests(IRCTestCase):
         self.assertEqual(self.server.chat.get_room("#a").limit, None)
         self.assertEqual([e for e in errors if isinstance(e, dict) and e.get("isError")], [])
 
-    def test_garbage_lines_are_ignored_or_421(self) -> None:
+    def test_garbage_lines_are_ignored_421_or_refused(self) -> None:
         c = self.connect("alice")
-        c.send_raw(b"\r\n   \r\n:onlysource\r\n@a=b\r\n\x00\x01\x02\r\nPING :ok\r\n")
-        self.assertEqual(c.commands(), ["421", "PONG"])
+        c.send_raw(b"\r\n   \r\n:onlysource\r\n@a=b\r\n\x01\x02\r\n\x00\x01\r\nPING :ok\r\n")
+        self.assertEqual(c.commands(), ["421", "FAIL", "PONG"])  # FAIL: NUL (test_nul.py)
 
     def test_numeric_commands_from_clients_are_ignored(self) -> None:
         c = self.connect("alice")

@@ -263,6 +263,11 @@ def has_surrogate(value: Any) -> bool:
     return any(isinstance(x, str) and re.search("[\ud800-\udfff]", x) for x in leaves(value))
 
 
+def has_nul(value: Any) -> bool:
+    """NUL anywhere refuses a request (docs/protocol.md, tests/native/test_nul.py)."""
+    return any(isinstance(x, str) and "\x00" in x for x in leaves(value))
+
+
 def has_non_finite(value: Any) -> bool:
     return any(isinstance(x, Raw) for x in leaves(value))
 
@@ -297,6 +302,8 @@ def expected_answer(value: Any, ascii: bool) -> tuple[str | None, Any]:
     if has_non_finite(value):
         return "bad_json", echoed
     if not isinstance(value, dict) or has_surrogate(value) or echoed is not request_id:
+        return "bad_request", echoed
+    if has_nul(value):
         return "bad_request", echoed
     if not isinstance(value.get("op"), str):
         return "bad_request", echoed

@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pingchat.errors import UserExists
+from pingchat.errors import BadRequest, UserExists
 from pingchat.store import Database, Store, migrations
 from pingchat.store.database import connect
 from pingchat.store.messages import _id_at_or_after
@@ -349,6 +349,55 @@ class WriterThreadTests(StoreBackend, TestCase):
         yield third
         accounts = yield self.store.list_accounts()
         self.assertEqual([a.name for a in accounts], ["alice", "bob"])
+
+    @inlineCallbacks
+    def test_a_string_holding_nul_is_bad_request_and_its_batch_mates_commit(self) -> Any:
+        # PostgreSQL's text cannot hold NUL, SQLite's can: refused alike on
+        # both, before any SQL, and the jobs of the same turn (one batch) stay.
+        account = yield self.store.create_account("alice", b"h", 0)
+        room = yield self.store.create_room("#r", 0)
+        before = self.store.add_room_message(room.id, "#r", "alice", account.id, "one", 1)
+        poisoned = [
+            self.store.add_audit(2, "login_failed", account="ali\x00ce"),
+            self.store.set_topic(room.id, "a \x00 topic", "alice", 2),
+            self.db.run("nested", lambda conn, rows: None, [("ok", {"k": "\x00"})]),
+            self.db.read("read", lambda conn, name: name, "a\x00"),
+        ]
+        after = self.store.add_room_message(room.id, "#r", "alice", account.id, "two", 3)
+        for d in poisoned:
+            failure = yield self.assertFailure(d, BadRequest)
+            self.assertIn("NUL", failure.message)
+        yield DeferredList([before, after], fireOnOneErrback=True)
+        messages = yield self.store.room_history(room.id)
+        self.assertEqual([m.text for m in messages], ["one", "two"])
+        audit = yield self.store.recent_audit()
+        self.assertEqual([a for a in audit if a["event"] == "login_failed"], [])
+        rooms = yield self.store.load_rooms()
+        self.assertEqual([r.info.topic or "" for r in rooms if r.info.name == "#r"], [""])
+
+    @inlineCallbacks
+    def test_a_job_the_database_refuses_does_not_undo_its_batch_mates(self) -> Any:
+        # A statement the driver refuses inside the batch (NUL built past the
+        # guard on PostgreSQL; a CHECK-like failure on SQLite): the others stay.
+        account = yield self.store.create_account("alice", b"h", 0)
+        room = yield self.store.create_room("#r", 0)
+
+        def refused(conn: Any) -> None:
+            conn.execute("UPDATE rooms SET topic = ? WHERE id = ?", ("x", room.id))
+            if self.backend == POSTGRESQL:
+                conn.execute("UPDATE rooms SET topic = ? WHERE id = ?", ("a" + chr(0), room.id))
+            else:
+                conn.execute("SELECT no_such_function()")
+
+        before = self.store.add_room_message(room.id, "#r", "alice", account.id, "one", 1)
+        failing = self.db.run("refused", refused)
+        after = self.store.add_room_message(room.id, "#r", "alice", account.id, "two", 3)
+        yield self.assertFailure(failing, self.db.Error)
+        yield DeferredList([before, after], fireOnOneErrback=True)
+        messages = yield self.store.room_history(room.id)
+        self.assertEqual([m.text for m in messages], ["one", "two"])
+        rooms = yield self.store.load_rooms()
+        self.assertEqual([r.info.topic or "" for r in rooms if r.info.name == "#r"], [""])
 
     @inlineCallbacks
     def test_history_reads_do_not_wait_behind_the_writer(self) -> Any:
