@@ -50,8 +50,9 @@ class _Checkpoint:
 
     def __init__(self) -> None:
         self.waiting: list[Deferred[None]] = []
-NUL_REFUSED = "text holding NUL (U+0000) cannot be stored; nothing was changed"
 
+
+NUL_REFUSED = "text holding NUL (U+0000) cannot be stored; nothing was changed"
 MAX_BATCH = 512
 # Committed transactions whose callbacks run in one reactor turn: at most
 # this many, and no more once this much time has gone (a login's callbacks
