@@ -15,6 +15,7 @@ import hashlib
 import re
 import time
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -76,6 +77,22 @@ def check_room_name(name: object) -> str:
             "commas, colons or control characters"
         )
     return name
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in *value*: itself, or the keys, values and items of the
+    dicts, lists, tuples and sets in it, at any depth (without recursion, so
+    JSON nested deeper than Python's stack is walked too)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
 
 
 def clean_text(text: str) -> str:

@@ -15,6 +15,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from pingchat.errors import BadRequest, ChatError
+from pingchat.model import strings_in
 
 MAX_LINE = 16 * 1024
 
@@ -133,18 +134,7 @@ _NUL = re.compile("\x00")
 def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
     """True if any string, key or value of the JSON tree *value* matches *pattern*
     (``_SURROGATE``: one that cannot be UTF-8)."""
-    stack = [value]  # not recursive: json parses nesting deeper than a recursive walk
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if pattern.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    return any(pattern.search(text) for text in strings_in(value))
 
 
 def _is_scalar(value: Any) -> bool:

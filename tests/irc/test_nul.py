@@ -10,23 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import LogLevel, globalLogPublisher
-
 from tests.backends import StoreBackend, on_postgresql
 from tests.irc.helpers import PASSWORD, IRCTestCase
+from tests.logged import errors_logged
 
 
 class NulLineTests(StoreBackend, IRCTestCase):
     def setUp(self) -> None:
         self.settings = {**self.settings, **self.store_settings()}
         super().setUp()
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self._observe)
-        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
-
-    def _observe(self, event: dict[str, Any]) -> None:
-        if "log_failure" in event or event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            self.logged.append(event)
+        self.logged = errors_logged(self)
 
     def assertRefused(self, c: Any, line: bytes, command: str) -> None:
         c.send_raw(line + b"\r\n")

@@ -31,11 +31,11 @@ import attrs
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from twisted.logger import LogLevel, globalLogPublisher
 
 from pingchat.native.protocol import PUBLIC_OPS
 from pingchat.testing import NativeTestClient, strict_json
 from tests.helpers import PASSWORD, ServerTestCase
+from tests.logged import errors_logged
 
 DOC = Path(__file__).parents[2] / "docs" / "protocol.md"
 # every documented op with the fields its heading names: "### `say {room, text}`"
@@ -331,13 +331,7 @@ class FuzzTests(ServerTestCase):
         self.bob = self.account("bob")
         self.bob.request("join", room="#room")
         self.examples = 0
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self._observe)
-        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
-
-    def _observe(self, event: dict[str, Any]) -> None:
-        if "log_failure" in event or event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            self.logged.append(event)
+        self.logged = errors_logged(self)
 
     def fresh_client(self, logged_in: bool) -> NativeTestClient:
         """A new connection from a new address (no throttle carries over).

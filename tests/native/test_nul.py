@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import LogLevel, globalLogPublisher
-
 from pingchat.testing import NativeTestClient
 from tests.backends import on_postgresql
 from tests.helpers import PASSWORD, ServerTestCase
+from tests.logged import errors_logged
 
 NUL = "\x00"
 
@@ -25,13 +24,7 @@ class NulTests(ServerTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self._observe)
-        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
-
-    def _observe(self, event: dict[str, Any]) -> None:
-        if "log_failure" in event or event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            self.logged.append(event)
+        self.logged = errors_logged(self)
 
     def ask(self, client: NativeTestClient, op: str, **args: Any) -> dict[str, Any]:
         """The reply to *op*, sent as JSON with NUL as the ``\\u0000`` escape."""

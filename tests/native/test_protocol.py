@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import LogLevel, globalLogPublisher
-
 from pingchat.auth.tokens import token_hash
 from pingchat.native.protocol import NativeProtocol
 from pingchat.testing import NativeTestClient, strict_json
 from tests.backends import on_postgresql
 from tests.helpers import PASSWORD, ServerTestCase
+from tests.logged import errors_logged
 
 
 class ConnectionTests(ServerTestCase):
@@ -405,13 +404,7 @@ class InputEdgeTests(ServerTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self._observe)
-        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
-
-    def _observe(self, event: dict[str, Any]) -> None:
-        if "log_failure" in event or event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            self.logged.append(event)
+        self.logged = errors_logged(self)
 
     def answer(self, client: NativeTestClient, line: bytes) -> dict[str, Any]:
         """The one line that answers *line*, parsed as strict JSON (no NaN, no Infinity)."""
