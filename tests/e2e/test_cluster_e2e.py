@@ -9,10 +9,12 @@ the store's order."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import threading
 import time
+import urllib.request
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -161,7 +163,22 @@ class ClusterEndToEndTests(TestCase):
             0.2,
             "the nodes to join the bus",
         )
-        time.sleep(2.5)  # a heartbeat round: each node has read the others' tables
+        # and each sees the others (their heartbeats and session tables read)
+        wait_until(
+            lambda: all(self.nodes_seen_by(n) == count for n in self.nodes),
+            30,
+            0.2,
+            f"every node to see {count} nodes",
+        )
+
+    @staticmethod
+    def nodes_seen_by(node: ServerProcess) -> int:
+        """The cluster's nodes as *node* counts them (its /metrics)."""
+        url = (node.data_dir / "metrics-url").read_text().strip()
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our loopback
+            text = response.read().decode()
+        match = re.search(r"^pingchat_cluster_nodes (\S+)$", text, re.M)
+        return int(float(match.group(1))) if match else 0
 
     def native(self, i: int, name: str | None = None) -> LineClient:
         c = LineClient("127.0.0.1", self.nodes[i].port(), timeout=30)
