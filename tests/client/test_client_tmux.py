@@ -76,14 +76,7 @@ class TerminalClientTests(TestCase):
         config = self.config_dir()
         self.client(pane, port, config)
         t = self.tmux
-        t.wait_for(pane, r"Trust this server\? \(yes/no\)")
-        t.type(pane, "yes")
-        t.wait_for(pane, r"Type  login .* register")
-        t.type(pane, "login")
-        t.wait_for(pane, "User name")
-        t.type(pane, name)
-        t.wait_for(pane, f"Password for {name}")
-        t.type(pane, PASSWORD)
+        t.trust_and_log_in(pane, name, PASSWORD)
         t.wait_for(pane, "Published your encryption key for this device")
         return config
 

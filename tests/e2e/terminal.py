@@ -77,6 +77,19 @@ class Tmux:
         self.tmux("send-keys", "-t", name, "-l", text)
         self.tmux("send-keys", "-t", name, "Enter")
 
+    def trust_and_log_in(self, name: str, user: str, password: str) -> None:
+        """In the terminal client *name* just started: trust the server on
+        first use, then ``login`` as *user*. The caller waits for what comes
+        next (its own marker of a finished login)."""
+        self.wait_for(name, r"Trust this server\? \(yes/no\)")
+        self.type(name, "yes")
+        self.wait_for(name, r"Type  login .* register")
+        self.type(name, "login")
+        self.wait_for(name, "User name")
+        self.type(name, user)
+        self.wait_for(name, f"Password for {user}")
+        self.type(name, password)
+
     def keys(self, name: str, *keys: str) -> None:
         self.tmux("send-keys", "-t", name, *keys)
 

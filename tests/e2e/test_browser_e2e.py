@@ -352,14 +352,7 @@ class EncryptedDmTests(WebServerTestCase):
     def terminal_login(self, tmux: Tmux, pane: str, name: str) -> None:
         tmux.start(pane, PINGCHAT, "client", "--config-dir", str(self.config_dir()),
                    f"127.0.0.1:{self.native_port}")
-        tmux.wait_for(pane, r"Trust this server\? \(yes/no\)")
-        tmux.type(pane, "yes")
-        tmux.wait_for(pane, r"Type  login .* register")
-        tmux.type(pane, "login")
-        tmux.wait_for(pane, "User name")
-        tmux.type(pane, name)
-        tmux.wait_for(pane, f"Password for {name}")
-        tmux.type(pane, PASSWORD)
+        tmux.trust_and_log_in(pane, name, PASSWORD)
         tmux.wait_for(pane, "Published your encryption key for this device")
 
     def config_dir(self) -> Path:

@@ -183,14 +183,7 @@ class TerminalClientTests(ClusterBehindHAProxy):
         tmux, pane = Tmux(self), name
         tmux.start(pane, PINGCHAT, "client", "--config-dir", str(config),
                    f"127.0.0.1:{self.balancer.ports['native']}")  # fmt: skip
-        tmux.wait_for(pane, r"Trust this server\? \(yes/no\)")
-        tmux.type(pane, "yes")
-        tmux.wait_for(pane, r"Type  login .* register")
-        tmux.type(pane, "login")
-        tmux.wait_for(pane, "User name")
-        tmux.type(pane, name)
-        tmux.wait_for(pane, f"Password for {name}")
-        tmux.type(pane, PASSWORD)
+        tmux.trust_and_log_in(pane, name, PASSWORD)
         tmux.wait_for(pane, f"Logged in as {name}")
         return tmux, pane
 
